@@ -1,0 +1,22 @@
+//===- moe-translate.cpp - moe translation driver --------------------------===//
+//
+// Translations out of (and into) MLIR for moe modules. Registered:
+//   --mlir-to-llvmir   an already-lowered module (LLVM dialect) to LLVM IR;
+//   --import-llvm      LLVM IR to the LLVM dialect (round trips, debugging).
+// The moe dialect is registered so that files holding both moe and LLVM
+// dialect ops parse; a translation rejects ops it cannot translate.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mlir/InitAllTranslations.h"
+#include "mlir/Tools/mlir-translate/MlirTranslateMain.h"
+#include "mlir/Tools/mlir-translate/Translation.h"
+
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+
+int main(int argc, char **argv) {
+  mlir::registerToLLVMIRTranslation();
+  mlir::registerFromLLVMIRTranslation();
+  return mlir::failed(
+      mlir::mlirTranslateMain(argc, argv, "moe-mlir translation driver\n"));
+}
