@@ -1,0 +1,42 @@
+# -*- Python -*-
+# lit configuration of the moe regression suite.
+
+import os
+import shutil
+import subprocess
+
+import lit.formats
+from lit.llvm import llvm_config
+from lit.llvm.subst import ToolSubst
+
+config.name = "MOE"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".py", ".test"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs",
+                   "unittests"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.moe_obj_root, "test")
+
+config.substitutions.append(("%PATH%", config.environment["PATH"]))
+config.substitutions.append(("%moe_src_root", config.moe_src_root))
+config.substitutions.append(("%moe_examples", os.path.join(config.moe_src_root, "examples")))
+
+llvm_config.use_default_substitutions()
+# Keep FileCheck strict, as upstream MLIR does.
+config.environment["FILECHECK_OPTS"] = "-enable-var-scope --allow-unused-prefixes=false"
+
+llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
+tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
+tools = ["moe-opt", "moe-translate"]
+llvm_config.add_tool_substitutions(tools, tool_dirs)
+
+# A Python interpreter for the frontend tests: the frontend needs only the
+# standard library.
+python = shutil.which("python3") or "/usr/bin/python3"
+config.substitutions.append(("%PYTHON", python))
+config.environment["PYTHONPATH"] = os.path.join(config.moe_src_root, "python-frontend")
+config.environment["MOE_TOOLS_DIR"] = config.moe_tools_dir
+
+# Optional features: CUDA's ptxas for assembling PTX in GPU lowering tests.
+if shutil.which("ptxas") or os.path.exists("/usr/local/cuda/bin/ptxas"):
+    config.available_features.add("ptxas")
