@@ -45,11 +45,15 @@ public:
     return tensor::DimOp::create(b, loc, v, i).getResult();
   }
 
-  /// A zero-filled tensor of the given mixed sizes.
+  /// A tensor of the given mixed sizes filled with `value`.
+  Value filled(ArrayRef<OpFoldResult> sizes, TypedAttr value) {
+    Value empty = tensor::EmptyOp::create(b, loc, sizes, value.getType());
+    Value scalar = arith::ConstantOp::create(b, loc, value);
+    return linalg::FillOp::create(b, loc, scalar, empty).getResult(0);
+  }
+
   Value zeros(ArrayRef<OpFoldResult> sizes, Type elemType) {
-    Value empty = tensor::EmptyOp::create(b, loc, sizes, elemType);
-    Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(elemType));
-    return linalg::FillOp::create(b, loc, zero, empty).getResult(0);
+    return filled(sizes, cast<TypedAttr>(b.getZeroAttr(elemType)));
   }
 
   Value empty(ArrayRef<OpFoldResult> sizes, Type elemType) {
@@ -425,10 +429,7 @@ FailureOr<Value> mlir::moe::decomposeLayer(RewriterBase &rewriter,
           },
           ValueRange{gateLogit});
     } else {
-      sharedWeights = tb.map2d({}, {}, f32, sizes,
-                               [](OpBuilder &nb, Location nl, ValueRange) {
-                                 return TensorBuilder(nb, nl).f32(1.0);
-                               });
+      sharedWeights = tb.filled(sizes, rewriter.getF32FloatAttr(1.0));
     }
     StackedFFN shared{layer.getSharedW1(), layer.getSharedW3(),
                       layer.getSharedW2(), Value(), Value()};
