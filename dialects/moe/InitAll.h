@@ -5,7 +5,9 @@
 
 #include "mlir/IR/DialectRegistry.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/Transforms/Passes.h"
+#include "moe/Pipelines/Pipelines.h"
 
 namespace mlir::moe {
 
@@ -15,7 +17,11 @@ inline void registerAllMoeDialects(DialectRegistry &registry) {
 }
 
 /// Registers every moe pass with the global pass registry.
-inline void registerAllMoePasses() { registerMoePasses(); }
+inline void registerAllMoePasses() {
+  registerMoePasses();
+  registerMoeConversionPasses();
+  registerMoePipelines();
+}
 
 } // namespace mlir::moe
 

@@ -35,16 +35,19 @@ void mlir::moe::detail::printDouble(AsmPrinter &printer, double value) {
 }
 
 FailureOr<Real> mlir::moe::detail::parseDouble(AsmParser &parser) {
-  // Accept integer literals too: `scaling = 2` means 2.0.
-  int64_t intValue = 0;
+  // Accept integer literals too (`scaling = 2` means 2.0), with a sign.
+  bool negative = succeeded(parser.parseOptionalMinus());
+  uint64_t intValue = 0;
   OptionalParseResult intResult = parser.parseOptionalInteger(intValue);
-  if (intResult.has_value())
-    return failed(*intResult) ? FailureOr<Real>(failure())
-                              : FailureOr<Real>(Real{double(intValue)});
   double value = 0.0;
-  if (parser.parseFloat(value))
+  if (intResult.has_value()) {
+    if (failed(*intResult))
+      return failure();
+    value = static_cast<double>(intValue);
+  } else if (parser.parseFloat(value)) {
     return failure();
-  return Real{value};
+  }
+  return Real{negative ? -value : value};
 }
 
 #define GET_ATTRDEF_CLASSES
@@ -71,6 +74,12 @@ RoutingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                     Real capacityFactor, Real jitterEps, Real epsilon) {
   if (k < 1)
     return emitError() << "routing k must be at least 1, got " << k;
+  for (auto [name, value] :
+       {std::pair<StringRef, double>{"scaling", scaling}, {"top_p", topP},
+        {"threshold", threshold}, {"capacity_factor", capacityFactor},
+        {"jitter_eps", jitterEps}, {"epsilon", epsilon}})
+    if (!std::isfinite(value))
+      return emitError() << "routing " << name << " must be finite";
   if (!(scaling > 0.0) || !std::isfinite(scaling))
     return emitError() << "routing scaling factor must be positive and finite, got "
                        << double(scaling);
@@ -90,20 +99,19 @@ RoutingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        << ") exceeds num_groups (" << numGroups << ")";
   if (policy != RoutingPolicy::GroupedTopK && numGroups != 1)
     return emitError() << "num_groups is only meaningful for grouped_top_k";
-  if (policy == RoutingPolicy::Sinkhorn && sinkhornIterations < 1)
-    return emitError() << "sinkhorn needs at least one iteration, got "
+  if (sinkhornIterations < 1)
+    return emitError() << "sinkhorn_iterations must be at least 1, got "
                        << sinkhornIterations;
-  if (policy == RoutingPolicy::ExpertChoice &&
-      (!(capacityFactor > 0.0) || !std::isfinite(capacityFactor)))
-    return emitError() << "expert_choice capacity_factor must be positive, got "
+  if (!(double(capacityFactor) > 0.0))
+    return emitError() << "routing capacity_factor must be positive, got "
                        << double(capacityFactor);
   if (policy == RoutingPolicy::SparseMixer) {
     if (k != 2)
       return emitError() << "sparse_mixer selects exactly 2 experts, got k = " << k;
-    if (!(jitterEps > 0.0 && jitterEps < 1.0))
-      return emitError() << "sparse_mixer jitter_eps must be in (0, 1), got "
-                         << double(jitterEps);
   }
+  if (!(jitterEps > 0.0 && jitterEps < 1.0))
+    return emitError() << "routing jitter_eps must be in (0, 1), got "
+                       << double(jitterEps);
   if (score == ScoreFunction::SoftmaxSelected &&
       normalize == Normalization::Selected)
     return emitError() << "softmax_selected weights already sum to 1; "
@@ -124,12 +132,10 @@ CapacityAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                      Real factor, CapacityFormula formula, int64_t fixed,
                      int64_t minCapacity, int64_t align, QueueOrder order,
                      DropPolicy onDrop, bool renormalize) {
-  if (formula == CapacityFormula::Fixed) {
-    if (fixed < 1)
-      return emitError() << "fixed capacity must be at least 1, got " << fixed;
-  } else if (!(factor > 0.0) || !std::isfinite(factor)) {
+  if (formula == CapacityFormula::Fixed && fixed < 1)
+    return emitError() << "fixed capacity must be at least 1, got " << fixed;
+  if (!(factor > 0.0) || !std::isfinite(factor))
     return emitError() << "capacity factor must be positive, got " << double(factor);
-  }
   if (minCapacity < 0)
     return emitError() << "min_capacity must not be negative, got "
                        << minCapacity;

@@ -383,6 +383,10 @@ LogicalResult DispatchOp::verify() {
     if (failed(checkDim(op, dispType.getDimSize(1), expectedC,
                         "capacity (dispatched dimension 1)")))
       return failure();
+  } else if (!dispType.isDynamicDim(1)) {
+    return emitOpError() << "capacity (dispatched dimension 1) depends on the "
+                            "dynamic token count and must be '?', got "
+                         << dispType.getDimSize(1);
   }
   if (rowType.getDimSize(0) != e ||
       !dimsCompatible(rowType.getDimSize(1), dispType.getDimSize(1)))
@@ -551,7 +555,8 @@ LogicalResult CombineOp::verify() {
 
 LogicalResult ExpertStatsOp::verify() {
   Operation *op = getOperation();
-  if (failed(checkRoutingPair(op, getWeights(), getExperts(),
+  if (failed(checkRank(op, getExperts(), 2, "experts", "[T, K]")) ||
+      failed(checkRoutingPair(op, getWeights(), getExperts(),
                               getExperts().getType().getDimSize(0), "weights",
                               "experts")) ||
       failed(checkRank(op, getCounts(), 1, "counts", "[E]")) ||

@@ -33,7 +33,7 @@ def Moe_LayerOp : Moe_Op<"layer", [Pure, AttrSizedOperandSegments]> {
 
     * `input` `[T, D]`;
     * `router` `[D, E']`, optional `router_bias` `[E']` added to the logits,
-      optional `selection_bias` `[E]` added to the scores for selection only
+      optional `selection_bias` `[E']` added to the scores for selection only
       (DeepSeek-V3 `e_score_correction_bias`);
     * `w1` `[E, D, F]` (`[E, D, 2F]` for a fused GLU gate/up), optional `w3`
       `[E, D, F]` (required for a GLU with separate gate/up), `w2` `[E, F, D]`,
@@ -124,7 +124,7 @@ def Moe_RouteOp : Moe_Op<"route", [Pure]> {
     `expert_choice`) or picked a null expert; every `-1` slot has weight 0.
     Unused slots follow all used slots of a token.
 
-    The optional `selection_bias` `[E]` is added to the scores for the choice
+    The optional `selection_bias` `[E']` is added to the scores for the choice
     only: weights come from the uncorrected scores.
 
     ```mlir

@@ -59,4 +59,21 @@ def MoeDecomposePass : Pass<"moe-decompose"> {
   ];
 }
 
+//===----------------------------------------------------------------------===//
+// Model-library preparation
+//===----------------------------------------------------------------------===//
+
+def MoeExportEntryPointsPass : Pass<"moe-export-entry-points", "::mlir::ModuleOp"> {
+  let summary = "Check and mark the public functions a model library exports";
+  let description = [{
+    Every public `func.func` with a body becomes an entry point of the model
+    library: it gets `llvm.emit_c_interface` (so `_mlir_ciface_<name>` takes
+    memref descriptors) and its signature is checked: arguments and results
+    must be ranked tensors of f32, f16, bf16, i32 or i64 whose non-leading
+    dimensions are static (the leading dimension, the token count, may be
+    dynamic). Anything else is rejected with the offending argument named.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD

@@ -1,0 +1,57 @@
+//===- Passes.td - moe conversion passes -----------------*- tablegen -*-===//
+
+#ifndef MOE_CONVERSION_PASSES_TD
+#define MOE_CONVERSION_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def ConvertMoeToLinalgPass : Pass<"convert-moe-to-linalg"> {
+  let summary = "Lower moe.experts and moe.grouped_matmul to scf loops over experts";
+  let description = [{
+    Expert computation becomes an `scf.for` over the E experts on tensors.
+    Each iteration reads the expert's row count from `counts`, takes its
+    segment of the dispatched tokens with `tensor.extract_slice` (rows
+    `[offset, offset + count)` ragged, `[e, 0:count]` padded) and the expert's
+    slice of every stacked weight, runs the body (cloned) or the product, and
+    inserts the result into a zero-initialised accumulator. Counts are
+    clamped to the rows that exist, so a corrupt count never addresses memory
+    outside the tensors. An expert without rows does no arithmetic.
+
+    `moe.grouped_matmul` accumulates in f32 and converts to the result type.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def ConvertMoeToRuntimePass : Pass<"convert-moe-to-runtime", "::mlir::ModuleOp"> {
+  let summary = "Lower routing, dispatch, combine and statistics to runtime kernel calls";
+  let description = [{
+    `moe.route`, `moe.dispatch`, `moe.combine` and `moe.expert_stats` are
+    data-dependent and cheap next to the expert products; on CPU they become
+    one call each to the kernels of `runtime/include/moert/cpu_kernels.h`
+    (`moert_cpu_route`, ...), which implement docs/Semantics.md. Operands
+    cross into memrefs with `bufferization.to_buffer` (read-only), results are
+    freshly allocated buffers wrapped by `bufferization.to_tensor restrict`, so
+    one-shot bufferization composes with the rest of the function. The
+    declarations carry `llvm.emit_c_interface`; a padded capacity that depends
+    on a dynamic token count is computed in the IR with the formula of
+    `#moe.capacity`.
+
+    The CPU kernels take f32 routing values (logits, weights); activations may
+    be f32, f16 or bf16.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+#endif // MOE_CONVERSION_PASSES_TD

@@ -1,0 +1,32 @@
+//===- Pipelines.h - moe lowering pipelines ----------------------*- C++ -*-===//
+
+#ifndef MOE_PIPELINES_PIPELINES_H
+#define MOE_PIPELINES_PIPELINES_H
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassOptions.h"
+
+namespace mlir::moe {
+
+/// Options of `moe-lower-to-cpu-pipeline`.
+struct MoeCPUPipelineOptions
+    : public PassPipelineOptions<MoeCPUPipelineOptions> {
+  PassOptions::Option<bool> exportEntryPoints{
+      *this, "export-entry-points",
+      llvm::cl::desc("Give public functions a C interface "
+                     "(_mlir_ciface_<name>) for model libraries"),
+      llvm::cl::init(true)};
+};
+
+/// moe dialect (and ordinary tensor/linalg/arith/math ops) to the LLVM
+/// dialect for the CPU: decompose, lower experts to loops and data movement
+/// to runtime kernel calls, bufferize, lower to LLVM.
+void buildMoeLowerToCPUPipeline(OpPassManager &pm,
+                                const MoeCPUPipelineOptions &options);
+
+/// Registers `moe-lower-to-cpu-pipeline`.
+void registerMoePipelines();
+
+} // namespace mlir::moe
+
+#endif // MOE_PIPELINES_PIPELINES_H

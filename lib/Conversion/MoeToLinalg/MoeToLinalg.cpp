@@ -1,0 +1,196 @@
+//===- MoeToLinalg.cpp - moe.experts / grouped_matmul to scf + linalg ------===//
+
+#include "moe/Conversion/MoeToLinalg/MoeToLinalg.h"
+#include "moe/Conversion/Passes.h"
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/Moe/Utils/TensorBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_CONVERTMOETOLINALGPASS
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+/// Describes where expert `e`'s rows live in a dispatched-layout tensor and
+/// builds slices of it. Ragged: rows [offset, offset + count) of [N, X];
+/// padded: rows [0, count) of [e] in [E, C, X].
+struct SegmentLayout {
+  bool padded;
+
+  /// The segment `[count, X]` of `source` for expert `e`.
+  Value extract(OpBuilder &b, Location loc, Value source, Value e, Value offset,
+                Value count) const {
+    auto type = cast<RankedTensorType>(source.getType());
+    int64_t width = type.getShape().back();
+    auto segType = RankedTensorType::get({ShapedType::kDynamic, width},
+                                         type.getElementType());
+    if (!padded)
+      return tensor::ExtractSliceOp::create(
+          b, loc, segType, source,
+          ArrayRef<OpFoldResult>{offset, b.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{count, b.getIndexAttr(width)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    return tensor::ExtractSliceOp::create(
+        b, loc, segType, source,
+        ArrayRef<OpFoldResult>{e, b.getIndexAttr(0), b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), count, b.getIndexAttr(width)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
+                               b.getIndexAttr(1)});
+  }
+
+  /// Inserts segment `seg` `[count, X]` into `dest` for expert `e`.
+  Value insert(OpBuilder &b, Location loc, Value seg, Value dest, Value e,
+               Value offset, Value count) const {
+    int64_t width = cast<RankedTensorType>(dest.getType()).getShape().back();
+    if (!padded)
+      return tensor::InsertSliceOp::create(
+          b, loc, seg, dest, ArrayRef<OpFoldResult>{offset, b.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{count, b.getIndexAttr(width)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    return tensor::InsertSliceOp::create(
+        b, loc, seg, dest,
+        ArrayRef<OpFoldResult>{e, b.getIndexAttr(0), b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), count, b.getIndexAttr(width)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
+                               b.getIndexAttr(1)});
+  }
+};
+
+/// Expert `e`'s slice of a stacked weight `[E, ...]` (leading dim dropped).
+Value expertSlice(OpBuilder &b, Location loc, Value stacked, Value e) {
+  auto type = cast<RankedTensorType>(stacked.getType());
+  TensorBuilder tb(b, loc);
+  SmallVector<OpFoldResult> offsets = {e}, sizes = {b.getIndexAttr(1)},
+                            strides(type.getRank(), b.getIndexAttr(1));
+  for (int64_t i = 1; i < type.getRank(); ++i) {
+    offsets.push_back(b.getIndexAttr(0));
+    sizes.push_back(tb.dim(stacked, i));
+  }
+  auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
+                                         type.getElementType());
+  return tensor::ExtractSliceOp::create(b, loc, sliceType, stacked, offsets,
+                                        sizes, strides);
+}
+
+/// Emits the loop over experts shared by moe.experts and moe.grouped_matmul.
+/// `computeSegment(b, loc, e, segment)` returns the output rows of one expert.
+Value buildExpertLoop(
+    OpBuilder &b, Location loc, Value dispatched, Value counts,
+    RankedTensorType resultType,
+    function_ref<Value(OpBuilder &, Location, Value, Value)> computeSegment) {
+  TensorBuilder tb(b, loc);
+  auto dispType = cast<RankedTensorType>(dispatched.getType());
+  SegmentLayout layout{dispType.getRank() == 3};
+  int64_t numExperts = cast<RankedTensorType>(counts.getType()).getDimSize(0);
+
+  SmallVector<OpFoldResult> resultSizes;
+  for (int64_t i = 0; i + 1 < resultType.getRank(); ++i)
+    resultSizes.push_back(tb.dim(dispatched, i));
+  resultSizes.push_back(b.getIndexAttr(resultType.getShape().back()));
+  Value init = tb.zeros(resultSizes, resultType.getElementType());
+
+  // Rows available to segments: N (ragged) or C (padded); counts are clamped
+  // to them so a bad count cannot address memory outside the tensors.
+  Value rowLimit = getValueOrCreateConstantIndexOp(
+      b, loc, tb.dim(dispatched, layout.padded ? 1 : 0));
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  Value upper = arith::ConstantIndexOp::create(b, loc, numExperts);
+  auto loop = scf::ForOp::create(
+      b, loc, zero, upper, one, ValueRange{init, zero},
+      [&](OpBuilder &lb, Location ll, Value e, ValueRange iterArgs) {
+        Value acc = iterArgs[0], offset = iterArgs[1];
+        Value countI32 = tensor::ExtractOp::create(lb, ll, counts, e);
+        Value count = arith::IndexCastOp::create(lb, ll, lb.getIndexType(),
+                                                 countI32);
+        count = arith::MaxSIOp::create(lb, ll, count, zero);
+        Value room = layout.padded
+                         ? rowLimit
+                         : arith::SubIOp::create(lb, ll, rowLimit, offset)
+                               .getResult();
+        count = arith::MinSIOp::create(lb, ll, count, room);
+        Value seg = layout.extract(lb, ll, dispatched, e, offset, count);
+        Value out = computeSegment(lb, ll, e, seg);
+        Value updated = layout.insert(lb, ll, out, acc, e, offset, count);
+        Value nextOffset = arith::AddIOp::create(lb, ll, offset, count);
+        scf::YieldOp::create(lb, ll, ValueRange{updated, nextOffset});
+      });
+  return loop.getResult(0);
+}
+
+struct LowerExperts : OpRewritePattern<ExpertsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ExpertsOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Block &body = op.getBody().front();
+    Value result = buildExpertLoop(
+        rewriter, loc, op.getDispatched(), op.getCounts(),
+        op.getResult().getType(),
+        [&](OpBuilder &b, Location l, Value e, Value seg) -> Value {
+          IRMapping mapping;
+          mapping.map(body.getArgument(0), seg);
+          for (auto [i, w] : llvm::enumerate(op.getWeights()))
+            mapping.map(body.getArgument(i + 1), expertSlice(b, l, w, e));
+          for (Operation &inner : body.without_terminator())
+            b.clone(inner, mapping);
+          return mapping.lookup(cast<YieldOp>(body.getTerminator()).getValue());
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct LowerGroupedMatmul : OpRewritePattern<GroupedMatmulOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(GroupedMatmulOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Type elemType = op.getResult().getType().getElementType();
+    bool transposed = op.getTransposeRhs();
+    Value result = buildExpertLoop(
+        rewriter, loc, op.getLhs(), op.getCounts(), op.getResult().getType(),
+        [&](OpBuilder &b, Location l, Value e, Value seg) -> Value {
+          TensorBuilder tb(b, l);
+          Value rhs = expertSlice(b, l, op.getRhs(), e);
+          return tb.truncTo(tb.matmul(seg, rhs, transposed), elemType);
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct ConvertMoeToLinalgPass
+    : public mlir::moe::impl::ConvertMoeToLinalgPassBase<
+          ConvertMoeToLinalgPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateMoeToLinalgPatterns(patterns);
+    walkAndApplyPatterns(getOperation(), std::move(patterns));
+    WalkResult leftover = getOperation()->walk([](Operation *op) {
+      if (!isa<ExpertsOp, GroupedMatmulOp>(op))
+        return WalkResult::advance();
+      op->emitOpError("could not be lowered to loops");
+      return WalkResult::interrupt();
+    });
+    if (leftover.wasInterrupted())
+      signalPassFailure();
+  }
+};
+
+} // namespace
+
+void mlir::moe::populateMoeToLinalgPatterns(RewritePatternSet &patterns) {
+  patterns.add<LowerExperts, LowerGroupedMatmul>(patterns.getContext());
+}

@@ -1,0 +1,368 @@
+//===- MoeToRuntime.cpp - routing/dispatch/combine to CPU kernel calls -----===//
+//
+// Implements `convert-moe-to-runtime`. Each op becomes:
+//
+//   %in  = bufferization.to_buffer %t read_only   (operands)
+//   %out = memref.alloc(...)                       (results)
+//   func.call @moert_cpu_<op>(casts of %in..., casts of %out..., scalars)
+//   %r   = bufferization.to_tensor %out restrict writable
+//
+// Memrefs are cast to fully dynamic strided types so one declaration serves
+// every shape; the kernels read sizes and strides from the descriptors.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/MoeToRuntime/MoeToRuntime.h"
+#include "moe/Conversion/Passes.h"
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/Moe/Utils/TensorBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_CONVERTMOETORUNTIMEPASS
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+/// Element type codes of cpu_kernels.h.
+FailureOr<int64_t> elemTypeCode(Type t) {
+  if (t.isF32())
+    return 0;
+  if (t.isF16())
+    return 1;
+  if (t.isBF16())
+    return 2;
+  return failure();
+}
+
+/// Builds the memref plumbing around one kernel call.
+class KernelCallBuilder {
+public:
+  KernelCallBuilder(RewriterBase &b, Location loc, Operation *anchor)
+      : b(b), loc(loc), tb(b, loc),
+        module(anchor->getParentOfType<ModuleOp>()) {}
+
+  /// The fully dynamic strided memref type of a given rank and element type.
+  static MemRefType genericType(MLIRContext *ctx, int64_t rank, Type elem) {
+    SmallVector<int64_t> dyn(rank, ShapedType::kDynamic);
+    return MemRefType::get(
+        dyn, elem,
+        StridedLayoutAttr::get(ctx, ShapedType::kDynamic, dyn));
+  }
+
+  Value castGeneric(Value memref) {
+    auto type = cast<MemRefType>(memref.getType());
+    return memref::CastOp::create(
+        b, loc, genericType(b.getContext(), type.getRank(), type.getElementType()),
+        memref);
+  }
+
+  /// A read-only view of a tensor operand, as a generic memref.
+  Value input(Value tensor) {
+    auto type = cast<RankedTensorType>(tensor.getType());
+    SmallVector<int64_t> dynStrides(type.getRank(), ShapedType::kDynamic);
+    auto memrefType = MemRefType::get(
+        type.getShape(), type.getElementType(),
+        StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic,
+                               dynStrides));
+    Value buffer = bufferization::ToBufferOp::create(b, loc, memrefType, tensor,
+                                                     /*read_only=*/true);
+    return castGeneric(buffer);
+  }
+
+  /// A generic memref with a zero leading size: an absent optional operand.
+  Value absent(ArrayRef<int64_t> shape, Type elem) {
+    auto type = MemRefType::get(shape, elem);
+    return castGeneric(memref::AllocaOp::create(b, loc, type));
+  }
+
+  /// A fresh buffer of `type` (identity layout); `dynSizes` for `?` dims.
+  Value alloc(RankedTensorType type, ValueRange dynSizes) {
+    return memref::AllocOp::create(
+        b, loc, MemRefType::get(type.getShape(), type.getElementType()),
+        dynSizes);
+  }
+
+  Value toTensor(Value buffer, Type tensorType) {
+    return bufferization::ToTensorOp::create(b, loc, tensorType, buffer,
+                                             b.getUnitAttr(), b.getUnitAttr());
+  }
+
+  Value i64(int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 64); }
+  Value f64(double v) {
+    return arith::ConstantFloatOp::create(b, loc, b.getF64Type(),
+                                          llvm::APFloat(v));
+  }
+
+  Value indexToI64(Value v) {
+    return arith::IndexCastOp::create(b, loc, b.getI64Type(), v);
+  }
+
+  /// Calls `name`, declaring it (private, C interface) on first use.
+  void call(StringRef name, ValueRange args) {
+    auto fnType = b.getFunctionType(TypeRange(args), {});
+    auto fn = module.lookupSymbol<func::FuncOp>(name);
+    if (!fn) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(module.getBody());
+      fn = func::FuncOp::create(b, loc, name, fnType);
+      fn.setPrivate();
+      fn->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(), b.getUnitAttr());
+    }
+    func::CallOp::create(b, loc, fn, args);
+  }
+
+  /// Dynamic sizes of `type` taken from the same dimensions of `like`.
+  SmallVector<Value> dynSizesFrom(RankedTensorType type, Value like) {
+    SmallVector<Value> sizes;
+    for (int64_t i = 0; i < type.getRank(); ++i)
+      if (type.isDynamicDim(i))
+        sizes.push_back(tensor::DimOp::create(b, loc, like, i));
+    return sizes;
+  }
+
+  RewriterBase &b;
+  Location loc;
+  TensorBuilder tb;
+  ModuleOp module;
+};
+
+/// Capacity of a padded dispatch for a dynamic token count, computed in the
+/// IR with the same arithmetic (and operation order) as computeCapacity.
+Value emitCapacity(OpBuilder &b, Location loc, CapacityAttr cap, Value tokens,
+                   int64_t k, int64_t numExperts) {
+  Type f64 = b.getF64Type();
+  Type i64 = b.getI64Type();
+  auto cf = [&](double v) {
+    return arith::ConstantFloatOp::create(b, loc, cast<FloatType>(f64),
+                                          llvm::APFloat(v));
+  };
+  auto ci = [&](int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 64); };
+  Value t = arith::IndexCastOp::create(b, loc, i64, tokens);
+  Value c;
+  switch (cap.getFormula()) {
+  case CapacityFormula::Fixed:
+    c = ci(cap.getFixed());
+    break;
+  case CapacityFormula::GShard: {
+    Value x = arith::MulFOp::create(b, loc, cf(cap.getFactor()),
+                                    arith::SIToFPOp::create(b, loc, f64, t));
+    x = arith::MulFOp::create(b, loc, x, cf(double(k)));
+    x = arith::DivFOp::create(b, loc, x, cf(double(numExperts)));
+    c = arith::FPToSIOp::create(b, loc, i64, math::CeilOp::create(b, loc, x));
+    break;
+  }
+  case CapacityFormula::Tutel: {
+    Value perExpert = arith::CeilDivSIOp::create(b, loc, t, ci(numExperts));
+    Value x = arith::MulFOp::create(b, loc, cf(cap.getFactor()),
+                                    arith::SIToFPOp::create(b, loc, f64, perExpert));
+    x = math::FloorOp::create(b, loc, x);
+    x = arith::MulFOp::create(b, loc, cf(double(k)), x);
+    c = arith::FPToSIOp::create(b, loc, i64, x);
+    break;
+  }
+  }
+  c = arith::MaxSIOp::create(b, loc, c, ci(cap.getMinCapacity()));
+  Value align = ci(cap.getAlign());
+  c = arith::MulIOp::create(b, loc,
+                            arith::CeilDivSIOp::create(b, loc, c, align), align);
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), c);
+}
+
+struct LowerRoute : OpRewritePattern<RouteOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RouteOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.getLogits().getType().getElementType().isF32())
+      return op.emitOpError(
+          "the CPU kernels route f32 logits; extend the logits to f32 first");
+    KernelCallBuilder kb(rewriter, op.getLoc(), op);
+    RoutingAttr r = op.getRouting();
+    Value logits = kb.input(op.getLogits());
+    Value bias = op.getSelectionBias()
+                     ? kb.input(op.getSelectionBias())
+                     : kb.absent({0}, rewriter.getF32Type());
+    if (op.getSelectionBias() &&
+        !op.getSelectionBias().getType().getElementType().isF32())
+      return op.emitOpError("the CPU kernels need an f32 selection bias");
+    auto wType = op.getWeights().getType();
+    auto eType = op.getExperts().getType();
+    Value w = kb.alloc(wType, kb.dynSizesFrom(wType, op.getLogits()));
+    Value e = kb.alloc(eType, kb.dynSizesFrom(eType, op.getLogits()));
+    kb.call("moert_cpu_route",
+            {logits, bias, kb.castGeneric(w), kb.castGeneric(e),
+             kb.i64(int64_t(r.getPolicy())), kb.i64(r.getK()),
+             kb.i64(int64_t(r.getScore())), kb.i64(int64_t(r.getNormalize())),
+             kb.i64(int64_t(r.getTieBreak())), kb.f64(r.getScaling()),
+             kb.f64(r.getTopP()), kb.f64(r.getThreshold()),
+             kb.i64(r.getNumGroups()), kb.i64(r.getTopGroups()),
+             kb.i64(r.getGroupScoreK()), kb.i64(r.getMaskWithZero()),
+             kb.i64(r.getNullExperts()), kb.i64(r.getSinkhornIterations()),
+             kb.f64(r.getCapacityFactor()), kb.f64(r.getJitterEps()),
+             kb.f64(r.getEpsilon())});
+    rewriter.replaceOp(op, {kb.toTensor(w, wType), kb.toTensor(e, eType)});
+    return success();
+  }
+};
+
+struct LowerDispatch : OpRewritePattern<DispatchOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(DispatchOp op,
+                                PatternRewriter &rewriter) const override {
+    auto elem = elemTypeCode(op.getInput().getType().getElementType());
+    if (failed(elem))
+      return op.emitOpError("unsupported activation element type");
+    if (!op.getWeights().getType().getElementType().isF32())
+      return op.emitOpError("the CPU kernels need f32 routing weights");
+    Location loc = op.getLoc();
+    KernelCallBuilder kb(rewriter, loc, op);
+    Value x = kb.input(op.getInput());
+    Value weights = kb.input(op.getWeights());
+    Value experts = kb.input(op.getExperts());
+    Value tokens = tensor::DimOp::create(rewriter, loc, op.getInput(), 0);
+    int64_t k = op.getExperts().getType().getDimSize(1);
+    int64_t numExperts = op.getNumExperts();
+
+    auto dispType = op.getDispatched().getType();
+    auto rowType = op.getRowToken().getType();
+    Value capacityArg, dispatched, rowToken, dispatchedFlat, rowTokenFlat;
+    if (op.isPadded()) {
+      Value c = dispType.isDynamicDim(1)
+                    ? emitCapacity(rewriter, loc, op.getCapacityAttr(), tokens,
+                                   k, numExperts)
+                    : arith::ConstantIndexOp::create(rewriter, loc,
+                                                     dispType.getDimSize(1))
+                          .getResult();
+      SmallVector<Value> dyn;
+      if (dispType.isDynamicDim(1))
+        dyn.push_back(c);
+      dispatched = kb.alloc(dispType, dyn);
+      rowToken = kb.alloc(rowType, dyn);
+      dispatchedFlat = memref::CollapseShapeOp::create(
+          rewriter, loc, dispatched, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+      rowTokenFlat = memref::CollapseShapeOp::create(
+          rewriter, loc, rowToken, ArrayRef<ReassociationIndices>{{0, 1}});
+      capacityArg = kb.indexToI64(c);
+    } else {
+      SmallVector<Value> dyn;
+      if (dispType.isDynamicDim(0))
+        dyn.push_back(arith::MulIOp::create(
+            rewriter, loc, tokens,
+            arith::ConstantIndexOp::create(rewriter, loc, k)));
+      dispatched = dispatchedFlat = kb.alloc(dispType, dyn);
+      rowToken = rowTokenFlat = kb.alloc(rowType, dyn);
+      capacityArg = kb.i64(-1);
+    }
+    auto countsType = op.getCounts().getType();
+    auto slotType = op.getTokenSlot().getType();
+    auto cwType = op.getCombineWeights().getType();
+    Value counts = kb.alloc(countsType, {});
+    Value slots = kb.alloc(slotType, kb.dynSizesFrom(slotType, op.getExperts()));
+    Value cw = kb.alloc(cwType, kb.dynSizesFrom(cwType, op.getExperts()));
+    CapacityAttr cap = op.getCapacityAttr();
+    kb.call("moert_cpu_dispatch",
+            {x, weights, experts, kb.castGeneric(dispatchedFlat),
+             kb.castGeneric(rowTokenFlat), kb.castGeneric(counts),
+             kb.castGeneric(slots), kb.castGeneric(cw), capacityArg,
+             kb.i64(cap ? int64_t(cap.getOrder()) : 0),
+             kb.i64(cap ? int64_t(cap.getOnDrop()) : 0),
+             kb.i64(cap ? int64_t(cap.getRenormalize()) : 0), kb.i64(*elem)});
+    rewriter.replaceOp(op, {kb.toTensor(dispatched, dispType),
+                            kb.toTensor(rowToken, rowType),
+                            kb.toTensor(counts, countsType),
+                            kb.toTensor(slots, slotType),
+                            kb.toTensor(cw, cwType)});
+    return success();
+  }
+};
+
+struct LowerCombine : OpRewritePattern<CombineOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(CombineOp op,
+                                PatternRewriter &rewriter) const override {
+    Type elemType = op.getResult().getType().getElementType();
+    auto elem = elemTypeCode(elemType);
+    if (failed(elem))
+      return op.emitOpError("unsupported activation element type");
+    if (!op.getWeights().getType().getElementType().isF32())
+      return op.emitOpError("the CPU kernels need f32 combine weights");
+    Location loc = op.getLoc();
+    KernelCallBuilder kb(rewriter, loc, op);
+    Value expertOut = op.getExpertOut();
+    if (cast<RankedTensorType>(expertOut.getType()).getRank() == 3)
+      expertOut = tensor::CollapseShapeOp::create(
+          rewriter, loc, expertOut, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+    int64_t d = op.getResult().getType().getDimSize(1);
+    Value passthrough = op.getPassthrough()
+                            ? kb.input(op.getPassthrough())
+                            : kb.absent({0, d}, elemType);
+    auto outType = op.getResult().getType();
+    Value out = kb.alloc(outType, kb.dynSizesFrom(outType, op.getTokenSlot()));
+    kb.call("moert_cpu_combine",
+            {kb.input(expertOut), kb.input(op.getTokenSlot()),
+             kb.input(op.getWeights()), passthrough, kb.castGeneric(out),
+             kb.i64(*elem)});
+    rewriter.replaceOp(op, kb.toTensor(out, outType));
+    return success();
+  }
+};
+
+struct LowerExpertStats : OpRewritePattern<ExpertStatsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ExpertStatsOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.getWeights().getType().getElementType().isF32())
+      return op.emitOpError("the CPU kernels need f32 routing weights");
+    KernelCallBuilder kb(rewriter, op.getLoc(), op);
+    auto countsType = op.getCounts().getType();
+    auto massType = op.getGateMass().getType();
+    Value counts = kb.alloc(countsType, {});
+    Value mass = kb.alloc(massType, {});
+    kb.call("moert_cpu_expert_stats",
+            {kb.input(op.getExperts()), kb.input(op.getWeights()),
+             kb.castGeneric(counts), kb.castGeneric(mass)});
+    rewriter.replaceOp(op, {kb.toTensor(counts, countsType),
+                            kb.toTensor(mass, massType)});
+    return success();
+  }
+};
+
+struct ConvertMoeToRuntimePass
+    : public mlir::moe::impl::ConvertMoeToRuntimePassBase<
+          ConvertMoeToRuntimePass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateMoeToRuntimePatterns(patterns);
+    walkAndApplyPatterns(getOperation(), std::move(patterns));
+    // A pattern that cannot lower its op has emitted the reason.
+    WalkResult leftover = getOperation()->walk([](Operation *op) {
+      return isa<RouteOp, DispatchOp, CombineOp, ExpertStatsOp>(op)
+                 ? WalkResult::interrupt()
+                 : WalkResult::advance();
+    });
+    if (leftover.wasInterrupted())
+      signalPassFailure();
+  }
+};
+
+} // namespace
+
+void mlir::moe::populateMoeToRuntimePatterns(RewritePatternSet &patterns) {
+  patterns.add<LowerRoute, LowerDispatch, LowerCombine, LowerExpertStats>(
+      patterns.getContext());
+}

@@ -1,0 +1,111 @@
+/*===- cpu_kernels.h - CPU kernels called by compiled moe code ------------===*
+ *
+ * The routing, dispatch, combine and statistics steps of an MoE layer are
+ * data-dependent, branchy and cheap next to the expert products, so the CPU
+ * lowering (convert-moe-to-runtime) emits one call per op to these kernels
+ * instead of generating the code. They implement docs/Semantics.md exactly.
+ *
+ * ABI: the functions are called from MLIR-generated code through
+ * `llvm.emit_c_interface`, so every memref argument arrives as a pointer to
+ * a strided memref descriptor (moert_memref_<rank>d below); scalars are
+ * passed by value. Every memref must be contiguous in its last dimension;
+ * kernels read sizes and strides from the descriptors and never access
+ * memory outside them. A descriptor with a zero leading size stands for an
+ * absent optional operand.
+ *
+ * Element type codes (`elem_type`): MOERT_F32, MOERT_F16, MOERT_BF16.
+ *
+ * Thread safety: kernels keep no state; calls on disjoint outputs may run
+ * concurrently.
+ *===----------------------------------------------------------------------===*/
+
+#ifndef MOERT_CPU_KERNELS_H
+#define MOERT_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define MOERT_KERNEL_EXPORT __declspec(dllexport)
+#else
+#define MOERT_KERNEL_EXPORT __attribute__((visibility("default")))
+#endif
+
+typedef struct {
+  void *allocated;
+  void *aligned;
+  int64_t offset;
+  int64_t sizes[1];
+  int64_t strides[1];
+} moert_memref_1d;
+
+typedef struct {
+  void *allocated;
+  void *aligned;
+  int64_t offset;
+  int64_t sizes[2];
+  int64_t strides[2];
+} moert_memref_2d;
+
+enum moert_elem_type { MOERT_F32 = 0, MOERT_F16 = 1, MOERT_BF16 = 2 };
+
+/* Enum values mirror the `moe` dialect's enums (MoeEnums.td). */
+enum moert_routing_policy {
+  MOERT_TOP_K = 0, MOERT_TOP_P = 1, MOERT_GROUPED_TOP_K = 2,
+  MOERT_SINKHORN = 3, MOERT_EXPERT_CHOICE = 4, MOERT_THRESHOLD = 5,
+  MOERT_SPARSE_MIXER = 6
+};
+enum moert_score_function {
+  MOERT_SOFTMAX = 0, MOERT_SIGMOID = 1, MOERT_SOFTMAX_SELECTED = 2,
+  MOERT_IDENTITY = 3
+};
+enum moert_queue_order { MOERT_POSITION = 0, MOERT_CHOICE_MAJOR = 1, MOERT_SCORE = 2 };
+enum moert_drop_policy { MOERT_DROP_ZERO = 0, MOERT_DROP_PASS_THROUGH = 1 };
+
+/* moe.route. logits: f32 [T, E'] ; bias: f32 [E'] or [0] ; weights_out: f32
+ * [T, K] ; experts_out: i32 [T, K]. `normalize` is 1 for `selected`,
+ * `tie_break` 1 for `higher_index`. */
+MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_route(
+    moert_memref_2d *logits, moert_memref_1d *bias, moert_memref_2d *weights_out,
+    moert_memref_2d *experts_out, int64_t policy, int64_t k, int64_t score,
+    int64_t normalize, int64_t tie_break, double scaling, double top_p,
+    double threshold, int64_t num_groups, int64_t top_groups,
+    int64_t group_score_k, int64_t mask_with_zero, int64_t null_experts,
+    int64_t sinkhorn_iterations, double capacity_factor, double jitter_eps,
+    double epsilon);
+
+/* moe.dispatch, both layouts. x: [T, D] of elem_type; weights: f32 [T, K];
+ * experts: i32 [T, K]; dispatched: [R, D] of elem_type, where R = T*K
+ * (ragged, capacity < 0) or E*C (padded, the [E, C, D] result collapsed);
+ * row_token: i32 [R]; counts: i32 [E]; token_slot: i32 [T, K];
+ * combine_weights: f32 [T, K]. order / on_drop / renormalize only matter
+ * when capacity >= 0. */
+MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_dispatch(
+    moert_memref_2d *x, moert_memref_2d *weights, moert_memref_2d *experts,
+    moert_memref_2d *dispatched, moert_memref_1d *row_token,
+    moert_memref_1d *counts, moert_memref_2d *token_slot,
+    moert_memref_2d *combine_weights, int64_t capacity, int64_t order,
+    int64_t on_drop, int64_t renormalize, int64_t elem_type);
+
+/* moe.combine. expert_out: [R, D] of elem_type (padded [E, C, D] collapsed);
+ * token_slot: i32 [T, K]; weights: f32 [T, K]; passthrough: [T, D] of
+ * elem_type or [0, D] when absent; out: [T, D] of elem_type. */
+MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_combine(
+    moert_memref_2d *expert_out, moert_memref_2d *token_slot,
+    moert_memref_2d *weights, moert_memref_2d *passthrough, moert_memref_2d *out,
+    int64_t elem_type);
+
+/* moe.expert_stats. experts: i32 [T, K]; weights: f32 [T, K]; counts: i64
+ * [E]; gate_mass: f32 [E]. */
+MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_stats(
+    moert_memref_2d *experts, moert_memref_2d *weights, moert_memref_1d *counts,
+    moert_memref_1d *gate_mass);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOERT_CPU_KERNELS_H */
