@@ -17,10 +17,15 @@ void mlir::moe::buildMoeLowerToCPUPipeline(
       "convert-moe-to-linalg,convert-moe-to-runtime,";
   if (options.exportEntryPoints)
     stages += "moe-export-entry-points,";
+  // No CSE before bufferization: it would merge the zero-filled accumulators
+  // of different products into one tensor, forcing copies.
   stages +=
-      "canonicalize,cse,"
+      "canonicalize,"
       // 2. Bufferize; function boundaries get identity layouts so the C
-      //    interface sees plain row-major descriptors.
+      //    interface sees plain row-major descriptors. Empty-tensor
+      //    elimination lets expert outputs be computed in place in the
+      //    accumulator instead of being copied into it.
+      "eliminate-empty-tensors,"
       "one-shot-bufferize{bufferize-function-boundaries "
       "function-boundary-type-conversion=identity-layout-map},"
       "canonicalize,buffer-deallocation-pipeline,"
