@@ -4,18 +4,20 @@
 // C = ceil(1.25 * T / 16); tokens claim slots in token order and a token that
 // finds its expert full is dropped: its output is p_max * x (pass-through),
 // as in Hugging Face's Switch Transformers.
-func.func @switch_moe(%x: tensor<?x768xf32>,
-                      %router: tensor<768x16xf32>,
-                      %wi: tensor<16x768x3072xf32>,
-                      %wo: tensor<16x3072x768xf32>) -> tensor<?x768xf32> {
-  %y = moe.layer %x : tensor<?x768xf32>
-         router(%router : tensor<768x16xf32>)
-         w1(%wi : tensor<16x768x3072xf32>)
-         w2(%wo : tensor<16x3072x768xf32>)
-         {routing = #moe.routing<k = 1>,
-          ffn = #moe.ffn<kind = mlp, activation = relu>,
-          capacity = #moe.capacity<factor = 1.25, order = position,
-                                   on_drop = pass_through>}
-         -> tensor<?x768xf32>
-  return %y : tensor<?x768xf32>
+module @switch {
+  func.func @switch_moe(%x: tensor<?x768xf32> {moe.name = "x"},
+                        %router: tensor<768x16xf32> {moe.name = "router"},
+                        %wi: tensor<16x768x3072xf32> {moe.name = "w1"},
+                        %wo: tensor<16x3072x768xf32> {moe.name = "w2"}) -> tensor<?x768xf32> {
+    %y = moe.layer %x : tensor<?x768xf32>
+           router(%router : tensor<768x16xf32>)
+           w1(%wi : tensor<16x768x3072xf32>)
+           w2(%wo : tensor<16x3072x768xf32>)
+           {routing = #moe.routing<k = 1>,
+            ffn = #moe.ffn<kind = mlp, activation = relu>,
+            capacity = #moe.capacity<factor = 1.25, order = position,
+                                     on_drop = pass_through>}
+           -> tensor<?x768xf32>
+    return %y : tensor<?x768xf32>
+  }
 }

@@ -17,6 +17,38 @@
  *
  * Thread safety: kernels keep no state; calls on disjoint outputs may run
  * concurrently.
+ *
+ * Defensive behaviour. The ABI has no error channel, so a kernel that is
+ * handed something it cannot give a meaning to leaves every output exactly
+ * as it was (writes nothing) and never touches memory outside a
+ * descriptor's sizes. That happens when:
+ *  - a descriptor has a negative size, or a null data pointer while
+ *    non-empty;
+ *  - the sizes disagree: route needs weights_out and experts_out both
+ *    [T, K] with T = rows of logits, k == K, and a present bias of E'
+ *    entries; dispatch needs weights, experts, token_slot and
+ *    combine_weights all [T, K] with T = rows of x, dispatched [R, D] with
+ *    D = columns of x, row_token [R], and R == T*K (capacity < 0) or
+ *    R == E*capacity with E = size of counts, T, R, T*K <= INT32_MAX;
+ *    combine needs token_slot and weights [T, K] with [T, D] = out,
+ *    expert_out [R, D], and passthrough [T, D] or a zero leading size;
+ *    expert_stats needs weights of experts' shape and gate_mass [E] with
+ *    E = size of counts;
+ *  - an enum is out of range (policy, score, elem_type, dispatch order when
+ *    capacity >= 0), or a routing parameter leaves the computation
+ *    undefined: null_experts < 0; grouped_top_k with num_groups < 1, not
+ *    dividing E', top_groups outside [1, num_groups] or group_score_k
+ *    outside [1, E'/num_groups]; sinkhorn_iterations < 0.
+ * Values the verifier rejects but that keep a natural meaning are computed
+ * as written: K > E' (the extra slots are unused), null_experts >= E'
+ * (every slot -1/0), sparse_mixer with K != 2 (min(K, 2) slots filled), a
+ * selection bias with a policy that has no biased key (ignored), and
+ * normalize with softmax_selected. Corrupt indices inside valid
+ * descriptors are tolerated: an expert id outside [0, E) is -1 (dispatch,
+ * expert_stats), a token_slot outside [0, R) is -1 (combine). If scratch
+ * memory cannot be allocated, route writes every slot as -1/0, padded
+ * dispatch with order = score drops every pair, and combine falls back to
+ * a loop that needs none (same results).
  *===----------------------------------------------------------------------===*/
 
 #ifndef MOERT_CPU_KERNELS_H

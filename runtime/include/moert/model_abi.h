@@ -1,0 +1,125 @@
+/*===- model_abi.h - The ABI between model libraries and the runtime ------===*
+ *
+ * Every model library built by `moe-compile` exports one symbol,
+ *
+ *   const moert_model_desc *moert_model_describe(void);
+ *
+ * which describes the library itself: its entry points, and for each the
+ * names, element types and shapes of its arguments and results (a negative
+ * dimension is dynamic: the token count). A caller (libmoert, or C code that
+ * links the library directly) validates a call against this description and
+ * then calls `invoke`.
+ *
+ * Tensors cross the boundary as moert_view: dense row-major data plus shape.
+ * Results are allocated by the model with malloc; `allocated` is the pointer
+ * to release with the description's `free_result` (it may differ from `data`
+ * because of alignment), and stays NULL for arguments.
+ *
+ * Conventions a caller must follow (checked again by `invoke`):
+ *  - `rank`, `dtype` and every static dimension match the description;
+ *  - every dynamic dimension of every argument has the same value (the one
+ *    dynamic symbol of a model is its token count T >= 1).
+ * `invoke` returns 0 on success and a negative MOERT_ABI_* code when an
+ * argument breaks these rules (nothing is computed then).
+ *
+ * Thread safety: `invoke` keeps no state between calls; calls from several
+ * threads on distinct result views are safe.
+ *===----------------------------------------------------------------------===*/
+
+#ifndef MOERT_MODEL_ABI_H
+#define MOERT_MODEL_ABI_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MOERT_MODEL_ABI_VERSION 1
+#define MOERT_MAX_RANK 8
+
+typedef enum moert_dtype {
+  MOERT_DTYPE_F32 = 0,
+  MOERT_DTYPE_F16 = 1,
+  MOERT_DTYPE_BF16 = 2,
+  MOERT_DTYPE_I32 = 3,
+  MOERT_DTYPE_I64 = 4
+} moert_dtype;
+
+/* Codes returned by moert_entry_desc.invoke. */
+#define MOERT_ABI_OK 0
+#define MOERT_ABI_BAD_RANK (-1)
+#define MOERT_ABI_BAD_DTYPE (-2)
+#define MOERT_ABI_BAD_SHAPE (-3)
+#define MOERT_ABI_NULL_DATA (-4)
+
+typedef struct moert_view {
+  void *data;         /* first element, row-major, dense */
+  void *allocated;    /* results only: pointer to free_result(); else NULL */
+  int32_t dtype;      /* moert_dtype */
+  int32_t rank;
+  int64_t shape[MOERT_MAX_RANK];
+} moert_view;
+
+typedef struct moert_tensor_desc {
+  const char *name;
+  int32_t dtype;          /* moert_dtype */
+  int32_t rank;
+  const int64_t *shape;   /* rank entries; < 0 = dynamic */
+} moert_tensor_desc;
+
+typedef int (*moert_entry_fn)(const moert_view *args, moert_view *results);
+
+typedef struct moert_entry_desc {
+  const char *name;
+  int32_t num_args;
+  const moert_tensor_desc *args;
+  int32_t num_results;
+  const moert_tensor_desc *results;
+  moert_entry_fn invoke;
+} moert_entry_desc;
+
+typedef struct moert_model_desc {
+  uint32_t abi_version;      /* MOERT_MODEL_ABI_VERSION */
+  const char *model_name;
+  const char *target;        /* "cpu" */
+  int32_t num_entries;
+  const moert_entry_desc *entries;
+  void (*free_result)(void *allocated);
+} moert_model_desc;
+
+/* Exported by every model library. */
+typedef const moert_model_desc *(*moert_model_describe_fn)(void);
+#define MOERT_MODEL_DESCRIBE_SYMBOL "moert_model_describe"
+
+/* Routing statistics (optional). A model library MAY also export
+ *
+ *   void moert_model_set_stats_sink(const moert_stats_sink *sink);
+ *
+ * which installs `sink` for the calling thread (the model keeps it in a
+ * thread-local variable; NULL uninstalls). While a sink is installed, every
+ * dispatch step that `invoke` executes on that thread calls `on_dispatch`
+ * once, in execution order (= layer order), with:
+ *   num_experts  E, the number of routed experts of the layer;
+ *   counts       E entries: tokens kept by each expert (pairs not dropped);
+ *                valid only during the callback;
+ *   num_pairs    (token, slot) pairs routed to an expert, kept or dropped;
+ *   dropped      pairs dropped because their expert was full (capacity);
+ *   skipped      slots routed to no expert (null experts, unused slots).
+ * The sink struct must stay valid while installed. libmoert installs its sink
+ * right before `invoke` and uninstalls it right after, on the same thread. A
+ * library without the export simply reports no statistics. */
+typedef struct moert_stats_sink {
+  void *user;
+  void (*on_dispatch)(void *user, int64_t num_experts, const int32_t *counts,
+                      int64_t num_pairs, int64_t dropped, int64_t skipped);
+} moert_stats_sink;
+
+typedef void (*moert_model_set_stats_sink_fn)(const moert_stats_sink *sink);
+#define MOERT_MODEL_SET_STATS_SINK_SYMBOL "moert_model_set_stats_sink"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOERT_MODEL_ABI_H */

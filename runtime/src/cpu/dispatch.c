@@ -1,0 +1,367 @@
+/*===- dispatch.c - moe.dispatch, moe.combine, moe.expert_stats -*- C -*-===*
+ *
+ * Token rows to per-expert segments and back (docs/Semantics.md §2, §4, §6).
+ * Dispatch copies activation rows bit for bit, so it works on any element
+ * type by size; combine widens to f32, accumulates in slot order with one
+ * rounding per multiply and per add, and narrows once (round to nearest
+ * even).
+ *
+ * Readings of points docs/Semantics.md leaves open: the score queue puts
+ * NaN weights last; renormalize divides only kept pairs (a dropped
+ * pass_through weight, which the verifier forbids with renormalize, stays),
+ * by max(kept sum in slot order, FLT_EPSILON) with a NaN sum kept as NaN;
+ * combine treats a token_slot outside [0, R) like -1.
+ *
+ *===----------------------------------------------------------------------===*/
+
+#include "dtype.h"
+#include "kernel_util.h"
+
+#include <float.h>
+#include <stdlib.h>
+
+/* experts[t, j] as an expert index, or -1 for anything outside [0, E): a
+ * corrupt id must never address memory (§2). */
+static int64_t expert_at(const moert_memref_2d *experts, int64_t t, int64_t j,
+                         int64_t E) {
+  int32_t e = MOERT_I32_2D(experts, t, j);
+  return e >= 0 && (int64_t)e < E ? (int64_t)e : -1;
+}
+
+static void copy_row(const moert_memref_2d *src, int64_t i,
+                     moert_memref_2d *dst, int64_t r, int64_t D, size_t es) {
+  if (D == 0)
+    return;
+  if (src->strides[1] == 1 && dst->strides[1] == 1) {
+    memcpy(moert_at_2d(dst, r, 0, es), moert_at_2d(src, i, 0, es),
+           (size_t)D * es);
+    return;
+  }
+  for (int64_t d = 0; d < D; ++d)
+    memcpy(moert_at_2d(dst, r, d, es), moert_at_2d(src, i, d, es), es);
+}
+
+/* All-zero bits are +0.0 in f32, f16 and bf16 alike. */
+static void zero_row(moert_memref_2d *dst, int64_t r, int64_t D, size_t es) {
+  if (D == 0)
+    return;
+  if (dst->strides[1] == 1) {
+    memset(moert_at_2d(dst, r, 0, es), 0, (size_t)D * es);
+    return;
+  }
+  for (int64_t d = 0; d < D; ++d)
+    memset(moert_at_2d(dst, r, d, es), 0, es);
+}
+
+/*===----------------------------------------------------------------------===*
+ * moe.dispatch
+ *===----------------------------------------------------------------------===*/
+
+typedef struct {
+  moert_memref_2d *x, *weights, *experts, *dispatched, *token_slot, *cw;
+  moert_memref_1d *row_token, *counts;
+  int64_t T, D, K, E, R, C;
+  size_t es;
+} Dispatch;
+
+/* Ragged (§2.1): rows sorted by (expert, t, j). counts[] doubles as the
+ * per-expert write cursor, so no scratch memory is needed: it first holds
+ * the counts, then each expert's first row, then (after the scatter) each
+ * expert's end row, from which the counts are recovered. */
+static void dispatch_ragged(const Dispatch *d) {
+  for (int64_t e = 0; e < d->E; ++e)
+    MOERT_I32_1D(d->counts, e) = 0;
+  for (int64_t t = 0; t < d->T; ++t)
+    for (int64_t j = 0; j < d->K; ++j) {
+      int64_t e = expert_at(d->experts, t, j, d->E);
+      if (e >= 0)
+        ++MOERT_I32_1D(d->counts, e);
+    }
+  int32_t pairs = 0;
+  for (int64_t e = 0; e < d->E; ++e) {
+    int32_t c = MOERT_I32_1D(d->counts, e);
+    MOERT_I32_1D(d->counts, e) = pairs;
+    pairs += c;
+  }
+  for (int64_t t = 0; t < d->T; ++t)
+    for (int64_t j = 0; j < d->K; ++j) {
+      int64_t e = expert_at(d->experts, t, j, d->E);
+      if (e < 0) {
+        MOERT_I32_2D(d->token_slot, t, j) = -1;
+        MOERT_F32_2D(d->cw, t, j) = 0.0f;
+        continue;
+      }
+      int32_t r = MOERT_I32_1D(d->counts, e)++;
+      copy_row(d->x, t, d->dispatched, r, d->D, d->es);
+      MOERT_I32_1D(d->row_token, r) = (int32_t)t;
+      MOERT_I32_2D(d->token_slot, t, j) = r;
+      MOERT_F32_2D(d->cw, t, j) = MOERT_F32_2D(d->weights, t, j);
+    }
+  int32_t begin = 0;
+  for (int64_t e = 0; e < d->E; ++e) {
+    int32_t end = MOERT_I32_1D(d->counts, e);
+    MOERT_I32_1D(d->counts, e) = end - begin;
+    begin = end;
+  }
+  for (int64_t r = pairs; r < d->R; ++r) {
+    zero_row(d->dispatched, r, d->D, d->es);
+    MOERT_I32_1D(d->row_token, r) = -1;
+  }
+}
+
+/* Pair (t, j) claims the next slot of its expert, or is dropped (its
+ * token_slot stays -1). */
+static void claim(const Dispatch *d, int64_t t, int64_t j) {
+  int64_t e = expert_at(d->experts, t, j, d->E);
+  if (e < 0)
+    return;
+  int32_t c = MOERT_I32_1D(d->counts, e);
+  if ((int64_t)c >= d->C)
+    return;
+  MOERT_I32_1D(d->counts, e) = c + 1;
+  int64_t r = e * d->C + c;
+  copy_row(d->x, t, d->dispatched, r, d->D, d->es);
+  MOERT_I32_1D(d->row_token, r) = (int32_t)t;
+  MOERT_I32_2D(d->token_slot, t, j) = (int32_t)r;
+}
+
+/* The score queue: pairs by weight descending, NaN last, ties by (t, j).
+ * Returns 0 when out of memory. */
+static int claim_by_score(const Dispatch *d) {
+  int64_t P = d->T * d->K;
+  float *key = (float *)malloc((size_t)P * sizeof(float) + 1);
+  int64_t *order = (int64_t *)malloc((size_t)P * sizeof(int64_t) + 1);
+  int64_t *tmp = (int64_t *)malloc((size_t)P * sizeof(int64_t) + 1);
+  int ok = key && order && tmp;
+  if (ok) {
+    for (int64_t t = 0; t < d->T; ++t)
+      for (int64_t j = 0; j < d->K; ++j) {
+        key[t * d->K + j] = MOERT_F32_2D(d->weights, t, j);
+        order[t * d->K + j] = t * d->K + j;
+      }
+    moert_sort_ranked(key, order, P, /*higher_first=*/0, tmp);
+    for (int64_t i = 0; i < P; ++i)
+      claim(d, order[i] / d->K, order[i] % d->K);
+  }
+  free(key);
+  free(order);
+  free(tmp);
+  return ok;
+}
+
+/* Padded capacity (§2.2). */
+static void dispatch_padded(const Dispatch *d, int64_t order, int64_t on_drop,
+                            int64_t renormalize) {
+  for (int64_t e = 0; e < d->E; ++e)
+    MOERT_I32_1D(d->counts, e) = 0;
+  for (int64_t t = 0; t < d->T; ++t)
+    for (int64_t j = 0; j < d->K; ++j)
+      MOERT_I32_2D(d->token_slot, t, j) = -1;
+
+  switch (order) {
+  case MOERT_CHOICE_MAJOR:
+    for (int64_t j = 0; j < d->K; ++j)
+      for (int64_t t = 0; t < d->T; ++t)
+        claim(d, t, j);
+    break;
+  case MOERT_SCORE:
+    /* Out of memory: nothing is claimed and every pair counts as dropped,
+     * a defined (if degraded) result rather than stale buffers. */
+    (void)claim_by_score(d);
+    break;
+  default: /* MOERT_POSITION */
+    for (int64_t t = 0; t < d->T; ++t)
+      for (int64_t j = 0; j < d->K; ++j)
+        claim(d, t, j);
+    break;
+  }
+
+  for (int64_t e = 0; e < d->E; ++e)
+    for (int64_t c = MOERT_I32_1D(d->counts, e); c < d->C; ++c) {
+      zero_row(d->dispatched, e * d->C + c, d->D, d->es);
+      MOERT_I32_1D(d->row_token, e * d->C + c) = -1;
+    }
+
+  for (int64_t t = 0; t < d->T; ++t) {
+    float kept_sum = 0.0f;
+    for (int64_t j = 0; j < d->K; ++j) {
+      float w = MOERT_F32_2D(d->weights, t, j);
+      int kept = MOERT_I32_2D(d->token_slot, t, j) >= 0;
+      int dropped = !kept && expert_at(d->experts, t, j, d->E) >= 0;
+      float cw = kept ? w
+                 : dropped && on_drop == MOERT_DROP_PASS_THROUGH ? w
+                                                                  : 0.0f;
+      MOERT_F32_2D(d->cw, t, j) = cw;
+      if (kept)
+        kept_sum += w;
+    }
+    if (!renormalize)
+      continue;
+    /* Only kept pairs are renormalised; a NaN sum propagates (like
+     * torch.clamp / numpy.maximum) rather than turning into FLT_EPSILON. */
+    float denom = isnan(kept_sum) || kept_sum > FLT_EPSILON ? kept_sum
+                                                             : FLT_EPSILON;
+    for (int64_t j = 0; j < d->K; ++j)
+      if (MOERT_I32_2D(d->token_slot, t, j) >= 0)
+        MOERT_F32_2D(d->cw, t, j) = MOERT_F32_2D(d->cw, t, j) / denom;
+  }
+}
+
+void _mlir_ciface_moert_cpu_dispatch(
+    moert_memref_2d *x, moert_memref_2d *weights, moert_memref_2d *experts,
+    moert_memref_2d *dispatched, moert_memref_1d *row_token,
+    moert_memref_1d *counts, moert_memref_2d *token_slot,
+    moert_memref_2d *combine_weights, int64_t capacity, int64_t order,
+    int64_t on_drop, int64_t renormalize, int64_t elem_type) {
+  Dispatch d;
+  d.es = moert_elem_size(elem_type);
+  if (d.es == 0 || !moert_valid_2d(x) || !moert_valid_2d(experts) ||
+      !moert_valid_2d(dispatched) || !moert_valid_1d(row_token) ||
+      !moert_valid_1d(counts))
+    return;
+  if (capacity >= 0 && order != MOERT_POSITION && order != MOERT_CHOICE_MAJOR &&
+      order != MOERT_SCORE)
+    return;
+  d.T = x->sizes[0];
+  d.D = x->sizes[1];
+  d.K = experts->sizes[1];
+  d.E = counts->sizes[0];
+  d.R = dispatched->sizes[0];
+  if (!moert_is_2d(experts, d.T, d.K) || !moert_is_2d(weights, d.T, d.K) ||
+      !moert_is_2d(token_slot, d.T, d.K) ||
+      !moert_is_2d(combine_weights, d.T, d.K) ||
+      !moert_is_2d(dispatched, d.R, d.D) || row_token->sizes[0] != d.R)
+    return;
+  /* Rows and tokens are stored as i32; R must be exactly the layout's row
+   * count so that every row written is inside the descriptor. */
+  if (d.T > INT32_MAX || d.R > INT32_MAX ||
+      moert_mul_limit(d.T, d.K, INT32_MAX) < 0)
+    return;
+  if (capacity < 0) {
+    if (d.R != d.T * d.K)
+      return;
+    d.C = -1;
+  } else {
+    if (moert_mul_limit(d.E, capacity, INT32_MAX) != d.R)
+      return;
+    d.C = capacity;
+  }
+  d.x = x;
+  d.weights = weights;
+  d.experts = experts;
+  d.dispatched = dispatched;
+  d.token_slot = token_slot;
+  d.cw = combine_weights;
+  d.row_token = row_token;
+  d.counts = counts;
+  if (capacity < 0)
+    dispatch_ragged(&d);
+  else
+    dispatch_padded(&d, order, on_drop, renormalize);
+}
+
+/*===----------------------------------------------------------------------===*
+ * moe.combine
+ *===----------------------------------------------------------------------===*/
+
+/* The contribution source of slot (t, j): the expert-output row, the
+ * passthrough row (-2), or nothing (-1). A token_slot outside [0, R) is
+ * treated like -1, as dispatch treats a corrupt expert id. */
+static int64_t combine_source(const moert_memref_2d *token_slot,
+                              const moert_memref_2d *weights, int has_pt,
+                              int64_t R, int64_t t, int64_t j) {
+  int32_t r = MOERT_I32_2D(token_slot, t, j);
+  if (r >= 0 && (int64_t)r < R)
+    return r;
+  if (has_pt && MOERT_F32_2D(weights, t, j) != 0.0f)
+    return -2;
+  return -1;
+}
+
+void _mlir_ciface_moert_cpu_combine(moert_memref_2d *expert_out,
+                                    moert_memref_2d *token_slot,
+                                    moert_memref_2d *weights,
+                                    moert_memref_2d *passthrough,
+                                    moert_memref_2d *out, int64_t elem_type) {
+  size_t es = moert_elem_size(elem_type);
+  if (es == 0 || !moert_valid_2d(out) || !moert_valid_2d(token_slot) ||
+      !moert_valid_2d(expert_out))
+    return;
+  int64_t T = out->sizes[0], D = out->sizes[1];
+  int64_t K = token_slot->sizes[1], R = expert_out->sizes[0];
+  if (!moert_is_2d(token_slot, T, K) || !moert_is_2d(weights, T, K) ||
+      expert_out->sizes[1] != D)
+    return;
+  /* A passthrough with a zero leading size is absent, whatever its width. */
+  int has_pt = passthrough && passthrough->sizes[0] != 0;
+  if (has_pt && !moert_is_2d(passthrough, T, D))
+    return;
+
+  float *acc = (float *)malloc((size_t)D * sizeof(float) + 1);
+  for (int64_t t = 0; t < T; ++t) {
+    if (acc) {
+      /* y[t] = sum_j w_j * row_j, from 0, in slot order. */
+      for (int64_t d = 0; d < D; ++d)
+        acc[d] = 0.0f;
+      for (int64_t j = 0; j < K; ++j) {
+        int64_t src = combine_source(token_slot, weights, has_pt, R, t, j);
+        if (src == -1)
+          continue;
+        float w = MOERT_F32_2D(weights, t, j);
+        const moert_memref_2d *m = src >= 0 ? expert_out : passthrough;
+        int64_t row = src >= 0 ? src : t;
+        for (int64_t d = 0; d < D; ++d)
+          acc[d] = acc[d] + w * moert_load_elem(moert_at_2d(m, row, d, es),
+                                                elem_type);
+      }
+      for (int64_t d = 0; d < D; ++d)
+        moert_store_elem(moert_at_2d(out, t, d, es), elem_type, acc[d]);
+      continue;
+    }
+    /* Out of memory: the same sums, one element at a time. */
+    for (int64_t d = 0; d < D; ++d) {
+      float a = 0.0f;
+      for (int64_t j = 0; j < K; ++j) {
+        int64_t src = combine_source(token_slot, weights, has_pt, R, t, j);
+        if (src == -1)
+          continue;
+        const moert_memref_2d *m = src >= 0 ? expert_out : passthrough;
+        a = a + MOERT_F32_2D(weights, t, j) *
+                    moert_load_elem(moert_at_2d(m, src >= 0 ? src : t, d, es),
+                                    elem_type);
+      }
+      moert_store_elem(moert_at_2d(out, t, d, es), elem_type, a);
+    }
+  }
+  free(acc);
+}
+
+/*===----------------------------------------------------------------------===*
+ * moe.expert_stats
+ *===----------------------------------------------------------------------===*/
+
+void _mlir_ciface_moert_cpu_expert_stats(moert_memref_2d *experts,
+                                         moert_memref_2d *weights,
+                                         moert_memref_1d *counts,
+                                         moert_memref_1d *gate_mass) {
+  if (!moert_valid_2d(experts) || !moert_valid_1d(counts) ||
+      !moert_valid_1d(gate_mass))
+    return;
+  int64_t T = experts->sizes[0], K = experts->sizes[1];
+  int64_t E = counts->sizes[0];
+  if (!moert_is_2d(weights, T, K) || gate_mass->sizes[0] != E)
+    return;
+  for (int64_t e = 0; e < E; ++e) {
+    MOERT_I64_1D(counts, e) = 0;
+    MOERT_F32_1D(gate_mass, e) = 0.0f;
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < K; ++j) {
+      int64_t e = expert_at(experts, t, j, E);
+      if (e < 0)
+        continue;
+      ++MOERT_I64_1D(counts, e);
+      MOERT_F32_1D(gate_mass, e) =
+          MOERT_F32_1D(gate_mass, e) + MOERT_F32_2D(weights, t, j);
+    }
+}

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Compiles a moe model with moe-compile, runs it with moe-run on random
+inputs and weights, and compares every output with the numpy reference
+(reference/moe_reference.py, written from docs/Semantics.md independently of
+the compiler and the runtime kernels).
+
+Usage:
+  run_model.py MODEL.mlir --tokens 1,7,521 [--entry NAME] [--rtol 1e-4]
+               [--seed N] [--build DIR] [--work DIR] [--ties]
+
+Model kinds, recognised from the module:
+  * one moe.layer per function (the examples): operands are bound by their
+    moe.layer keyword and the reference is moe_layer();
+  * a frontend model stack (arguments named layers.N.*): reference model();
+  * a function whose body is a single moe.route (routing.mlir): outputs are
+    the weights (checked to 1e-6) and the expert ids (checked exactly).
+
+Exits non-zero with a description of the first mismatch. Routing decisions
+inside layers are checked through moe-run's statistics: tokens per expert
+and dropped pairs must equal the reference's exactly.
+"""
+
+import argparse
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "reference"))
+import moe_reference as ref  # noqa: E402
+
+DTYPES = {"f32": np.float32, "f16": np.float16, "i32": np.int32, "i64": np.int64}
+ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16",
+             np.dtype(np.int32): "I32", np.dtype(np.int64): "I64"}
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+# --------------------------------------------------------------------------
+# Reading the model text
+# --------------------------------------------------------------------------
+
+ARG_RE = re.compile(r"%([\w.]+): tensor<([^>]*)>(?:\s*\{moe\.name = \"([^\"]+)\"\})?")
+
+
+def parse_shape(text):
+    *dims, elem = text.split("x")
+    return [None if d == "?" else int(d) for d in dims], elem
+
+
+def parse_functions(text):
+    """name -> {'args': [(ssa, name, shape, elem)], 'body': text}"""
+    funcs = {}
+    for m in re.finditer(r"func\.func @(\w+)\((.*?)\)\s*->", text, re.S):
+        name, sig = m.group(1), m.group(2)
+        args = []
+        for i, a in enumerate(ARG_RE.finditer(sig)):
+            shape, elem = parse_shape(a.group(2))
+            args.append((a.group(1), a.group(3) or "arg%d" % i, shape, elem))
+        start = m.end()
+        depth, i = 0, text.index("{", start)
+        for j in range(i, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                break
+        funcs[name] = {"args": args, "body": text[i:j]}
+    return funcs
+
+
+def attr(text, mnemonic):
+    m = re.search(r"#moe\.%s<[^>]*>" % mnemonic, text)
+    return m.group(0) if m else None
+
+
+def layer_operands(op_text):
+    """moe.layer keyword -> SSA name."""
+    return {m.group(1): m.group(2)
+            for m in re.finditer(r"\b(\w+)\(%([\w.]+) :", op_text)}
+
+
+def layer_ops(body):
+    return [m.group(0) for m in re.finditer(r"moe\.layer .*?-> tensor<[^>]*>", body, re.S)]
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, arr in tensors.items():
+        arr = np.ascontiguousarray(arr)
+        data = arr.tobytes()
+        header[name] = {"dtype": ST_DTYPES[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def run(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        fail("command failed: %s\n%s%s" % (" ".join(cmd), proc.stdout, proc.stderr))
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------
+# Inputs and references
+# --------------------------------------------------------------------------
+
+def random_args(args, tokens, seed, ties):
+    rng = np.random.RandomState(seed)
+    out = {}
+    for ssa, name, shape, elem in args:
+        dims = [tokens if d is None else d for d in shape]
+        fan_in = dims[-2] if len(dims) >= 2 and name != "x" and not name.startswith("input") else 1
+        scale = 1.0 / np.sqrt(fan_in) if len(dims) >= 2 and dims[0] != tokens else 1.0
+        if name.endswith("norm"):
+            a = 1.0 + 0.1 * rng.standard_normal(dims)
+        elif "bias" in name:
+            a = 0.1 * rng.standard_normal(dims)
+        else:
+            a = rng.standard_normal(dims) * scale
+        if ties and name == "logits":
+            # Few distinct values: many exact ties in every row.
+            a = np.round(a * 2.0) / 2.0
+        out[name] = a.astype(DTYPES[elem])
+    return out
+
+
+def compare(name, got, want, rtol):
+    if got.shape != want.shape:
+        fail("%s: shape %s, reference %s" % (name, got.shape, want.shape))
+    scale = max(float(np.max(np.abs(want))), 1e-6)
+    err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) / scale
+    if not err <= rtol:
+        idx = np.unravel_index(np.argmax(np.abs(got - want)), got.shape)
+        fail("%s: max relative error %.3g > %.1g (at %s: %r vs %r)"
+             % (name, err, rtol, idx, got[idx], want[idx]))
+    return err
+
+
+def check_stats(stats_path, expected):
+    """expected: list per dispatch call of (counts, dropped)."""
+    with open(stats_path) as f:
+        stats = json.load(f)
+    calls = stats.get("dispatches", stats.get("layers", []))
+    if len(calls) != len(expected):
+        fail("statistics: %d dispatch calls, reference %d" % (len(calls), len(expected)))
+    for i, (call, (counts, dropped)) in enumerate(zip(calls, expected)):
+        got = list(call.get("tokens_per_expert", call.get("counts", [])))
+        if got != [int(c) for c in counts]:
+            fail("dispatch %d: tokens per expert %s, reference %s" % (i, got, list(counts)))
+        if int(call.get("dropped", 0)) != int(dropped):
+            fail("dispatch %d: %s dropped pairs, reference %d" % (i, call.get("dropped"), dropped))
+
+
+def layer_reference(x, params, op_text, dispatches):
+    """Reference output of one moe.layer; appends the (tokens per expert,
+    dropped pairs) the compiled layer's dispatch calls must report."""
+    routing, ffn, cap = attr(op_text, "routing"), attr(op_text, "ffn"), attr(op_text, "capacity")
+    y, inter = ref.moe_layer(x, params, routing, ffn, cap, return_intermediates=True)
+    experts, slots = np.asarray(inter["experts"]), np.asarray(inter["token_slot"])
+    dispatches.append((np.asarray(inter["counts"]),
+                       int(np.sum((experts >= 0) & (slots < 0)))))
+    if params.get("shared_w1") is not None:
+        # Shared experts are always-on experts with a dispatch of their own.
+        num_shared = np.asarray(params["shared_w1"]).shape[0]
+        dispatches.append((np.full(num_shared, x.shape[0]), 0))
+    return y
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("--tokens", default="1,7,521")
+    p.add_argument("--entry")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--build", default=os.environ.get("MOE_BUILD_DIR", os.path.join(HERE, "..", "..", "build")))
+    p.add_argument("--work")
+    p.add_argument("--ties", action="store_true", help="quantise logits to force ties")
+    p.add_argument("--norm-eps", type=float, default=1e-5)
+    p.add_argument("--no-stats", action="store_true")
+    a = p.parse_args()
+
+    bindir = os.path.join(a.build, "bin")
+    work = a.work or tempfile.mkdtemp(prefix="moe-it-")
+    os.makedirs(work, exist_ok=True)
+    text = open(a.model).read()
+    funcs = parse_functions(text)
+    lib = os.path.join(work, "model.so")
+    run([os.path.join(bindir, "moe-compile"), a.model, "--target=cpu", "-o", lib,
+         "--header", os.path.join(work, "model.h")])
+
+    entries = [a.entry] if a.entry else list(funcs)
+    for entry in entries:
+        fn = funcs[entry]
+        for tokens in [int(t) for t in a.tokens.split(",")]:
+            seed = a.seed + tokens
+            vals = random_args(fn["args"], tokens, seed, a.ties)
+            by_ssa = {ssa: vals[name] for ssa, name, _, _ in fn["args"]}
+            weights = {n: v for n, v in vals.items() if fn["args"][0][1] != n}
+            first = fn["args"][0][1]
+            st = os.path.join(work, "weights.safetensors")
+            write_safetensors(st, weights)
+            xin = os.path.join(work, "input.npy")
+            np.save(xin, vals[first])
+            layers = layer_ops(fn["body"])
+            routes = re.findall(r"moe\.route [^\n]*", fn["body"])
+            nres = 2 if (routes and not layers) else 1
+            outs = [os.path.join(work, "out%d.npy" % i) for i in range(nres)]
+            stats = os.path.join(work, "stats.json")
+            cmd = [os.path.join(bindir, "moe-run"), "--model", lib, "--entry", entry,
+                   "--weights", st, "--input", "%s=%s" % (first, xin), "--stats", stats]
+            for i, o in enumerate(outs):
+                cmd += ["--output", "result%d=%s" % (i, o)]
+            run(cmd)
+            got = [np.load(o) for o in outs]
+            expected_stats = []
+            if layers and all(n.startswith(("input", "layers.", "final_norm")) for _, n, _, _ in fn["args"]):
+                # Frontend model stack.
+                lay = []
+                for i, op in enumerate(layers):
+                    prefix = "layers.%d." % i
+                    params = {k: vals[prefix + k] for k in
+                              ("router", "router_bias", "selection_bias", "w1", "w3", "w2", "b1", "b2",
+                               "shared_w1", "shared_w3", "shared_w2", "shared_gate") if prefix + k in vals}
+                    lay.append({"params": params, "routing": attr(op, "routing"), "ffn": attr(op, "ffn"),
+                                "capacity": attr(op, "capacity"), "norm": vals[prefix + "norm"]})
+                want = [ref.model(vals[first], lay, norm_eps=a.norm_eps, final_norm=vals.get("final_norm"))]
+                expected_stats = None
+            elif len(layers) == 1:
+                ops = layer_operands(layers[0])
+                params = {k: by_ssa[v] for k, v in ops.items()}
+                want = [layer_reference(vals[first], params, layers[0], expected_stats)]
+            elif len(routes) == 1:
+                r = attr(routes[0], "routing")
+                bias = vals.get("bias")
+                w, e = ref.route(vals[first], r, bias)
+                want = [w, e]
+                expected_stats = None
+            else:
+                fail("%s: unsupported model structure" % entry)
+            if nres == 2:
+                if not np.array_equal(got[1], want[1]):
+                    bad = np.argwhere(got[1] != want[1])[0]
+                    fail("%s T=%d: expert ids differ at token %d: %s vs reference %s"
+                         % (entry, tokens, bad[0], got[1][bad[0]], want[1][bad[0]]))
+                err = compare("%s T=%d weights" % (entry, tokens), got[0], want[0], 1e-6)
+            else:
+                err = compare("%s T=%d" % (entry, tokens), got[0], want[0], a.rtol)
+            if expected_stats and not a.no_stats:
+                check_stats(stats, expected_stats)
+            print("ok %s T=%d max-rel-err %.2e" % (entry, tokens, err))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
