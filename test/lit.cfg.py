@@ -30,8 +30,12 @@ llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.moe_tools_dir, append_path=True)
 tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
-tools = ["moe-opt", "moe-translate"]
+tools = ["moe-opt", "moe-translate", "moe-compile", "moe-run"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
+
+clang = shutil.which("clang-22", path=config.llvm_tools_dir) or shutil.which("clang-22") or "clang"
+config.substitutions.append(("%clang", clang))
+llvm_config.add_tool_substitutions(["llvm-nm", "llvm-readelf"], [config.llvm_tools_dir])
 
 # A Python interpreter for the frontend tests: the frontend needs only the
 # standard library.

@@ -1,0 +1,88 @@
+// RUN: moe-opt %s -convert-moe-to-runtime -split-input-file | FileCheck %s
+
+// moe.route: logits cross into a read-only buffer, results are fresh
+// buffers filled by the kernel and wrapped back as tensors; the routing
+// attribute becomes scalar arguments (policy, k, score, normalize, ...).
+// CHECK-LABEL: func.func private @moert_cpu_route
+// CHECK-SAME: attributes {llvm.emit_c_interface}
+// CHECK-LABEL: func.func @route
+// CHECK-SAME: (%[[L:.*]]: tensor<?x8xf32>)
+// CHECK: %[[LB:.*]] = bufferization.to_buffer %[[L]] read_only : tensor<?x8xf32> to memref<?x8xf32, strided<[?, ?], offset: ?>>
+// CHECK: %[[LC:.*]] = memref.cast %[[LB]] : memref<?x8xf32, strided<[?, ?], offset: ?>> to memref<?x?xf32, strided<[?, ?], offset: ?>>
+// CHECK: %[[NOBIAS:.*]] = memref.alloca() : memref<0xf32>
+// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
+// CHECK: %[[E:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
+// CHECK-DAG: %[[TOPK:.*]] = arith.constant 2 : i64
+// CHECK-DAG: %[[SCALE:.*]] = arith.constant 2.500000e+00 : f64
+// CHECK: call @moert_cpu_route(%[[LC]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[TOPK]], %{{.*}}, %{{.*}}, %{{.*}}, %[[SCALE]],
+// CHECK: %[[WT:.*]] = bufferization.to_tensor %[[W]] restrict writable : memref<?x2xf32> to tensor<?x2xf32>
+// CHECK: %[[ET:.*]] = bufferization.to_tensor %[[E]] restrict writable : memref<?x2xi32> to tensor<?x2xi32>
+// CHECK: return %[[WT]], %[[ET]]
+func.func @route(%l: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %w, %e = moe.route %l {routing = #moe.routing<k = 2, normalize = selected, scaling = 2.5>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %w, %e : tensor<?x2xf32>, tensor<?x2xi32>
+}
+
+// -----
+
+// Ragged dispatch allocates T*K rows and passes capacity -1.
+// CHECK-LABEL: func.func @ragged_dispatch
+// CHECK: %[[T:.*]] = tensor.dim %{{.*}}, %{{.*}} : tensor<?x16xf32>
+// CHECK: %[[N:.*]] = arith.muli %[[T]], %{{.*}} : index
+// CHECK: memref.alloc(%[[N]]) : memref<?x16xf32>
+// CHECK: memref.alloc(%[[N]]) : memref<?xi32>
+// CHECK: %[[NOCAP:.*]] = arith.constant -1 : i64
+// CHECK: memref.alloc() : memref<4xi32>
+// CHECK: call @moert_cpu_dispatch({{.*}}, %[[NOCAP]],
+func.func @ragged_dispatch(%x: tensor<?x16xf32>, %w: tensor<?x2xf32>, %e: tensor<?x2xi32>) -> tensor<?x16xf32> {
+  %d, %r, %c, %s, %cw = moe.dispatch %x, %w, %e : tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32>, tensor<?x2xi32>, tensor<?x2xf32>
+  return %d : tensor<?x16xf32>
+}
+
+// -----
+
+// A padded dispatch over a dynamic T computes C = ceil(1.25 * T * 1 / 4)
+// in the IR (f64, the order of computeCapacity), then collapses [E, C, D] to
+// the kernel's [E*C, D] view.
+// CHECK-LABEL: func.func @padded_dynamic_capacity
+// CHECK: arith.sitofp %{{.*}} : i64 to f64
+// CHECK: arith.mulf
+// CHECK: arith.divf
+// CHECK: math.ceil
+// CHECK: arith.fptosi
+// CHECK: arith.maxsi
+// CHECK: arith.ceildivsi
+// CHECK: %[[C:.*]] = arith.index_cast %{{.*}} : i64 to index
+// CHECK: %[[BUF:.*]] = memref.alloc(%[[C]]) : memref<4x?x16xbf16>
+// CHECK: memref.collapse_shape %[[BUF]] {{\[}}[0, 1], [2]] : memref<4x?x16xbf16> into memref<?x16xbf16>
+// CHECK: call @moert_cpu_dispatch
+func.func @padded_dynamic_capacity(%x: tensor<?x16xbf16>, %w: tensor<?x1xf32>, %e: tensor<?x1xi32>) -> tensor<4x?x16xbf16> {
+  %d, %r, %c, %s, %cw = moe.dispatch %x, %w, %e {capacity = #moe.capacity<factor = 1.25, order = score, on_drop = pass_through>} : tensor<?x16xbf16>, tensor<?x1xf32>, tensor<?x1xi32> -> tensor<4x?x16xbf16>, tensor<4x?xi32>, tensor<4xi32>, tensor<?x1xi32>, tensor<?x1xf32>
+  return %d : tensor<4x?x16xbf16>
+}
+
+// -----
+
+// Combine collapses a padded expert output and passes an empty pass-through
+// when there is none; the last argument is the element type code (bf16 = 2).
+// CHECK-LABEL: func.func @combine_padded
+// CHECK: %[[FLAT:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0, 1], [2]] : tensor<4x5x16xbf16> into tensor<20x16xbf16>
+// CHECK: memref.alloca() : memref<0x16xbf16>
+// CHECK: bufferization.to_buffer %[[FLAT]] read_only
+// CHECK: %[[BF16:.*]] = arith.constant 2 : i64
+// CHECK: call @moert_cpu_combine({{.*}}, %[[BF16]])
+func.func @combine_padded(%o: tensor<4x5x16xbf16>, %s: tensor<?x1xi32>, %w: tensor<?x1xf32>) -> tensor<?x16xbf16> {
+  %y = moe.combine %o, %s, %w : tensor<4x5x16xbf16>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @stats
+// CHECK: memref.alloc() : memref<4xi64>
+// CHECK: memref.alloc() : memref<4xf32>
+// CHECK: call @moert_cpu_expert_stats
+func.func @stats(%e: tensor<?x2xi32>, %w: tensor<?x2xf32>) -> (tensor<4xi64>, tensor<4xf32>) {
+  %c, %m = moe.expert_stats %e, %w : tensor<?x2xi32>, tensor<?x2xf32> -> tensor<4xi64>, tensor<4xf32>
+  return %c, %m : tensor<4xi64>, tensor<4xf32>
+}
