@@ -7,7 +7,7 @@ PACKAGES=(
   cmake ninja-build ccache
   clang-22 lld-22 llvm-22-dev libmlir-22-dev mlir-22-tools
   libgtest-dev
-  python3
+  python3 python3-numpy
 )
 
 missing=()

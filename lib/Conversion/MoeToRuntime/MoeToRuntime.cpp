@@ -237,56 +237,130 @@ struct LowerDispatch : OpRewritePattern<DispatchOp> {
     Value tokens = tensor::DimOp::create(rewriter, loc, op.getInput(), 0);
     int64_t k = op.getExperts().getType().getDimSize(1);
     int64_t numExperts = op.getNumExperts();
-
     auto dispType = op.getDispatched().getType();
     auto rowType = op.getRowToken().getType();
-    Value capacityArg, dispatched, rowToken, dispatchedFlat, rowTokenFlat;
-    if (op.isPadded()) {
+    CapacityAttr cap = op.getCapacityAttr();
+
+    // The one dynamic size of the dispatched layout: rows (T*K) when
+    // ragged, the capacity C when padded.
+    SmallVector<Value> dyn;
+    Value capacityArg;
+    if (cap) {
       Value c = dispType.isDynamicDim(1)
-                    ? emitCapacity(rewriter, loc, op.getCapacityAttr(), tokens,
-                                   k, numExperts)
+                    ? emitCapacity(rewriter, loc, cap, tokens, k, numExperts)
                     : arith::ConstantIndexOp::create(rewriter, loc,
                                                      dispType.getDimSize(1))
                           .getResult();
-      SmallVector<Value> dyn;
       if (dispType.isDynamicDim(1))
         dyn.push_back(c);
-      dispatched = kb.alloc(dispType, dyn);
-      rowToken = kb.alloc(rowType, dyn);
-      dispatchedFlat = memref::CollapseShapeOp::create(
-          rewriter, loc, dispatched, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
-      rowTokenFlat = memref::CollapseShapeOp::create(
-          rewriter, loc, rowToken, ArrayRef<ReassociationIndices>{{0, 1}});
       capacityArg = kb.indexToI64(c);
     } else {
-      SmallVector<Value> dyn;
       if (dispType.isDynamicDim(0))
         dyn.push_back(arith::MulIOp::create(
             rewriter, loc, tokens,
             arith::ConstantIndexOp::create(rewriter, loc, k)));
-      dispatched = dispatchedFlat = kb.alloc(dispType, dyn);
-      rowToken = rowTokenFlat = kb.alloc(rowType, dyn);
       capacityArg = kb.i64(-1);
     }
+    // Padded buffers are handed to the kernel collapsed to rows.
+    auto flatten = [&](Value buffer) -> Value {
+      if (!cap)
+        return buffer;
+      auto rank = cast<MemRefType>(buffer.getType()).getRank();
+      SmallVector<ReassociationIndices> groups = {{0, 1}};
+      if (rank == 3)
+        groups.push_back({2});
+      return memref::CollapseShapeOp::create(rewriter, loc, buffer, groups);
+    };
+
+    // A fused consumer (moe.expert_ffn) gathers rows through row_token; then
+    // nothing reads the dispatched copy and the kernel gets no row buffer.
+    bool rowsNeeded = !op.getDispatched().use_empty();
+    Value dispatched, dispatchedArg;
+    if (rowsNeeded) {
+      dispatched = kb.alloc(dispType, dyn);
+      dispatchedArg = kb.castGeneric(flatten(dispatched));
+    } else {
+      dispatchedArg = kb.absent({0, dispType.getShape().back()},
+                                dispType.getElementType());
+    }
+    Value rowToken = kb.alloc(rowType, dyn);
     auto countsType = op.getCounts().getType();
     auto slotType = op.getTokenSlot().getType();
     auto cwType = op.getCombineWeights().getType();
     Value counts = kb.alloc(countsType, {});
     Value slots = kb.alloc(slotType, kb.dynSizesFrom(slotType, op.getExperts()));
     Value cw = kb.alloc(cwType, kb.dynSizesFrom(cwType, op.getExperts()));
-    CapacityAttr cap = op.getCapacityAttr();
     kb.call("moert_cpu_dispatch",
-            {x, weights, experts, kb.castGeneric(dispatchedFlat),
-             kb.castGeneric(rowTokenFlat), kb.castGeneric(counts),
+            {x, weights, experts, dispatchedArg,
+             kb.castGeneric(flatten(rowToken)), kb.castGeneric(counts),
              kb.castGeneric(slots), kb.castGeneric(cw), capacityArg,
              kb.i64(cap ? int64_t(cap.getOrder()) : 0),
              kb.i64(cap ? int64_t(cap.getOnDrop()) : 0),
              kb.i64(cap ? int64_t(cap.getRenormalize()) : 0), kb.i64(*elem)});
-    rewriter.replaceOp(op, {kb.toTensor(dispatched, dispType),
-                            kb.toTensor(rowToken, rowType),
+    Value dispatchedTensor =
+        rowsNeeded ? kb.toTensor(dispatched, dispType)
+                   : tensor::EmptyOp::create(rewriter, loc, dispType.getShape(),
+                                             dispType.getElementType(), dyn)
+                         .getResult();
+    rewriter.replaceOp(op, {dispatchedTensor, kb.toTensor(rowToken, rowType),
                             kb.toTensor(counts, countsType),
                             kb.toTensor(slots, slotType),
                             kb.toTensor(cw, cwType)});
+    return success();
+  }
+};
+
+/// moe.expert_ffn -> moert_cpu_expert_ffn (gather + fused FFN kernel).
+struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ExpertFFNOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.getInput().getType().getElementType().isF32())
+      return op.emitOpError("the CPU expert kernel takes f32 activations");
+    Type weightElem = op.getW1().getType().getElementType();
+    auto weightCode = elemTypeCode(weightElem);
+    for (Value w : {op.getW3(), op.getW2(), op.getB1(), op.getB2()})
+      if (w && cast<RankedTensorType>(w.getType()).getElementType() != weightElem)
+        return op.emitOpError("the CPU expert kernel needs one element type "
+                              "for all expert weights");
+    if (failed(weightCode))
+      return op.emitOpError("unsupported weight element type");
+    Location loc = op.getLoc();
+    KernelCallBuilder kb(rewriter, loc, op);
+    auto resType = op.getResult().getType();
+    bool padded = resType.getRank() == 3;
+    Value rowToken = op.getRowToken();
+    if (padded)
+      rowToken = tensor::CollapseShapeOp::create(
+          rewriter, loc, rowToken, ArrayRef<ReassociationIndices>{{0, 1}});
+    // Dynamic sizes (rows or capacity) sit at the same positions in row_token.
+    SmallVector<Value> dyn = kb.dynSizesFrom(resType, op.getRowToken());
+    Value out = kb.alloc(resType, dyn);
+    Value outFlat = out;
+    if (padded)
+      outFlat = memref::CollapseShapeOp::create(
+          rewriter, loc, out, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+    Value segmentStride =
+        padded ? kb.indexToI64(tensor::DimOp::create(rewriter, loc,
+                                                     op.getRowToken(), 1))
+               : kb.i64(-1);
+    auto optional = [&](Value v, int64_t rank) -> Value {
+      if (v)
+        return kb.input(v);
+      SmallVector<int64_t> shape(rank, 0);
+      return kb.absent(shape, weightElem);
+    };
+    FFNAttr f = op.getFfn();
+    kb.call("moert_cpu_expert_ffn",
+            {kb.input(op.getInput()), kb.input(rowToken), kb.input(op.getCounts()),
+             kb.input(op.getW1()), optional(op.getW3(), 3), kb.input(op.getW2()),
+             optional(op.getB1(), 2), optional(op.getB2(), 2),
+             kb.castGeneric(outFlat), segmentStride,
+             kb.i64(int64_t(f.getKind())), kb.i64(int64_t(f.getActivation())),
+             kb.i64(int64_t(f.getGateUp())), kb.i64(int64_t(f.getLayout())),
+             kb.f64(f.getAlpha()), kb.f64(f.getUpShift()), kb.f64(f.getLimit()),
+             kb.i64(*weightCode)});
+    rewriter.replaceOp(op, kb.toTensor(out, resType));
     return success();
   }
 };
@@ -351,7 +425,7 @@ struct ConvertMoeToRuntimePass
     walkAndApplyPatterns(getOperation(), std::move(patterns));
     // A pattern that cannot lower its op has emitted the reason.
     WalkResult leftover = getOperation()->walk([](Operation *op) {
-      return isa<RouteOp, DispatchOp, CombineOp, ExpertStatsOp>(op)
+      return isa<RouteOp, DispatchOp, CombineOp, ExpertStatsOp, ExpertFFNOp>(op)
                  ? WalkResult::interrupt()
                  : WalkResult::advance();
     });
@@ -363,6 +437,7 @@ struct ConvertMoeToRuntimePass
 } // namespace
 
 void mlir::moe::populateMoeToRuntimePatterns(RewritePatternSet &patterns) {
-  patterns.add<LowerRoute, LowerDispatch, LowerCombine, LowerExpertStats>(
+  patterns.add<LowerRoute, LowerDispatch, LowerCombine, LowerExpertStats,
+               LowerExpertFFN>(
       patterns.getContext());
 }

@@ -111,7 +111,8 @@ MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_route(
 
 /* moe.dispatch, both layouts. x: [T, D] of elem_type; weights: f32 [T, K];
  * experts: i32 [T, K]; dispatched: [R, D] of elem_type, where R = T*K
- * (ragged, capacity < 0) or E*C (padded, the [E, C, D] result collapsed);
+ * (ragged, capacity < 0) or E*C (padded, the [E, C, D] result collapsed),
+ * or [0, D] when a fused consumer gathers the rows itself (nothing copied);
  * row_token: i32 [R]; counts: i32 [E]; token_slot: i32 [T, K];
  * combine_weights: f32 [T, K]. order / on_drop / renormalize only matter
  * when capacity >= 0. */

@@ -62,6 +62,7 @@ typedef struct {
   moert_memref_1d *row_token, *counts;
   int64_t T, D, K, E, R, C;
   size_t es;
+  int copy_rows; /* 0: `dispatched` has no rows (a fused consumer gathers) */
 } Dispatch;
 
 /* Ragged (§2.1): rows sorted by (expert, t, j). counts[] doubles as the
@@ -92,7 +93,8 @@ static void dispatch_ragged(const Dispatch *d) {
         continue;
       }
       int32_t r = MOERT_I32_1D(d->counts, e)++;
-      copy_row(d->x, t, d->dispatched, r, d->D, d->es);
+      if (d->copy_rows)
+        copy_row(d->x, t, d->dispatched, r, d->D, d->es);
       MOERT_I32_1D(d->row_token, r) = (int32_t)t;
       MOERT_I32_2D(d->token_slot, t, j) = r;
       MOERT_F32_2D(d->cw, t, j) = MOERT_F32_2D(d->weights, t, j);
@@ -104,7 +106,8 @@ static void dispatch_ragged(const Dispatch *d) {
     begin = end;
   }
   for (int64_t r = pairs; r < d->R; ++r) {
-    zero_row(d->dispatched, r, d->D, d->es);
+    if (d->copy_rows)
+      zero_row(d->dispatched, r, d->D, d->es);
     MOERT_I32_1D(d->row_token, r) = -1;
   }
 }
@@ -120,7 +123,8 @@ static void claim(const Dispatch *d, int64_t t, int64_t j) {
     return;
   MOERT_I32_1D(d->counts, e) = c + 1;
   int64_t r = e * d->C + c;
-  copy_row(d->x, t, d->dispatched, r, d->D, d->es);
+  if (d->copy_rows)
+    copy_row(d->x, t, d->dispatched, r, d->D, d->es);
   MOERT_I32_1D(d->row_token, r) = (int32_t)t;
   MOERT_I32_2D(d->token_slot, t, j) = (int32_t)r;
 }
@@ -178,7 +182,8 @@ static void dispatch_padded(const Dispatch *d, int64_t order, int64_t on_drop,
 
   for (int64_t e = 0; e < d->E; ++e)
     for (int64_t c = MOERT_I32_1D(d->counts, e); c < d->C; ++c) {
-      zero_row(d->dispatched, e * d->C + c, d->D, d->es);
+      if (d->copy_rows)
+        zero_row(d->dispatched, e * d->C + c, d->D, d->es);
       MOERT_I32_1D(d->row_token, e * d->C + c) = -1;
     }
 
@@ -226,11 +231,14 @@ void _mlir_ciface_moert_cpu_dispatch(
   d.D = x->sizes[1];
   d.K = experts->sizes[1];
   d.E = counts->sizes[0];
-  d.R = dispatched->sizes[0];
+  /* The row count comes from row_token; `dispatched` either has all R rows
+   * or none (its consumer gathers rows through row_token itself). */
+  d.R = row_token->sizes[0];
+  d.copy_rows = dispatched->sizes[0] != 0;
   if (!moert_is_2d(experts, d.T, d.K) || !moert_is_2d(weights, d.T, d.K) ||
       !moert_is_2d(token_slot, d.T, d.K) ||
       !moert_is_2d(combine_weights, d.T, d.K) ||
-      !moert_is_2d(dispatched, d.R, d.D) || row_token->sizes[0] != d.R)
+      !moert_is_2d(dispatched, d.copy_rows ? d.R : 0, d.D))
     return;
   /* Rows and tokens are stored as i32; R must be exactly the layout's row
    * count so that every row written is inside the descriptor. */

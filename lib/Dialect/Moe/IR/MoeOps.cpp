@@ -520,6 +520,52 @@ LogicalResult GroupedMatmulOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// ExpertFFNOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ExpertFFNOp::verify() {
+  Operation *op = getOperation();
+  if (failed(checkRank(op, getInput(), 2, "input", "[T, D]")) ||
+      failed(checkRank(op, getCounts(), 1, "counts", "[E]")))
+    return failure();
+  int64_t d = getInput().getType().getDimSize(1);
+  if (ShapedType::isDynamic(d))
+    return emitOpError() << "the model width D of the input must be static";
+  if (failed(verifyStackedFFN(op, "", getFfn(), d, getW1(), getW3(), getW2(),
+                              getB1(), getB2())))
+    return failure();
+  int64_t e = getW1().getType().getDimSize(0);
+  if (getCounts().getType().getDimSize(0) != e)
+    return emitOpError() << "counts has "
+                         << dimStr(getCounts().getType().getDimSize(0))
+                         << " entries but there are " << e << " experts";
+  auto rowType = getRowToken().getType();
+  auto resType = getResult().getType();
+  if (!resType.getElementType().isF32())
+    return emitOpError() << "result must be f32 (the FFN accumulates in f32)";
+  if (rowType.getRank() == 1) {
+    if (failed(checkRank(op, getResult(), 2, "ragged result", "[N, D]")) ||
+        failed(checkDim(op, resType.getDimSize(0), rowType.getDimSize(0),
+                        "result rows (vs row_token)")))
+      return failure();
+  } else if (rowType.getRank() == 2) {
+    if (rowType.getDimSize(0) != e)
+      return emitOpError() << "padded row_token has "
+                           << dimStr(rowType.getDimSize(0))
+                           << " experts but there are " << e;
+    if (failed(checkRank(op, getResult(), 3, "padded result", "[E, C, D]")) ||
+        failed(checkDim(op, resType.getDimSize(0), e, "result experts")) ||
+        failed(checkDim(op, resType.getDimSize(1), rowType.getDimSize(1),
+                        "result capacity (vs row_token)")))
+      return failure();
+  } else {
+    return emitOpError() << "row_token must be ragged [N] or padded [E, C], got "
+                         << rowType;
+  }
+  return checkDim(op, resType.getShape().back(), d, "result width");
+}
+
+//===----------------------------------------------------------------------===//
 // CombineOp
 //===----------------------------------------------------------------------===//
 

@@ -72,22 +72,11 @@ Value emitActivation(OpBuilder &b, Location loc, Value x, FFNAttr ffn) {
   llvm_unreachable("unknown activation");
 }
 
-/// The stacked weights of one group of experts, in the order they become
-/// operands of moe.experts.
-struct StackedFFN {
-  Value w1, w3, w2, b1, b2;
-  SmallVector<Value> operands() const {
-    SmallVector<Value> ops = {w1};
-    for (Value v : {w3, b1, w2, b2})
-      if (v)
-        ops.push_back(v);
-    return ops;
-  }
-};
+} // namespace
 
-/// Fills the body of a moe.experts op computing the FFN on one segment.
-void buildExpertBody(OpBuilder &b, Location loc, ExpertsOp expertsOp,
-                     const StackedFFN &ffnWeights, FFNAttr ffn) {
+void mlir::moe::buildExpertFFNBody(OpBuilder &b, Location loc,
+                                   ExpertsOp expertsOp,
+                                   const StackedFFN &ffnWeights, FFNAttr ffn) {
   SmallVector<Value> weights = ffnWeights.operands();
   auto dispType = cast<RankedTensorType>(expertsOp.getDispatched().getType());
   Type elemType = dispType.getElementType();
@@ -186,6 +175,8 @@ void buildExpertBody(OpBuilder &b, Location loc, ExpertsOp expertsOp,
   YieldOp::create(b, loc, out);
 }
 
+namespace {
+
 /// dispatch -> experts -> combine for one group of experts and a routing.
 Value emitDispatchedFFN(OpBuilder &b, Location loc, Value input, Value weights,
                         Value experts, const StackedFFN &ffnWeights,
@@ -221,7 +212,10 @@ Value emitDispatchedFFN(OpBuilder &b, Location loc, Value input, Value weights,
   auto expertsOp = ExpertsOp::create(
       b, loc, TypeRange{dispType}, dispatch.getDispatched(),
       dispatch.getCounts(), ffnWeights.operands());
-  buildExpertBody(b, loc, expertsOp, ffnWeights, ffn);
+  buildExpertFFNBody(b, loc, expertsOp, ffnWeights, ffn);
+  // Record the form so moe-fuse-experts can recognise (and re-verify) it.
+  expertsOp->setAttr(kExpertsFFNFormAttr, ffn);
+  expertsOp->setAttr(kExpertsFFNRolesAttr, ffnWeights.rolesAttr(b));
 
   Value passthrough;
   if (capacity && capacity.getOnDrop() == DropPolicy::PassThrough)

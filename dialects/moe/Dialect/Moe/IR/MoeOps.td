@@ -293,6 +293,50 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// moe.expert_ffn
+//===----------------------------------------------------------------------===//
+
+def Moe_ExpertFFNOp : Moe_Op<"expert_ffn", [Pure, AttrSizedOperandSegments]> {
+  let summary = "Expert FFN with the token gather fused in";
+  let description = [{
+    The vertically fused form of `moe.dispatch` + `moe.experts` for the
+    standard FFN forms of `#moe.ffn` (what `moe-fuse-experts` produces):
+    instead of reading dispatched copies of the tokens, row `r` of expert
+    `e`'s segment reads `input[row_token[r]]` directly, and the FFN's
+    intermediate activations never leave a tile.
+
+    `row_token` and `counts` are the `moe.dispatch` results (`[N]` ragged or
+    `[E, C]` padded). The result has the dispatched layout (`[N, D]` or
+    `[E, C, D]`, element type f32): `result[r] = FFN_e(input[row_token[r]])`
+    for rows inside a segment, zero elsewhere. Weights are stacked as for
+    `moe.layer` (`w1` `[E, D, F]` or fused `[E, D, 2F]`, optional `w3`,
+    `w2` `[E, F, D]`, optional biases), oriented per `ffn.layout`.
+  }];
+  let arguments = (ins
+    Moe_FloatTensor:$input,
+    Moe_IndexTensor:$row_token,
+    Moe_IndexTensor:$counts,
+    Moe_FloatTensor:$w1,
+    Optional<Moe_FloatTensor>:$w3,
+    Moe_FloatTensor:$w2,
+    Optional<Moe_FloatTensor>:$b1,
+    Optional<Moe_FloatTensor>:$b2,
+    Moe_FFNAttr:$ffn
+  );
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $row_token `,` $counts `:` type($input) `,` type($row_token) `,` type($counts)
+    `w1` `(` $w1 `:` type($w1) `)`
+    (`w3` `(` $w3^ `:` type($w3) `)`)?
+    `w2` `(` $w2 `:` type($w2) `)`
+    (`b1` `(` $b1^ `:` type($b1) `)`)?
+    (`b2` `(` $b2^ `:` type($b2) `)`)?
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // moe.combine
 //===----------------------------------------------------------------------===//
 

@@ -60,6 +60,38 @@ def MoeDecomposePass : Pass<"moe-decompose"> {
 }
 
 //===----------------------------------------------------------------------===//
+// Expert fusion
+//===----------------------------------------------------------------------===//
+
+def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
+  let summary = "Fuse token gather and the expert FFN into moe.expert_ffn";
+  let description = [{
+    Rewrites a `moe.experts` whose body is a standard FFN form (as built by
+    `moe-decompose`, re-verified structurally) and whose segments come from a
+    `moe.dispatch` into `moe.expert_ffn`:
+
+    * the token gather is fused into the first product's operand loads (the
+      op reads `input[row_token[r]]`; the dispatch then no longer copies rows
+      once its `dispatched` result is dead);
+    * the activation (and GLU product) is fused between the two products,
+      and no `[rows, F]` intermediate is materialised (the CPU kernel works
+      on row x F tiles).
+
+    Bodies that are not a recognised form are left to the generic loop
+    lowering (`convert-moe-to-linalg`). Run it right after `moe-decompose`:
+    canonicalising the body first changes it and prevents recognition.
+
+    ```mlir
+    %d, %rows, %counts, %slots, %cw = moe.dispatch %x, %w, %e : ...
+    %o = moe.experts %d, %counts weights(%w1, %w3, %w2 : ...) ... { <SwiGLU> }
+    // becomes
+    %o = moe.expert_ffn %x, %rows, %counts : ... w1(%w1 : ...) w3(%w3 : ...)
+           w2(%w2 : ...) {ffn = #moe.ffn<>} -> tensor<?x64xf32>
+    ```
+  }];
+}
+
+//===----------------------------------------------------------------------===//
 // Model-library preparation
 //===----------------------------------------------------------------------===//
 

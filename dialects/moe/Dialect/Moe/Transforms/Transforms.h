@@ -13,6 +13,45 @@
 
 namespace mlir::moe {
 
+/// The stacked weights of one group of experts (routed or shared), in the
+/// order they become operands of moe.experts: w1, [w3], [b1], w2, [b2].
+struct StackedFFN {
+  Value w1, w3, w2, b1, b2;
+  SmallVector<Value> operands() const {
+    SmallVector<Value> ops = {w1};
+    for (Value v : {w3, b1, w2, b2})
+      if (v)
+        ops.push_back(v);
+    return ops;
+  }
+  /// The role of each operand, as recorded on moe.experts.
+  ArrayAttr rolesAttr(Builder &b) const {
+    SmallVector<Attribute> roles = {b.getStringAttr("w1")};
+    for (auto [v, name] : {std::pair<Value, StringRef>{w3, "w3"},
+                           {b1, "b1"}, {w2, "w2"}, {b2, "b2"}})
+      if (v)
+        roles.push_back(b.getStringAttr(name));
+    return b.getArrayAttr(roles);
+  }
+};
+
+/// Discardable attributes moe-decompose puts on the moe.experts ops it
+/// builds: the #moe.ffn form of the body and the role of each weight.
+inline constexpr llvm::StringLiteral kExpertsFFNFormAttr = "moe.ffn_form";
+inline constexpr llvm::StringLiteral kExpertsFFNRolesAttr = "moe.ffn_operands";
+
+/// Creates the body of `expertsOp` (which must have no body yet and the
+/// operands of `weights`) computing the FFN described by `ffn`.
+void buildExpertFFNBody(OpBuilder &b, Location loc, ExpertsOp expertsOp,
+                        const StackedFFN &weights, FFNAttr ffn);
+
+/// Rewrites moe.experts ops whose body is exactly a standard FFN form and
+/// whose segments come from a moe.dispatch into moe.expert_ffn, which reads
+/// the tokens through the dispatch's row_token (gather fusion) and keeps the
+/// FFN intermediates in tiles (vertical fusion). Returns the number of
+/// rewritten ops.
+int64_t fuseExperts(RewriterBase &rewriter, Operation *root);
+
 /// Rewrites `layer` into router matmul, moe.route, moe.dispatch, moe.experts
 /// and moe.combine (plus the same for shared experts). Returns the value that
 /// replaced the layer's result.
