@@ -29,14 +29,43 @@ func.func @route(%l: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
 // CHECK-LABEL: func.func @ragged_dispatch
 // CHECK: %[[T:.*]] = tensor.dim %{{.*}}, %{{.*}} : tensor<?x16xf32>
 // CHECK: %[[N:.*]] = arith.muli %[[T]], %{{.*}} : index
+// CHECK: %[[NOCAP:.*]] = arith.constant -1 : i64
 // CHECK: memref.alloc(%[[N]]) : memref<?x16xf32>
 // CHECK: memref.alloc(%[[N]]) : memref<?xi32>
-// CHECK: %[[NOCAP:.*]] = arith.constant -1 : i64
 // CHECK: memref.alloc() : memref<4xi32>
 // CHECK: call @moert_cpu_dispatch({{.*}}, %[[NOCAP]],
 func.func @ragged_dispatch(%x: tensor<?x16xf32>, %w: tensor<?x2xf32>, %e: tensor<?x2xi32>) -> tensor<?x16xf32> {
   %d, %r, %c, %s, %cw = moe.dispatch %x, %w, %e : tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32>, tensor<?x2xi32>, tensor<?x2xf32>
   return %d : tensor<?x16xf32>
+}
+
+// -----
+
+// When nothing reads the dispatched rows (a fused moe.expert_ffn gathers
+// them itself), the kernel gets a row-less buffer and copies nothing.
+// CHECK-LABEL: func.func @rows_not_needed
+// CHECK: %[[NOROWS:.*]] = memref.alloca() : memref<0x16xf32>
+// CHECK: %[[NOROWSC:.*]] = memref.cast %[[NOROWS]]
+// CHECK: call @moert_cpu_dispatch(%{{.*}}, %{{.*}}, %{{.*}}, %[[NOROWSC]],
+func.func @rows_not_needed(%x: tensor<?x16xf32>, %w: tensor<?x2xf32>, %e: tensor<?x2xi32>) -> tensor<?xi32> {
+  %d, %r, %c, %s, %cw = moe.dispatch %x, %w, %e : tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32>, tensor<?x2xi32>, tensor<?x2xf32>
+  return %r : tensor<?xi32>
+}
+
+// -----
+
+// moe.expert_ffn becomes one kernel call: the tokens, row_token, counts,
+// the weights (absent ones as empty buffers), the output rows, the segment
+// stride (-1 ragged), the #moe.ffn fields and the weight type (bf16 = 2).
+// CHECK-LABEL: func.func @expert_ffn_bf16
+// CHECK: %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+// CHECK: memref.alloca() : memref<0x0xbf16>
+// CHECK: memref.alloca() : memref<0x0xbf16>
+// CHECK: call @moert_cpu_expert_ffn(
+// CHECK: bufferization.to_tensor %[[OUT]] restrict writable : memref<?x16xf32> to tensor<?x16xf32>
+func.func @expert_ffn_bf16(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %counts: tensor<4xi32>, %w1: tensor<4x16x32xbf16>, %w3: tensor<4x16x32xbf16>, %w2: tensor<4x32x16xbf16>) -> tensor<?x16xf32> {
+  %o = moe.expert_ffn %x, %rows, %counts : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xbf16>) w3(%w3 : tensor<4x16x32xbf16>) w2(%w2 : tensor<4x32x16xbf16>) {ffn = #moe.ffn<>} -> tensor<?x16xf32>
+  return %o : tensor<?x16xf32>
 }
 
 // -----

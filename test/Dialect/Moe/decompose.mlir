@@ -6,7 +6,7 @@
 // CHECK: %[[LOGITS:.*]] = linalg.matmul ins(%[[X]], %[[WG]] : tensor<?x16xf32>, tensor<16x4xf32>) outs(%{{.*}} : tensor<?x4xf32>)
 // CHECK: %[[W:.*]], %[[E:.*]] = moe.route %[[LOGITS]] {routing = #moe.routing<k = 2, normalize = selected>} : tensor<?x4xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
 // CHECK: %[[D:.*]], %{{.*}}, %[[CNT:.*]], %[[SLOT:.*]], %[[CW:.*]] = moe.dispatch %[[X]], %[[W]], %[[E]] : tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32>, tensor<?x2xi32>, tensor<?x2xf32>
-// CHECK: %[[O:.*]] = moe.experts %[[D]], %[[CNT]] weights(%[[W1]], %[[W3]], %[[W2]] : tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>) : tensor<?x16xf32>, tensor<4xi32> -> tensor<?x16xf32> {
+// CHECK: %[[O:.*]] = moe.experts %[[D]], %[[CNT]] weights(%[[W1]], %[[W3]], %[[W2]] : tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>) : tensor<?x16xf32>, tensor<4xi32> -> tensor<?x16xf32> attributes {moe.ffn_form = #moe.ffn<>, moe.ffn_operands = ["w1", "w3", "w2"]} {
 // CHECK: ^bb0(%[[SEG:.*]]: tensor<?x16xf32>, %[[A1:.*]]: tensor<16x32xf32>, %[[A3:.*]]: tensor<16x32xf32>, %[[A2:.*]]: tensor<32x16xf32>):
 // CHECK: %[[G:.*]] = linalg.matmul ins(%[[SEG]], %[[A1]] : {{.*}}) outs({{.*}}) -> tensor<?x32xf32>
 // CHECK: %[[U:.*]] = linalg.matmul ins(%[[SEG]], %[[A3]] : {{.*}}) outs({{.*}}) -> tensor<?x32xf32>

@@ -1475,3 +1475,27 @@ func.func @dispatch_static_capacity_dynamic_tokens(%x: tensor<?x16xf32>, %w: ten
   %d, %r, %c, %s, %cw = moe.dispatch %x, %w, %e {capacity = #moe.capacity<factor = 1.0>} : tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32> -> tensor<8x7x16xf32>, tensor<8x7xi32>, tensor<8xi32>, tensor<?x2xi32>, tensor<?x2xf32>
   return
 }
+
+// -----
+
+func.func @expert_ffn_bf16_result(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{result must be f32 (the FFN accumulates in f32)}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xbf16>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_counts(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<5xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{counts has 5 entries but there are 4 experts}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_padded_rows(%x: tensor<?x16xf32>, %rows: tensor<4x3xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{result capacity (vs row_token) is 5 but must be 3}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<4x3xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<4x5x16xf32>
+  return
+}

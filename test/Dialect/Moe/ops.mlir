@@ -721,3 +721,16 @@ func.func @negative_reals(%x: tensor<?x16xf32>, %wg: tensor<16x8xf32>, %w1: tens
   %y = moe.layer %x : tensor<?x16xf32> router(%wg : tensor<16x8xf32>) w1(%w1 : tensor<8x16x64xf32>) w2(%w2 : tensor<8x32x16xf32>) {ffn = #moe.ffn<gate_up = concatenated, up_shift = -1.5>, routing = #moe.routing<k = 2, scaling = 3>} -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @expert_ffn_forms
+// CHECK: moe.expert_ffn %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%{{.*}} : tensor<4x16x32xbf16>) w3(%{{.*}} : tensor<4x16x32xbf16>) w2(%{{.*}} : tensor<4x32x16xbf16>) {ffn = #moe.ffn<>} -> tensor<?x16xf32>
+// CHECK: moe.expert_ffn %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<4x3xi32>, tensor<4xi32> w1(%{{.*}} : tensor<4x16x64xf32>) w2(%{{.*}} : tensor<4x32x16xf32>) b1(%{{.*}} : tensor<4x64xf32>) b2(%{{.*}} : tensor<4x16xf32>) {ffn = #moe.ffn<gate_up = interleaved>} -> tensor<4x3x16xf32>
+func.func @expert_ffn_forms(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %prow: tensor<4x3xi32>, %c: tensor<4xi32>,
+                            %w1: tensor<4x16x32xbf16>, %w3: tensor<4x16x32xbf16>, %w2: tensor<4x32x16xbf16>,
+                            %f1: tensor<4x16x64xf32>, %f2: tensor<4x32x16xf32>, %b1: tensor<4x64xf32>, %b2: tensor<4x16xf32>) -> (tensor<?x16xf32>, tensor<4x3x16xf32>) {
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xbf16>) w3(%w3 : tensor<4x16x32xbf16>) w2(%w2 : tensor<4x32x16xbf16>) {ffn = #moe.ffn<>} -> tensor<?x16xf32>
+  %b = moe.expert_ffn %x, %prow, %c : tensor<?x16xf32>, tensor<4x3xi32>, tensor<4xi32> w1(%f1 : tensor<4x16x64xf32>) w2(%f2 : tensor<4x32x16xf32>) b1(%b1 : tensor<4x64xf32>) b2(%b2 : tensor<4x16xf32>) {ffn = #moe.ffn<gate_up = interleaved>} -> tensor<4x3x16xf32>
+  return %a, %b : tensor<?x16xf32>, tensor<4x3x16xf32>
+}
