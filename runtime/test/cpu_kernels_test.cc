@@ -318,6 +318,23 @@ TEST(Route, ThresholdDropsLowScores) {
   expectWeights(r, 0, {0.45f, 0.4f, 0.0f});
 }
 
+TEST(Route, TopKWithPositiveThresholdSkips) {
+  // moe-skip-experts: top-k keeps its K best, then skips p < threshold;
+  // normalisation runs over the kept slots only.
+  RouteOpts o;
+  o.policy = MOERT_TOP_K;
+  o.score = MOERT_IDENTITY;
+  o.k = 3;
+  o.threshold = 0.2;
+  o.normalize = 1;
+  RouteOut r = route({0.1f, 0.4f, 0.05f, 0.45f}, 1, 4, o);
+  expectExperts(r, 0, {3, 1, -1});
+  expectWeights(r, 0, {0.45f / 0.85f, 0.4f / 0.85f, 0.0f});
+  o.threshold = 0.0; // no skipping
+  r = route({0.1f, 0.4f, 0.05f, 0.45f}, 1, 4, o);
+  expectExperts(r, 0, {3, 1, 0});
+}
+
 TEST(Route, ThresholdWithBiasMovesKeptSlotsToTheFront) {
   // The bias ranks expert 0 first, but its p = 0.1 fails the threshold; the
   // kept slots close up in rank order.

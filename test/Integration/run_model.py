@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python-frontend"))
 import moe_reference as ref  # noqa: E402
-
-DTYPES = {"f32": np.float32, "f16": np.float16, "i32": np.int32, "i64": np.int64}
-ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16",
-             np.dtype(np.int32): "I32", np.dtype(np.int64): "I64"}
-
+from moe_frontend import random_data  # noqa: E402
 
 def fail(msg):
     print("FAIL: " + msg)
@@ -49,25 +45,13 @@ def fail(msg):
 # Reading the model text
 # --------------------------------------------------------------------------
 
-ARG_RE = re.compile(r"%([\w.]+): tensor<([^>]*)>(?:\s*\{moe\.name = \"([^\"]+)\"\})?")
-
-
-def parse_shape(text):
-    *dims, elem = text.split("x")
-    return [None if d == "?" else int(d) for d in dims], elem
-
-
 def parse_functions(text):
     """name -> {'args': [(ssa, name, shape, elem)], 'body': text}"""
     funcs = {}
-    for m in re.finditer(r"func\.func @(\w+)\((.*?)\)\s*->", text, re.S):
-        name, sig = m.group(1), m.group(2)
-        args = []
-        for i, a in enumerate(ARG_RE.finditer(sig)):
-            shape, elem = parse_shape(a.group(2))
-            args.append((a.group(1), a.group(3) or "arg%d" % i, shape, elem))
-        start = m.end()
-        depth, i = 0, text.index("{", start)
+    for m in re.finditer(r"func\.func @(\w+)\(", text):
+        name = m.group(1)
+        _, args = random_data.parse_signature(text, name)
+        depth, i = 0, text.index("{", text.index(") ->", m.end()))
         for j in range(i, len(text)):
             depth += {"{": 1, "}": -1}.get(text[j], 0)
             if depth == 0:
@@ -95,24 +79,6 @@ def layer_ops(body):
 # Files
 # --------------------------------------------------------------------------
 
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
-        data = arr.tobytes()
-        header[name] = {"dtype": ST_DTYPES[arr.dtype], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
 def run(cmd):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -125,23 +91,11 @@ def run(cmd):
 # --------------------------------------------------------------------------
 
 def random_args(args, tokens, seed, ties):
-    rng = np.random.RandomState(seed)
-    out = {}
-    for ssa, name, shape, elem in args:
-        dims = [tokens if d is None else d for d in shape]
-        fan_in = dims[-2] if len(dims) >= 2 and name != "x" and not name.startswith("input") else 1
-        scale = 1.0 / np.sqrt(fan_in) if len(dims) >= 2 and dims[0] != tokens else 1.0
-        if name.endswith("norm"):
-            a = 1.0 + 0.1 * rng.standard_normal(dims)
-        elif "bias" in name:
-            a = 0.1 * rng.standard_normal(dims)
-        else:
-            a = rng.standard_normal(dims) * scale
-        if ties and name == "logits":
-            # Few distinct values: many exact ties in every row.
-            a = np.round(a * 2.0) / 2.0
-        out[name] = a.astype(DTYPES[elem])
-    return out
+    vals = random_data.make_arrays(args, tokens, seed)
+    if ties and "logits" in vals:
+        # Few distinct values: many exact ties in every row.
+        vals["logits"] = (np.round(vals["logits"] * 2.0) / 2.0).astype(np.float32)
+    return vals
 
 
 def compare(name, got, want, rtol):
@@ -216,10 +170,12 @@ def main():
             seed = a.seed + tokens
             vals = random_args(fn["args"], tokens, seed, a.ties)
             by_ssa = {ssa: vals[name] for ssa, name, _, _ in fn["args"]}
-            weights = {n: v for n, v in vals.items() if fn["args"][0][1] != n}
-            first = fn["args"][0][1]
+            inputs = [n for _, n, shape, _ in fn["args"] if random_data.is_input(shape)]
+            if len(inputs) != 1:
+                fail("%s: expected one token-dependent input, found %s" % (entry, inputs))
+            first = inputs[0]
             st = os.path.join(work, "weights.safetensors")
-            write_safetensors(st, weights)
+            random_data.write_safetensors(st, {n: v for n, v in vals.items() if n != first})
             xin = os.path.join(work, "input.npy")
             np.save(xin, vals[first])
             layers = layer_ops(fn["body"])

@@ -248,9 +248,13 @@ static void route_ranked(const RouteParams *rp, moert_memref_2d *logits,
         if (mass >= rp->top_p)
           break;
       }
-    } else if (rp->policy == MOERT_THRESHOLD) {
+    }
+    /* Skipping: policy threshold, or a positive threshold on any key-ranked
+     * policy (moe-skip-experts), drops kept slots with p < threshold. */
+    if (rp->policy == MOERT_THRESHOLD || rp->threshold > 0.0f) {
+      int64_t candidates = kept;
       kept = 0;
-      for (int64_t j = 0; j < n; ++j)
+      for (int64_t j = 0; j < candidates; ++j)
         if (s->w[j] >= rp->threshold) {
           s->sel[kept] = s->sel[j];
           s->w[kept] = s->w[j];

@@ -417,11 +417,14 @@ def route(logits: np.ndarray, routing, bias=None) -> Tuple[np.ndarray, np.ndarra
                 count = np.where(reach.any(axis=-1), np.argmax(reach, axis=-1) + 1, K)
                 keep = np.arange(K)[None, :] < count[:, None]
             else:  # threshold
+                keep = np.ones((T, K), dtype=bool)
+            if policy == "threshold" or r["threshold"] > 0.0:
+                # Skipping (Semantics 1.3): drop kept slots with p < threshold.
                 if score == "softmax_selected":
                     psel = _softmax_rows(_take(l, sel))
                 else:
                     psel = _take(p, sel)
-                keep = psel >= F32(r["threshold"])
+                keep = keep & (psel >= F32(r["threshold"]))
             cols = _compact(sel, keep)
             used = cols >= 0
             if score == "softmax_selected":

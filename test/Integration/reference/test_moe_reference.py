@@ -337,6 +337,17 @@ class ThresholdTest(Case):
                            [[1, 3, -1]], [[s[1] / (s[1] + s[3]), s[3] / (s[1] + s[3]), 0]])
 
 
+    def test_skipping_on_top_k_and_top_p(self):
+        # moe-skip-experts: a positive threshold on top_k / top_p skips the
+        # kept slots with p < threshold; normalisation covers the rest.
+        l = [[0.1, 0.4, 0.05, 0.45]]
+        self.assertRouting(route(l, "#moe.routing<k = 3, score = identity, "
+                                    "normalize = selected, threshold = 0.2>"),
+                           [[3, 1, -1]], [[0.45 / 0.85, 0.4 / 0.85, 0]])
+        self.assertRouting(route(l, "#moe.routing<policy = top_p, k = 3, "
+                                    "score = identity, top_p = 0.9, threshold = 0.42>"),
+                           [[3, -1, -1]], [[0.45, 0, 0]])
+
 class GroupedTopKTest(Case):
     def test_group_mask(self):
         # 3 groups of 2; group sums of the 2 best keys: 1.0, 1.1, 0.3

@@ -87,6 +87,12 @@ RoutingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "top_p must be in (0, 1], got " << double(topP);
   if (!(threshold >= 0.0 && threshold <= 1.0))
     return emitError() << "routing threshold must be in [0, 1], got " << double(threshold);
+  if (double(threshold) > 0.0 && policy != RoutingPolicy::TopK &&
+      policy != RoutingPolicy::TopP && policy != RoutingPolicy::GroupedTopK &&
+      policy != RoutingPolicy::Threshold)
+    return emitError() << "threshold skipping applies to top_k, top_p, "
+                          "grouped_top_k and threshold routing, not "
+                       << stringifyRoutingPolicy(policy);
   if (nullExperts < 0)
     return emitError() << "null_experts must not be negative, got " << nullExperts;
   if (!(epsilon >= 0.0) || !std::isfinite(epsilon))

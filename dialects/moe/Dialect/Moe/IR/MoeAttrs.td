@@ -38,7 +38,7 @@ def Moe_RoutingAttr : Moe_Attr<"Routing", "routing"> {
     | `tie_break` | `lower_index` | which expert wins among equal scores |
     | `scaling` | `1.0` | routed scaling factor applied to the final weights (DeepSeek-V3: 2.5) |
     | `top_p` | `1.0` | `top_p`: keep the smallest prefix (by descending score) whose mass reaches this value, at most `k` experts |
-    | `threshold` | `0.0` | `threshold`: keep selected experts whose score is at least this value |
+    | `threshold` | `0.0` | `threshold` policy, and skipping for `top_k` / `top_p` / `grouped_top_k` when positive: keep selected experts whose score is at least this value |
     | `num_groups` / `top_groups` / `group_score_k` | `1` / `1` / `2` | `grouped_top_k`: split experts into `num_groups` groups, score each group by the sum of its `group_score_k` best (bias-corrected) scores, keep the best `top_groups` groups |
     | `mask_with_zero` | `false` | `grouped_top_k`: masked groups get score 0.0 instead of -inf |
     | `null_experts` | `0` | the last `null_experts` router columns are null experts: selectable, contribute nothing, cost nothing |

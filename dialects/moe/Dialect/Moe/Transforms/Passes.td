@@ -92,6 +92,44 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
 }
 
 //===----------------------------------------------------------------------===//
+// Expert skipping
+//===----------------------------------------------------------------------===//
+
+def MoeSkipExpertsPass : Pass<"moe-skip-experts"> {
+  let summary = "Skip (token, expert) pairs whose gate weight is too small";
+  let description = [{
+    Dynamic expert skipping: a selected expert whose gate probability `p` is
+    below a threshold is not run for that token. The pair becomes an unused
+    routing slot (expert -1, weight 0), which dispatch ignores, so it costs
+    no FLOPs; with `normalize = selected` the kept weights are renormalised.
+
+    * `threshold=tau`: skip when `p < tau` (gate-weight threshold);
+    * `layer-importance=a0,a1,...`: MoDES-style per-layer thresholds, one
+      importance `a_l > 0` per routing op (`moe.layer` or `moe.route`) in
+      program order: skip when `a_l * p < tau`, i.e. the layer's threshold
+      is `min(1, tau / a_l)`.
+
+    The pass writes the threshold into each op's `#moe.routing` (field
+    `threshold`, see docs/Semantics.md 1.3). Policies whose slots are not
+    ranked by score (sinkhorn, expert_choice, sparse_mixer) cannot skip and
+    are reported as errors.
+
+    ```mlir
+    // moe-opt -moe-skip-experts="threshold=0.1"
+    #moe.routing<k = 2, normalize = selected>
+    // becomes
+    #moe.routing<k = 2, normalize = selected, threshold = 0.1>
+    ```
+  }];
+  let options = [
+    Option<"threshold", "threshold", "double", "0.0",
+           "Skip a selected expert when importance * p < threshold">,
+    ListOption<"layerImportance", "layer-importance", "double",
+               "Per-layer importance (MoDES), one per routing op in program order">
+  ];
+}
+
+//===----------------------------------------------------------------------===//
 // Model-library preparation
 //===----------------------------------------------------------------------===//
 
