@@ -44,6 +44,22 @@ config.substitutions.append(("%PYTHON", python))
 config.environment["PYTHONPATH"] = os.path.join(config.moe_src_root, "python-frontend")
 config.environment["MOE_TOOLS_DIR"] = config.moe_tools_dir
 
+# Integration tests compare compiled models with a numpy reference; they
+# need an interpreter with numpy (Debian: python3-numpy for /usr/bin/python3).
+def _python_with_numpy():
+    for candidate in ("/usr/bin/python3", shutil.which("python3")):
+        if candidate and subprocess.call([candidate, "-c", "import numpy"],
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL) == 0:
+            return candidate
+    return None
+
+numpy_python = _python_with_numpy()
+if numpy_python:
+    config.available_features.add("numpy")
+    config.substitutions.append(("%NUMPY_PYTHON", numpy_python))
+config.substitutions.append(("%moe_build", config.moe_obj_root))
+
 # Optional features: CUDA's ptxas for assembling PTX in GPU lowering tests.
 if shutil.which("ptxas") or os.path.exists("/usr/local/cuda/bin/ptxas"):
     config.available_features.add("ptxas")

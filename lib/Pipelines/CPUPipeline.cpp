@@ -32,7 +32,7 @@ void mlir::moe::buildMoeLowerToCPUPipeline(
       // 3. Loops and LLVM. Math functions without an LLVM intrinsic (erf,
       //    tanh) become libm calls; the model library links -lm.
       "convert-linalg-to-loops,expand-strided-metadata,lower-affine,"
-      "convert-scf-to-cf,convert-math-to-libm,"
+      "convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
       "convert-to-llvm,reconcile-unrealized-casts";
   if (failed(parsePassPipeline(stages, pm, llvm::errs())))
     llvm::report_fatal_error("moe-lower-to-cpu-pipeline: malformed stages");

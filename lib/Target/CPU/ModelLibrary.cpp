@@ -118,10 +118,13 @@ FailureOr<std::vector<EntryInfo>> collectEntries(ModuleOp module) {
         return failure();
       entry.args.push_back(*info);
     }
+    llvm::StringSet<> resultNames;
     for (auto [i, t] : llvm::enumerate(type.getResults())) {
       std::string name = "result" + std::to_string(i);
       if (auto attr = fn.getResultAttrOfType<StringAttr>(i, "moe.name"))
         name = attr.str();
+      if (!resultNames.insert(name).second)
+        return fn.emitError() << "result name '" << name << "' is used twice";
       auto info = describe(fn, t, name, "result '" + name + "'");
       if (failed(info))
         return failure();
@@ -303,6 +306,11 @@ static void moe_result(moert_view *out, void *allocated, void *aligned,
        << c << "(args, results);\n}\n\n";
   }
 
+  // Routing statistics: forward the runtime's sink to the kernels.
+  os << "extern void moert_cpu_set_stats_sink(const moert_stats_sink *);\n"
+     << "__attribute__((visibility(\"default\")))\n"
+     << "void moert_model_set_stats_sink(const moert_stats_sink *sink) {\n"
+     << "  moert_cpu_set_stats_sink(sink);\n}\n\n";
   os << "static void moe_free_result(void *allocated) { free(allocated); }\n\n"
      << "static const moert_entry_desc moe_entries[] = {\n";
   for (const EntryInfo &e : *entries) {

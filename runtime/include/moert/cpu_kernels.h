@@ -123,6 +123,13 @@ MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_dispatch(
     moert_memref_2d *combine_weights, int64_t capacity, int64_t order,
     int64_t on_drop, int64_t renormalize, int64_t elem_type);
 
+/* Installs the routing-statistics sink of the calling thread (see
+ * model_abi.h, moert_model_set_stats_sink); every dispatch reports to it.
+ * NULL uninstalls. The model-library glue forwards its export here. */
+struct moert_stats_sink;
+MOERT_KERNEL_EXPORT void
+moert_cpu_set_stats_sink(const struct moert_stats_sink *sink);
+
 /* moe.combine. expert_out: [R, D] of elem_type (padded [E, C, D] collapsed);
  * token_slot: i32 [T, K]; weights: f32 [T, K]; passthrough: [T, D] of
  * elem_type or [0, D] when absent; out: [T, D] of elem_type. */
@@ -136,6 +143,98 @@ MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_combine(
 MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_stats(
     moert_memref_2d *experts, moert_memref_2d *weights, moert_memref_1d *counts,
     moert_memref_1d *gate_mass);
+
+
+/*===----------------------------------------------------------------------===*
+ * Expert FFN (moe.experts with a #moe.ffn body)
+ *===----------------------------------------------------------------------===*/
+
+typedef struct {
+  void *allocated;
+  void *aligned;
+  int64_t offset;
+  int64_t sizes[3];
+  int64_t strides[3];
+} moert_memref_3d;
+
+/* Parallelism hook: the runtime that owns the threads provides parallel_for;
+ * the kernels never create threads themselves. Thread-local: set it on the
+ * thread that calls the model (the setting is copied; NULL = run serially).
+ * A hook with num_threads <= 1 or no parallel_for also runs serially.
+ * parallel_for(user, n, fn, arg) must run fn(arg, b, e) over disjoint ranges
+ * covering [0, n), on any threads in any order, and return when all are
+ * done; fn may be called concurrently. Tasks come largest first, so handing
+ * them out dynamically (small chunks) balances best. The kernels' results
+ * do not depend on the hook: they are bit-identical for any thread count and
+ * task order. This is the only state the kernels keep. */
+typedef void (*moert_task_fn)(void *arg, int64_t begin, int64_t end);
+typedef struct moert_parallel_hook {
+  void *user;
+  int32_t num_threads;
+  /* Runs fn(arg, b, e) over [0, n) split into chunks, on all threads,
+   * returns when all are done. */
+  void (*parallel_for)(void *user, int64_t n, moert_task_fn fn, void *arg);
+} moert_parallel_hook;
+MOERT_KERNEL_EXPORT void moert_cpu_set_parallel_hook(const moert_parallel_hook *hook);
+
+enum moert_ffn_kind { MOERT_FFN_KIND_MLP = 0, MOERT_FFN_KIND_GLU = 1 };
+enum moert_activation {
+  MOERT_ACT_KIND_SILU = 0, MOERT_ACT_KIND_GELU = 1,
+  MOERT_ACT_KIND_GELU_TANH = 2, MOERT_ACT_KIND_RELU = 3,
+  MOERT_ACT_KIND_IDENTITY = 4
+};
+enum moert_gate_up {
+  MOERT_GATE_UP_SEPARATE = 0, MOERT_GATE_UP_CONCATENATED = 1,
+  MOERT_GATE_UP_INTERLEAVED = 2
+};
+enum moert_weight_layout { MOERT_LAYOUT_IN_OUT = 0, MOERT_LAYOUT_OUT_IN = 1 };
+
+/* Expert FFN over dispatched rows, with the token gather fused in: row r of
+ * expert e's segment reads x[row_token[r]] (rows with row_token < 0 or >= T
+ * are skipped and their output left zero). Segments: ragged
+ * (segment_stride < 0: expert e owns rows [sum counts[0:e], + counts[e]))
+ * or padded (segment_stride = C: expert e owns rows [e*C, e*C + counts[e])).
+ * Output out[r] = FFN_e(x[row_token[r]]) in f32, rows outside segments zero.
+ *
+ * FFN per docs/Semantics.md §3: kind 0 = mlp: act(x W1 + b1) W2 + b2;
+ * kind 1 = glu: (act(g) * (u + up_shift)) W2 + b2 with g/u from W1/W3
+ * (gate_up 0 separate: g = x W1 + b1, u = x W3), or W1 = [gate | up]
+ * (1 concatenated) or gate even / up odd columns (2 interleaved), b1 split
+ * the same way; limit > 0 clamps g to <= limit and u to [-limit, limit];
+ * activation 0 silu x/(1+exp(-alpha x)), 1 gelu (erf), 2 gelu_tanh, 3 relu,
+ * 4 identity (alpha only scales silu).
+ *
+ * Operands: x f32 [T, D]; row_token i32 [R]; counts i32 [E]; out f32
+ * [R, Dout]. layout 0 in_out: w1 [E, D, F1], w3 [E, D, F], w2 [E, F, Dout];
+ * layout 1 out_in: w1 [E, F1, D], w3 [E, F, D], w2 [E, Dout, F]; F1 = 2F for
+ * a concatenated or interleaved GLU, else F. b1 [E, F1], b2 [E, Dout].
+ * Weights and biases are f32, f16 or bf16 (weight_dtype: 0 f32, 1 f16,
+ * 2 bf16; the same for all of them); x is f32; accumulation f32. Absent
+ * optional operands (w3 unless a separate GLU, b1, b2) have a zero leading
+ * size (an unused w3 is ignored).
+ *
+ * Counts are data: a negative count is 0; ragged segments are cut at R,
+ * padded ones at C. The result is bit-identical for any number of threads
+ * (see moert_cpu_set_parallel_hook) but depends on the instruction set the
+ * CPU offers (AVX-512, AVX2+FMA or portable C, picked at run time); it
+ * agrees with an exact evaluation to about f32 accumulation accuracy.
+ *
+ * Writes nothing when: an enum is out of range; a descriptor has a negative
+ * size, a null data pointer while non-empty, or a non-unit innermost stride
+ * (with more than one element there); the sizes disagree (x [T, D], w1 and
+ * w2 (and w3 when used) as above with E = size of counts and
+ * w1/w3 F1 = w2 F (x2 when fused), out [R, Dout] with R = size of
+ * row_token, b1 / b2 absent or as above), or segment_stride >= 0 and
+ * R != E * segment_stride. If scratch memory cannot be allocated the
+ * result is computed by a slower scratch-free path (not bit-identical to
+ * the fast one). */
+MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_ffn(
+    moert_memref_2d *x, moert_memref_1d *row_token, moert_memref_1d *counts,
+    moert_memref_3d *w1, moert_memref_3d *w3, moert_memref_3d *w2,
+    moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_2d *out,
+    int64_t segment_stride, int64_t kind, int64_t activation, int64_t gate_up,
+    int64_t layout, double alpha, double up_shift, double limit,
+    int64_t weight_dtype);
 
 #ifdef __cplusplus
 }

@@ -49,6 +49,8 @@ MOERT_API_EXPORT void moert_model_retain(moert_model_t *model);
 /* Drops one reference; the last one dlcloses the library. NULL: no-op. */
 MOERT_API_EXPORT void moert_model_release(moert_model_t *model);
 
+/* Accessors: `model` must not be NULL. */
+
 /* The validated description (never NULL). */
 MOERT_API_EXPORT const moert_model_desc *moert_model_description(
     const moert_model_t *model);
@@ -65,7 +67,7 @@ MOERT_API_EXPORT int32_t moert_model_entry_count(const moert_model_t *model);
 MOERT_API_EXPORT const moert_entry_desc *moert_model_entry(
     const moert_model_t *model, int32_t index);
 /* The index of the entry named `name`; NOT_FOUND (listing the entries) when
- * there is none. */
+ * there is none, with *out_index = -1. */
 MOERT_API_EXPORT moert_status_t moert_model_find_entry(
     const moert_model_t *model, const char *name, int32_t *out_index);
 

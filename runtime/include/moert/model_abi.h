@@ -20,7 +20,9 @@
  *  - every dynamic dimension of every argument has the same value (the one
  *    dynamic symbol of a model is its token count T >= 1).
  * `invoke` returns 0 on success and a negative MOERT_ABI_* code when an
- * argument breaks these rules (nothing is computed then).
+ * argument breaks these rules (nothing is computed then). Arguments are
+ * read-only: `invoke` must not write through them (libmoert passes weights
+ * from a read-only file mapping and reuses inputs across calls).
  *
  * Thread safety: `invoke` keeps no state between calls; calls from several
  * threads on distinct result views are safe.

@@ -16,6 +16,9 @@
  * is created, into a buffer the session owns (round to nearest even, NaN kept);
  * integer weights must match exactly.
  *
+ * Arguments are passed to the model read-only: weights come straight from
+ * the read-only file mapping (model_abi.h requires invoke not to write them).
+ *
  * Results. The model allocates results (model_abi.h); libmoert validates them
  * (rank, dtype, static dims, dynamic dims = T) and hands each to the caller
  * as a moert_tensor_t that adopts the model's buffer (no copy; releasing the

@@ -16,6 +16,7 @@
 
 #include "dtype.h"
 #include "kernel_util.h"
+#include "moert/model_abi.h"
 
 #include <float.h>
 #include <stdlib.h>
@@ -51,6 +52,37 @@ static void zero_row(moert_memref_2d *dst, int64_t r, int64_t D, size_t es) {
   }
   for (int64_t d = 0; d < D; ++d)
     memset(moert_at_2d(dst, r, d, es), 0, es);
+}
+
+/* The routing-statistics sink of the calling thread (model_abi.h): the
+ * runtime installs it around one model call. Thread-local, so concurrent
+ * calls on other threads neither see nor disturb it. */
+static _Thread_local const moert_stats_sink *tls_stats_sink;
+
+void moert_cpu_set_stats_sink(const moert_stats_sink *sink) {
+  tls_stats_sink = sink;
+}
+
+/* Reports one finished dispatch to the installed sink, if any. */
+static void report_dispatch(const moert_memref_2d *experts,
+                            const moert_memref_2d *token_slot,
+                            const moert_memref_1d *counts, int64_t T,
+                            int64_t K, int64_t E) {
+  const moert_stats_sink *sink = tls_stats_sink;
+  if (!sink || !sink->on_dispatch || E > INT32_MAX)
+    return;
+  int64_t pairs = 0, dropped = 0;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < K; ++j) {
+      if (expert_at(experts, t, j, E) < 0)
+        continue;
+      ++pairs;
+      dropped += MOERT_I32_2D(token_slot, t, j) < 0;
+    }
+  const int32_t *c = (const int32_t *)counts->aligned + counts->offset;
+  if (counts->strides[0] != 1)
+    return; /* the kernels allocate counts densely; anything else is not ours */
+  sink->on_dispatch(sink->user, E, c, pairs, dropped, T * K - pairs);
 }
 
 /*===----------------------------------------------------------------------===*
@@ -266,6 +298,7 @@ void _mlir_ciface_moert_cpu_dispatch(
     dispatch_ragged(&d);
   else
     dispatch_padded(&d, order, on_drop, renormalize);
+  report_dispatch(experts, token_slot, counts, d.T, d.K, d.E);
 }
 
 /*===----------------------------------------------------------------------===*

@@ -59,6 +59,12 @@ struct MoeExportEntryPointsPass
       }
       fn->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
                   UnitAttr::get(&getContext()));
+      // Arguments are read-only to the compiled code: weights may be mapped
+      // read-only from disk and inputs are reused across calls, so
+      // bufferization must copy rather than write into them.
+      for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+        fn.setArgAttr(i, "bufferization.writable",
+                      BoolAttr::get(&getContext(), false));
     }
     if (!ok)
       signalPassFailure();

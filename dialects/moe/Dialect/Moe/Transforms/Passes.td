@@ -142,6 +142,8 @@ def MoeExportEntryPointsPass : Pass<"moe-export-entry-points", "::mlir::ModuleOp
     must be ranked tensors of f32, f16, bf16, i32 or i64 whose non-leading
     dimensions are static (the leading dimension, the token count, may be
     dynamic). Anything else is rejected with the offending argument named.
+    Arguments are marked `bufferization.writable = false`: compiled code
+    never writes into caller buffers (weights may be mapped read-only).
   }];
   let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
 }

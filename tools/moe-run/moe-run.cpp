@@ -1,0 +1,509 @@
+//===- moe-run.cpp - run a compiled model library from the command line ---===//
+//
+// moe-run --model libm.so [--entry NAME] [--weights w.safetensors]
+//         --input NAME=path.npy ... [--output NAME=path.npy ... | --output-dir DIR]
+//         [--print] [--time N] [--stats stats.json] [--list]
+//
+// Links only libmoert (no LLVM/MLIR). Every error prints one line
+// "moe-run: error: ..." on stderr and exits with status 1.
+//
+//===----------------------------------------------------------------------===//
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <sys/stat.h>
+
+#include "moert/api.h"
+
+namespace {
+
+const char kUsage[] =
+    R"(usage: moe-run --model LIB [options]
+
+Loads a model library built by moe-compile, binds its arguments from .npy
+inputs and a safetensors weights file, calls one entry point and writes,
+prints or times the results.
+
+options:
+  --model LIB               the model library (.so) to load (required)
+  --entry NAME              the entry point to call (default: the only one)
+  --weights FILE            safetensors file; arguments that are not given
+                            as inputs are bound from it by name (float
+                            weights are converted to the argument's dtype)
+  --input NAME=FILE.npy     an argument from a .npy file (repeatable); f32/f16
+                            inputs are converted to the argument's float dtype
+  --output NAME=FILE.npy    write result NAME to a .npy file (repeatable)
+  --output-dir DIR          write every result to DIR/NAME.npy
+  --print                   print the results
+  --time N                  after the first (warm-up) call, run N timed calls
+                            and print the mean and minimum time per call
+  --stats FILE              write the routing statistics of the first call
+                            (the one whose results are written) as JSON
+  --list                    list the entry points with their arguments and
+                            results, then exit
+  -h, --help                show this help
+
+bf16 results are written to .npy as f32 (NumPy has no bfloat16).
+Exit status: 0 on success, 1 on any error.
+)";
+
+struct Options {
+  std::string model;
+  std::string entry;
+  std::string weights;
+  std::vector<std::pair<std::string, std::string>> inputs;
+  std::vector<std::pair<std::string, std::string>> outputs;
+  std::string output_dir;
+  std::string stats;
+  bool print = false;
+  bool list = false;
+  int64_t time_calls = 0;
+};
+
+[[noreturn]] void Fail(const std::string &message) {
+  std::fprintf(stderr, "moe-run: error: %s\n", message.c_str());
+  std::exit(1);
+}
+
+// Exits with the status's message if it is an error.
+void Check(moert_status_t status, const std::string &context = "") {
+  if (!status)
+    return;
+  std::string message = moert_status_message(status);
+  moert_status_free(status);
+  Fail(context.empty() ? message : context + ": " + message);
+}
+
+void Note(const std::string &message) {
+  std::fprintf(stderr, "moe-run: note: %s\n", message.c_str());
+}
+
+std::pair<std::string, std::string> SplitNameValue(const std::string &option,
+                                                   const std::string &value) {
+  size_t eq = value.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == value.size())
+    Fail(option + " expects NAME=PATH, got '" + value + "'");
+  return {value.substr(0, eq), value.substr(eq + 1)};
+}
+
+Options ParseOptions(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (arg == "--print") {
+      o.print = true;
+      continue;
+    }
+    if (arg == "--list") {
+      o.list = true;
+      continue;
+    }
+    // Options with a value: "--opt value" or "--opt=value".
+    std::string name = arg, value;
+    bool has_value = false;
+    size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      has_value = true;
+    }
+    static const char *const kValued[] = {"--model",  "--entry",      "--weights",
+                                          "--input",  "--output",     "--output-dir",
+                                          "--time",   "--stats"};
+    bool valued = std::find_if(std::begin(kValued), std::end(kValued),
+                               [&](const char *k) { return name == k; }) !=
+                  std::end(kValued);
+    if (!valued)
+      Fail("unknown option '" + arg + "' (see --help)");
+    if (!has_value) {
+      if (i + 1 >= argc)
+        Fail(name + " needs a value (see --help)");
+      value = argv[++i];
+    }
+    if (name == "--model") {
+      o.model = value;
+    } else if (name == "--entry") {
+      o.entry = value;
+    } else if (name == "--weights") {
+      o.weights = value;
+    } else if (name == "--input") {
+      o.inputs.push_back(SplitNameValue(name, value));
+    } else if (name == "--output") {
+      o.outputs.push_back(SplitNameValue(name, value));
+    } else if (name == "--output-dir") {
+      o.output_dir = value;
+    } else if (name == "--stats") {
+      o.stats = value;
+    } else { // --time
+      char *end = nullptr;
+      errno = 0;
+      long long n = std::strtoll(value.c_str(), &end, 10);
+      if (errno != 0 || end == value.c_str() || *end != '\0' || n < 1)
+        Fail("--time expects a positive integer, got '" + value + "'");
+      o.time_calls = n;
+    }
+  }
+  if (o.model.empty())
+    Fail("--model is required (see --help)");
+  if (!o.outputs.empty() && !o.output_dir.empty())
+    Fail("--output and --output-dir cannot be combined");
+  for (size_t i = 0; i < o.inputs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (o.inputs[i].first == o.inputs[j].first)
+        Fail("--input '" + o.inputs[i].first + "' is given twice");
+  for (size_t i = 0; i < o.outputs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (o.outputs[i].first == o.outputs[j].first)
+        Fail("--output '" + o.outputs[i].first + "' is given twice");
+  return o;
+}
+
+std::string ShapeString(int32_t rank, const int64_t *shape) {
+  std::string s = "[";
+  for (int32_t i = 0; i < rank; ++i) {
+    if (i)
+      s += ", ";
+    s += shape[i] < 0 ? "?" : std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+std::string NameList(const moert_tensor_desc *list, int32_t count) {
+  std::string s;
+  for (int32_t i = 0; i < count; ++i)
+    s += (i ? ", " : "") + std::string(list[i].name);
+  return s.empty() ? "none" : s;
+}
+
+void ListEntries(moert_model_t *model, const moert_weights_t *weights) {
+  std::printf("model '%s' (target %s, model ABI %d, routing stats: %s)\n",
+              moert_model_name(model), moert_model_target(model),
+              MOERT_MODEL_ABI_VERSION,
+              moert_model_has_stats(model) ? "yes" : "no");
+  for (int32_t e = 0; e < moert_model_entry_count(model); ++e) {
+    const moert_entry_desc *entry = moert_model_entry(model, e);
+    std::printf("entry %s\n", entry->name);
+    size_t width = 1;
+    for (int32_t i = 0; i < entry->num_args; ++i)
+      width = std::max(width, std::strlen(entry->args[i].name));
+    for (int32_t i = 0; i < entry->num_results; ++i)
+      width = std::max(width, std::strlen(entry->results[i].name));
+    auto row = [&](const char *kind, const moert_tensor_desc &t,
+                   const char *note) {
+      std::printf("  %-6s %-*s  %-4s %s%s\n", kind, static_cast<int>(width),
+                  t.name, moert_dtype_name(t.dtype),
+                  ShapeString(t.rank, t.shape).c_str(), note);
+    };
+    for (int32_t i = 0; i < entry->num_args; ++i)
+      row("arg", entry->args[i],
+          weights && moert_weights_find(weights, entry->args[i].name)
+              ? "  (from weights)"
+              : "");
+    for (int32_t i = 0; i < entry->num_results; ++i)
+      row("result", entry->results[i], "");
+  }
+}
+
+// Recursive, NumPy-like printing of an f32 / i32 / i64 tensor; tensors with
+// more than 1000 elements show the first and last 3 entries of each axis.
+class Printer {
+public:
+  Printer(const moert_tensor_t *t, bool summarize)
+      : t_(t), rank_(moert_tensor_rank(t)), shape_(moert_tensor_shape(t)),
+        summarize_(summarize) {}
+
+  void Print() {
+    if (rank_ == 0) {
+      Element(0);
+      std::printf("\n");
+      return;
+    }
+    Rec(0, 0);
+    std::printf("\n");
+  }
+
+private:
+  void Element(int64_t index) {
+    const void *data = moert_tensor_const_data(t_);
+    switch (moert_tensor_dtype(t_)) {
+    case MOERT_DTYPE_I32:
+      std::printf("%" PRId32, static_cast<const int32_t *>(data)[index]);
+      break;
+    case MOERT_DTYPE_I64:
+      std::printf("%" PRId64, static_cast<const int64_t *>(data)[index]);
+      break;
+    default:
+      std::printf("%.7g", static_cast<double>(
+                              static_cast<const float *>(data)[index]));
+      break;
+    }
+  }
+
+  void Rec(int32_t dim, int64_t offset) {
+    int64_t n = shape_[dim];
+    int64_t stride = 1;
+    for (int32_t d = dim + 1; d < rank_; ++d)
+      stride *= shape_[d];
+    std::printf("[");
+    bool cut = summarize_ && n > 6;
+    for (int64_t i = 0; i < n; ++i) {
+      if (cut && i == 3) {
+        if (dim + 1 == rank_)
+          std::printf(", ...");
+        else
+          std::printf(",\n%*s...", dim + 1, "");
+        i = n - 4;
+        continue;
+      }
+      if (i > 0) {
+        if (dim + 1 == rank_)
+          std::printf(", ");
+        else
+          std::printf(",\n%s%*s", rank_ - dim > 2 ? "\n" : "", dim + 1, "");
+      }
+      if (dim + 1 == rank_)
+        Element(offset + i);
+      else
+        Rec(dim + 1, offset + i * stride);
+    }
+    std::printf("]");
+  }
+
+  const moert_tensor_t *t_;
+  int32_t rank_;
+  const int64_t *shape_;
+  bool summarize_;
+};
+
+void PrintResult(const char *name, const moert_tensor_t *t) {
+  std::printf("%s: %s %s\n", name, moert_dtype_name(moert_tensor_dtype(t)),
+              ShapeString(moert_tensor_rank(t), moert_tensor_shape(t)).c_str());
+  const moert_tensor_t *shown = t;
+  moert_tensor_t *converted = nullptr;
+  int32_t dtype = moert_tensor_dtype(t);
+  if (dtype == MOERT_DTYPE_F16 || dtype == MOERT_DTYPE_BF16) {
+    Check(moert_tensor_convert(t, MOERT_DTYPE_F32, &converted),
+          std::string("printing result '") + name + "'");
+    shown = converted;
+  }
+  Printer(shown, moert_tensor_element_count(t) > 1000).Print();
+  moert_tensor_release(converted);
+}
+
+void WriteResult(const char *name, const moert_tensor_t *t,
+                 const std::string &path) {
+  if (moert_tensor_dtype(t) == MOERT_DTYPE_BF16) {
+    moert_tensor_t *f32 = nullptr;
+    Check(moert_tensor_convert(t, MOERT_DTYPE_F32, &f32));
+    Note(std::string("result '") + name + "' is bf16; writing it as f32 to '" +
+         path + "'");
+    moert_status_t s = moert_npy_write(path.c_str(), f32);
+    moert_tensor_release(f32);
+    Check(s);
+    return;
+  }
+  Check(moert_npy_write(path.c_str(), t));
+}
+
+// A file name for a result name (anything outside [A-Za-z0-9._-] becomes _).
+std::string FileNameFor(const std::string &name) {
+  std::string out;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    out += ok ? c : '_';
+  }
+  if (out.empty() || out == "." || out == "..")
+    out = "_" + out;
+  return out;
+}
+
+void MakeDirectories(const std::string &dir) {
+  std::string partial;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = dir.find('/', pos + 1);
+    partial = dir.substr(0, pos);
+    if (partial.empty())
+      continue;
+    if (::mkdir(partial.c_str(), 0777) != 0 && errno != EEXIST)
+      Fail("cannot create directory '" + partial + "': " +
+           std::strerror(errno));
+  }
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    Fail("'" + dir + "' is not a directory");
+}
+
+void WriteStats(const moert_session_t *session, moert_model_t *model,
+                const std::string &path) {
+  if (!moert_model_has_stats(model))
+    Note("the model library reports no routing statistics; '" + path +
+         "' will have no layers");
+  char *json = nullptr;
+  Check(moert_session_stats_json(session, &json));
+  FILE *f = std::fopen(path.c_str(), "w");
+  if (!f) {
+    moert_free(json);
+    Fail("cannot create '" + path + "': " + std::strerror(errno));
+  }
+  size_t n = std::strlen(json);
+  bool ok = std::fwrite(json, 1, n, f) == n;
+  moert_free(json);
+  if (std::fclose(f) != 0 || !ok)
+    Fail("cannot write '" + path + "': " + std::strerror(errno));
+}
+
+struct Results {
+  std::vector<moert_tensor_t *> tensors;
+  explicit Results(int32_t n) : tensors(static_cast<size_t>(n), nullptr) {}
+  ~Results() { Clear(); }
+  void Clear() {
+    for (moert_tensor_t *&t : tensors) {
+      moert_tensor_release(t);
+      t = nullptr;
+    }
+  }
+};
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o = ParseOptions(argc, argv);
+
+  moert_model_t *model = nullptr;
+  Check(moert_model_load(o.model.c_str(), &model));
+  moert_weights_t *weights = nullptr;
+  if (!o.weights.empty())
+    Check(moert_weights_load_safetensors(o.weights.c_str(), &weights));
+
+  if (o.list) {
+    ListEntries(model, weights);
+    moert_weights_release(weights);
+    moert_model_release(model);
+    return 0;
+  }
+
+  int32_t entry_index = 0;
+  if (!o.entry.empty()) {
+    Check(moert_model_find_entry(model, o.entry.c_str(), &entry_index));
+  } else if (moert_model_entry_count(model) != 1) {
+    Fail("model '" + std::string(moert_model_name(model)) + "' has " +
+         std::to_string(moert_model_entry_count(model)) +
+         " entry points; choose one with --entry (see --list)");
+  }
+  const moert_entry_desc *entry = moert_model_entry(model, entry_index);
+
+  // Outputs must name results.
+  for (const auto &[name, path] : o.outputs)
+    if (moert_entry_find_result(entry, name.c_str()) < 0)
+      Fail("--output '" + name + "': entry '" + entry->name +
+           "' has no such result (results: " +
+           NameList(entry->results, entry->num_results) + ")");
+
+  // Inputs: read, and convert floats to the argument's float dtype.
+  std::vector<moert_tensor_t *> input_tensors;
+  std::vector<moert_named_tensor> inputs;
+  for (const auto &[name, path] : o.inputs) {
+    int32_t arg = moert_entry_find_arg(entry, name.c_str());
+    if (arg < 0)
+      Fail("--input '" + name + "': entry '" + entry->name +
+           "' has no such argument (arguments: " +
+           NameList(entry->args, entry->num_args) + ")");
+    moert_tensor_t *t = nullptr;
+    Check(moert_npy_read(path.c_str(), &t), "--input '" + name + "'");
+    int32_t want = entry->args[arg].dtype;
+    int32_t have = moert_tensor_dtype(t);
+    if (have != want) {
+      if (!moert_dtype_is_float(have) || !moert_dtype_is_float(want))
+        Fail("--input '" + name + "': '" + path + "' holds " +
+             moert_dtype_name(have) + " but argument '" + name + "' is " +
+             moert_dtype_name(want));
+      moert_tensor_t *converted = nullptr;
+      Check(moert_tensor_convert(t, want, &converted),
+            "--input '" + name + "'");
+      moert_tensor_release(t);
+      t = converted;
+    }
+    input_tensors.push_back(t);
+  }
+  for (size_t i = 0; i < o.inputs.size(); ++i)
+    inputs.push_back({o.inputs[i].first.c_str(), input_tensors[i]});
+
+  moert_session_t *session = nullptr;
+  Check(moert_session_create(model, entry_index, weights, &session));
+
+  Results results(entry->num_results);
+  Check(moert_session_call(session, inputs.data(), inputs.size(),
+                           results.tensors.data(), entry->num_results));
+
+  // Statistics of this call, the one whose results are written (timed calls
+  // repeat it with the same inputs).
+  if (!o.stats.empty())
+    WriteStats(session, model, o.stats);
+
+  if (o.time_calls > 0) {
+    Results scratch(entry->num_results);
+    double total_ms = 0, min_ms = 0;
+    for (int64_t i = 0; i < o.time_calls; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      moert_status_t s =
+          moert_session_call(session, inputs.data(), inputs.size(),
+                             scratch.tensors.data(), entry->num_results);
+      auto end = std::chrono::steady_clock::now();
+      Check(s, "timed call " + std::to_string(i + 1));
+      scratch.Clear();
+      double ms = std::chrono::duration<double, std::milli>(end - start).count();
+      total_ms += ms;
+      min_ms = i == 0 ? ms : std::min(min_ms, ms);
+    }
+    std::printf("time: %s, %" PRId64 " calls after 1 warm-up: mean %.4f ms, "
+                "min %.4f ms per call\n",
+                entry->name, o.time_calls,
+                total_ms / static_cast<double>(o.time_calls), min_ms);
+  }
+
+  for (int32_t r = 0; r < entry->num_results; ++r) {
+    const char *name = entry->results[r].name;
+    const moert_tensor_t *t = results.tensors[static_cast<size_t>(r)];
+    if (o.print)
+      PrintResult(name, t);
+    else if (o.time_calls == 0)
+      std::printf("%s: %s %s\n", name, moert_dtype_name(moert_tensor_dtype(t)),
+                  ShapeString(moert_tensor_rank(t), moert_tensor_shape(t))
+                      .c_str());
+  }
+  for (const auto &[name, path] : o.outputs)
+    WriteResult(name.c_str(),
+                results.tensors[static_cast<size_t>(
+                    moert_entry_find_result(entry, name.c_str()))],
+                path);
+  if (!o.output_dir.empty()) {
+    MakeDirectories(o.output_dir);
+    for (int32_t r = 0; r < entry->num_results; ++r) {
+      const char *name = entry->results[r].name;
+      WriteResult(name, results.tensors[static_cast<size_t>(r)],
+                  o.output_dir + "/" + FileNameFor(name) + ".npy");
+    }
+  }
+  results.Clear();
+  moert_session_release(session);
+  for (moert_tensor_t *t : input_tensors)
+    moert_tensor_release(t);
+  moert_weights_release(weights);
+  moert_model_release(model);
+  return 0;
+}
