@@ -11,10 +11,12 @@ void mlir::moe::buildMoeLowerToCPUPipeline(
     OpPassManager &pm, const MoeCPUPipelineOptions &options) {
   // Stages, each a textual sub-pipeline so a stage can be replayed by hand
   // with moe-opt (docs/Pipelines.md lists them).
-  std::string stages =
-      // 1. moe ops to tensors, loops and kernel calls.
-      "moe-decompose,canonicalize,"
-      "convert-moe-to-linalg,convert-moe-to-runtime,";
+  // 1. moe ops to tensors, loops and kernel calls. Fusion runs right after
+  //    decomposition, while expert bodies are still in their canonical form.
+  std::string stages = "moe-decompose,";
+  if (options.fuseExperts)
+    stages += "moe-fuse-experts,";
+  stages += "canonicalize,convert-moe-to-linalg,convert-moe-to-runtime,";
   if (options.exportEntryPoints)
     stages += "moe-export-entry-points,";
   // No CSE before bufferization: it would merge the zero-filled accumulators

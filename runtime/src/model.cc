@@ -158,6 +158,8 @@ moert_status_t Load(const char *path, moert_model_s *model) {
   model->desc = desc;
   model->set_stats_sink = reinterpret_cast<moert_model_set_stats_sink_fn>(
       dlsym(model->handle, MOERT_MODEL_SET_STATS_SINK_SYMBOL));
+  model->set_parallel_hook = reinterpret_cast<moert_model_set_parallel_hook_fn>(
+      dlsym(model->handle, MOERT_MODEL_SET_PARALLEL_HOOK_SYMBOL));
   dlerror();
   return nullptr;
 }

@@ -14,6 +14,7 @@ struct moert_model_s {
   std::string path;                       // as given to moert_model_load
   const moert_model_desc *desc = nullptr; // validated
   moert_model_set_stats_sink_fn set_stats_sink = nullptr; // optional
+  moert_model_set_parallel_hook_fn set_parallel_hook = nullptr; // optional
 };
 
 #endif // MOERT_SRC_MODEL_INTERNAL_H

@@ -5,9 +5,11 @@
 #include <limits>
 #include <new>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "model_internal.h"
+#include "thread_pool.h"
 
 namespace {
 
@@ -63,6 +65,9 @@ struct moert_session_s {
   bool collect_stats = true;
   std::vector<LayerAccum> layers;
   int64_t calls = 0;
+  // Worker threads for the model's kernels (all cores unless set).
+  std::unique_ptr<moert::ThreadPool> pool =
+      std::make_unique<moert::ThreadPool>(moert::ThreadPool::HardwareThreads());
 
   ~moert_session_s() {
     moert_weights_release(weights);
@@ -71,6 +76,11 @@ struct moert_session_s {
 };
 
 namespace {
+
+// The kernels' parallel hook, backed by the session's pool.
+void RunParallelFor(void *user, int64_t n, moert_task_fn fn, void *arg) {
+  static_cast<moert::ThreadPool *>(user)->ParallelFor(n, fn, arg);
+}
 
 // A candidate value for one argument.
 struct ArgRef {
@@ -499,7 +509,14 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
   moert_model_set_stats_sink_fn set_sink = s->model->set_stats_sink;
   if (set_sink)
     set_sink(s->collect_stats ? &sink : nullptr);
+  moert_parallel_hook hook = {s->pool.get(), s->pool->num_threads(),
+                              RunParallelFor};
+  moert_model_set_parallel_hook_fn set_hook = s->model->set_parallel_hook;
+  if (set_hook)
+    set_hook(&hook);
   int rc = entry->invoke(args.data(), results.data());
+  if (set_hook)
+    set_hook(nullptr);
   if (set_sink)
     set_sink(nullptr);
 
@@ -784,3 +801,22 @@ MOERT_API_EXPORT void moert_session_stats_reset(moert_session_t *session) {
 }
 
 } // extern "C"
+
+moert_status_t moert_session_set_num_threads(moert_session_t *session,
+                                             int32_t num_threads) {
+  if (!session)
+    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
+                             "session must not be NULL");
+  if (num_threads < 0)
+    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
+                             "num_threads must be >= 0 (0 = all cores), got %d",
+                             num_threads);
+  int n = num_threads == 0 ? moert::ThreadPool::HardwareThreads() : num_threads;
+  if (n != session->pool->num_threads())
+    session->pool = std::make_unique<moert::ThreadPool>(n);
+  return nullptr;
+}
+
+int32_t moert_session_num_threads(const moert_session_t *session) {
+  return session ? session->pool->num_threads() : 0;
+}

@@ -2,7 +2,7 @@
 //
 // moe-run --model libm.so [--entry NAME] [--weights w.safetensors]
 //         --input NAME=path.npy ... [--output NAME=path.npy ... | --output-dir DIR]
-//         [--print] [--time N] [--stats stats.json] [--list]
+//         [--print] [--threads N] [--time N] [--stats stats.json] [--list]
 //
 // Links only libmoert (no LLVM/MLIR). Every error prints one line
 // "moe-run: error: ..." on stderr and exits with status 1.
@@ -44,6 +44,8 @@ options:
   --output NAME=FILE.npy    write result NAME to a .npy file (repeatable)
   --output-dir DIR          write every result to DIR/NAME.npy
   --print                   print the results
+  --threads N               threads the model's kernels use (default 0 = all
+                            cores)
   --time N                  after the first (warm-up) call, run N timed calls
                             and print the mean and minimum time per call
   --stats FILE              write the routing statistics of the first call
@@ -67,6 +69,7 @@ struct Options {
   bool print = false;
   bool list = false;
   int64_t time_calls = 0;
+  int32_t threads = 0; // 0 = all cores
 };
 
 [[noreturn]] void Fail(const std::string &message) {
@@ -122,7 +125,7 @@ Options ParseOptions(int argc, char **argv) {
     }
     static const char *const kValued[] = {"--model",  "--entry",      "--weights",
                                           "--input",  "--output",     "--output-dir",
-                                          "--time",   "--stats"};
+                                          "--time",   "--stats",      "--threads"};
     bool valued = std::find_if(std::begin(kValued), std::end(kValued),
                                [&](const char *k) { return name == k; }) !=
                   std::end(kValued);
@@ -147,6 +150,15 @@ Options ParseOptions(int argc, char **argv) {
       o.output_dir = value;
     } else if (name == "--stats") {
       o.stats = value;
+    } else if (name == "--threads") {
+      char *end = nullptr;
+      errno = 0;
+      long long n = std::strtoll(value.c_str(), &end, 10);
+      if (errno != 0 || end == value.c_str() || *end != '\0' || n < 0 ||
+          n > 4096)
+        Fail("--threads expects an integer in [0, 4096] (0 = all cores), got '" +
+             value + "'");
+      o.threads = static_cast<int32_t>(n);
     } else { // --time
       char *end = nullptr;
       errno = 0;
@@ -445,6 +457,7 @@ int main(int argc, char **argv) {
 
   moert_session_t *session = nullptr;
   Check(moert_session_create(model, entry_index, weights, &session));
+  Check(moert_session_set_num_threads(session, o.threads));
 
   Results results(entry->num_results);
   Check(moert_session_call(session, inputs.data(), inputs.size(),

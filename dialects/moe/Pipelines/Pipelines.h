@@ -16,6 +16,11 @@ struct MoeCPUPipelineOptions
       llvm::cl::desc("Give public functions a C interface "
                      "(_mlir_ciface_<name>) for model libraries"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> fuseExperts{
+      *this, "fuse-experts",
+      llvm::cl::desc("Fuse token gather and standard expert FFNs into "
+                     "moe.expert_ffn (the tiled, multi-threaded CPU kernel)"),
+      llvm::cl::init(true)};
 };
 
 /// moe dialect (and ordinary tensor/linalg/arith/math ops) to the LLVM

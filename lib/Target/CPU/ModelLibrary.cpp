@@ -311,6 +311,11 @@ static void moe_result(moert_view *out, void *allocated, void *aligned,
      << "__attribute__((visibility(\"default\")))\n"
      << "void moert_model_set_stats_sink(const moert_stats_sink *sink) {\n"
      << "  moert_cpu_set_stats_sink(sink);\n}\n\n";
+  // Parallelism: forward the runtime's thread pool to the kernels.
+  os << "extern void moert_cpu_set_parallel_hook(const moert_parallel_hook *);\n"
+     << "__attribute__((visibility(\"default\")))\n"
+     << "void moert_model_set_parallel_hook(const moert_parallel_hook *hook) {\n"
+     << "  moert_cpu_set_parallel_hook(hook);\n}\n\n";
   os << "static void moe_free_result(void *allocated) { free(allocated); }\n\n"
      << "static const moert_entry_desc moe_entries[] = {\n";
   for (const EntryInfo &e : *entries) {

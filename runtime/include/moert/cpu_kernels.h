@@ -56,6 +56,8 @@
 
 #include <stdint.h>
 
+#include "moert/model_abi.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -167,14 +169,8 @@ typedef struct {
  * them out dynamically (small chunks) balances best. The kernels' results
  * do not depend on the hook: they are bit-identical for any thread count and
  * task order. This is the only state the kernels keep. */
-typedef void (*moert_task_fn)(void *arg, int64_t begin, int64_t end);
-typedef struct moert_parallel_hook {
-  void *user;
-  int32_t num_threads;
-  /* Runs fn(arg, b, e) over [0, n) split into chunks, on all threads,
-   * returns when all are done. */
-  void (*parallel_for)(void *user, int64_t n, moert_task_fn fn, void *arg);
-} moert_parallel_hook;
+/* moert_task_fn and moert_parallel_hook are defined in model_abi.h: the
+ * runtime provides the hook through the model library. */
 MOERT_KERNEL_EXPORT void moert_cpu_set_parallel_hook(const moert_parallel_hook *hook);
 
 enum moert_ffn_kind { MOERT_FFN_KIND_MLP = 0, MOERT_FFN_KIND_GLU = 1 };

@@ -120,6 +120,28 @@ typedef struct moert_stats_sink {
 typedef void (*moert_model_set_stats_sink_fn)(const moert_stats_sink *sink);
 #define MOERT_MODEL_SET_STATS_SINK_SYMBOL "moert_model_set_stats_sink"
 
+/* Parallelism (optional). A model library MAY export
+ *
+ *   void moert_model_set_parallel_hook(const moert_parallel_hook *hook);
+ *
+ * which installs `hook` for the calling thread (copied; NULL uninstalls).
+ * The model's kernels then split their work into tasks and run them through
+ * hook->parallel_for; without a hook they run serially on the calling
+ * thread. Results do not depend on the hook (bit-identical for any thread
+ * count). libmoert installs its session's thread pool around `invoke`.
+ * parallel_for(user, n, fn, arg) must run fn(arg, b, e) over disjoint ranges
+ * covering [0, n), on any threads in any order, and return when all are
+ * done; fn may be called concurrently. */
+typedef void (*moert_task_fn)(void *arg, int64_t begin, int64_t end);
+typedef struct moert_parallel_hook {
+  void *user;
+  int32_t num_threads;
+  void (*parallel_for)(void *user, int64_t n, moert_task_fn fn, void *arg);
+} moert_parallel_hook;
+
+typedef void (*moert_model_set_parallel_hook_fn)(const moert_parallel_hook *hook);
+#define MOERT_MODEL_SET_PARALLEL_HOOK_SYMBOL "moert_model_set_parallel_hook"
+
 #ifdef __cplusplus
 }
 #endif

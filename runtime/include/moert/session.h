@@ -35,9 +35,11 @@
  * slots, summed over all calls of the session until moert_session_stats_reset.
  * See docs/Runtime.md for the exact meaning of the counters.
  *
- * Threading: libmoert runs each call on the calling thread; it has no thread
- * pool (parallelism inside compiled code comes later and will not change this
- * API). A session is NOT thread-safe: use it from one thread at a time (or
+ * Threading: each session owns a pool of worker threads (all cores by
+ * default, moert_session_set_num_threads to change) that it lends to the
+ * model's kernels during a call through moert_model_set_parallel_hook
+ * (model_abi.h); results do not depend on the thread count. A call returns
+ * when all its work is done. A session is NOT thread-safe: use it from one thread at a time (or
  * lock around it). Distinct sessions — on the same or different models and
  * weights — may be used concurrently from different threads. moert_call is
  * safe to call concurrently.
@@ -110,6 +112,15 @@ MOERT_API_EXPORT const moert_entry_desc *moert_session_entry(
 MOERT_API_EXPORT moert_status_t moert_session_call(
     moert_session_t *session, const moert_named_tensor *inputs,
     size_t num_inputs, moert_tensor_t **out_results, int32_t num_results);
+
+/* Sets the number of threads the session's calls use (the calling thread
+ * included); 0 means every core available to the process. Takes effect from
+ * the next call. INVALID_ARGUMENT when negative. */
+MOERT_API_EXPORT moert_status_t moert_session_set_num_threads(
+    moert_session_t *session, int32_t num_threads);
+
+/* The session's thread count. */
+MOERT_API_EXPORT int32_t moert_session_num_threads(const moert_session_t *session);
 
 /*===----------------------------------------------------------------------===*
  * Routing statistics

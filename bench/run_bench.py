@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""moe-mlir CPU benchmark: compiled MoE layers against baselines measured in
+the same run.
+
+    /usr/bin/python3 bench/run_bench.py [--tokens 1,8,64,512,2048]
+        [--threads 1,2] [--configs mixtral-small,deepseek-fine,switch]
+        [--runs N] [--markdown FILE] [--quick]
+
+For every configuration, token count and thread count it reports the time
+per call of the compiled model (moe-compile + moe-run, weights from a
+.safetensors file), GFLOP/s of the expert work actually done, GB/s of
+distinct expert weights touched, and ratios against:
+  * loop:   a Hugging Face style per-expert loop on OpenBLAS (bench/baselines.c)
+  * sgemm:  OpenBLAS cblas_sgemm on an equal-FLOP shape (rate ratio)
+  * torch:  PyTorch eager, HF Mixtral-style block, when /usr/bin/python3 has torch
+and the DRAM read bandwidth measured by bench/baselines.c.
+Needs numpy and libopenblas-dev; builds bench/baselines.c with cc.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "python-frontend"))
+from moe_frontend import random_data  # noqa: E402
+
+CONFIGS = {
+    # name: (D, F, E, k, shared experts, shared F, form)
+    "mixtral-small": (1024, 3584, 8, 2, 0, 0, "glu"),
+    "deepseek-fine": (1024, 512, 64, 6, 2, 512, "glu"),
+    "switch": (768, 3072, 16, 1, 0, 0, "mlp"),
+}
+
+
+def layer_mlir(name, D, F, E, k, S, FS, form):
+    ffn = "#moe.ffn<>" if form == "glu" else "#moe.ffn<kind = mlp, activation = relu>"
+    args = ['%%x: tensor<?x%dxf32> {moe.name = "x"}' % D,
+            '%%router: tensor<%dx%dxf32> {moe.name = "router"}' % (D, E),
+            '%%w1: tensor<%dx%dx%dxf32> {moe.name = "w1"}' % (E, D, F)]
+    ops = ["w1(%%w1 : tensor<%dx%dx%dxf32>)" % (E, D, F)]
+    if form == "glu":
+        args.append('%%w3: tensor<%dx%dx%dxf32> {moe.name = "w3"}' % (E, D, F))
+        ops.append("w3(%%w3 : tensor<%dx%dx%dxf32>)" % (E, D, F))
+    args.append('%%w2: tensor<%dx%dx%dxf32> {moe.name = "w2"}' % (E, F, D))
+    ops.append("w2(%%w2 : tensor<%dx%dx%dxf32>)" % (E, F, D))
+    if S:
+        for w, shape in (("shared_w1", (S, D, FS)), ("shared_w3", (S, D, FS)), ("shared_w2", (S, FS, D))):
+            if w == "shared_w3" and form != "glu":
+                continue
+            t = "tensor<%sxf32>" % "x".join(map(str, shape))
+            args.append('%%%s: %s {moe.name = "%s"}' % (w, t, w))
+            ops.append("%s(%%%s : %s)" % (w, w, t))
+    routing = "#moe.routing<k = %d, normalize = selected>" % k
+    return """module @%s {
+  func.func @layer(%s) -> tensor<?x%dxf32> {
+    %%y = moe.layer %%x : tensor<?x%dxf32> router(%%router : tensor<%dx%dxf32>) %s
+           {routing = %s, ffn = %s} -> tensor<?x%dxf32>
+    return %%y : tensor<?x%dxf32>
+  }
+}
+""" % (name.replace("-", "_"), ", ".join(args), D, D, D, E, " ".join(ops), routing, ffn, D, D)
+
+
+def run(cmd, env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError("%s failed:\n%s%s" % (" ".join(cmd), p.stdout, p.stderr))
+    return p.stdout
+
+
+def baseline(binary, args, threads):
+    env = dict(os.environ, MOE_BENCH_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    out = run([binary] + [str(a) for a in args], env)
+    m = re.search(r"ms=([0-9.]+)(?: gflops=([0-9.]+))?(?: gbps=([0-9.]+))?", out)
+    return float(m.group(1)), float(m.group(2) or 0), float(m.group(3) or 0)
+
+
+def torch_available():
+    return subprocess.call(["/usr/bin/python3", "-c", "import torch"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+
+
+TORCH_SNIPPET = r"""
+import sys, time, torch
+D, F, E, k, T, th = map(int, sys.argv[1:7])
+torch.set_num_threads(th)
+torch.manual_seed(0)
+x = torch.randn(T, D)
+gate = torch.nn.Linear(D, E, bias=False)
+w1 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)]
+w3 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)]
+w2 = [torch.nn.Linear(F, D, bias=False) for _ in range(E)]
+def block(h):  # Hugging Face MixtralSparseMoeBlock, eval mode
+    logits = gate(h)
+    rw = torch.softmax(logits, dim=1, dtype=torch.float)
+    rw, sel = torch.topk(rw, k, dim=-1)
+    rw /= rw.sum(dim=-1, keepdim=True)
+    out = torch.zeros_like(h)
+    mask = torch.nn.functional.one_hot(sel, num_classes=E).permute(2, 1, 0)
+    for e in range(E):
+        idx, top = torch.where(mask[e])
+        if top.numel() == 0:
+            continue
+        cur = h[None, top].reshape(-1, D)
+        y = w2[e](torch.nn.functional.silu(w1[e](cur)) * w3[e](cur)) * rw[top, idx, None]
+        out.index_add_(0, top, y)
+    return out
+with torch.no_grad():
+    block(x)
+    best, start = 1e30, time.perf_counter()
+    while True:
+        t0 = time.perf_counter(); block(x); best = min(best, time.perf_counter() - t0)
+        if time.perf_counter() - start > 0.5: break
+print("ms=%.4f" % (best * 1e3))
+"""
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokens", default="1,8,64,512,2048")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--markdown")
+    p.add_argument("--json")
+    a = p.parse_args()
+    bindir = os.path.join(a.build, "bin")
+    work = tempfile.mkdtemp(prefix="moe-bench-")
+    baselines = os.path.join(work, "baselines")
+    run(["cc", "-O3", "-march=native", "-o", baselines, os.path.join(HERE, "baselines.c"),
+         "-lopenblas", "-lpthread", "-lm"])
+    has_torch = torch_available()
+    threads = [int(t) for t in a.threads.split(",")]
+    bw = {th: baseline(baselines, ["bandwidth", 2048], th)[2] for th in threads}
+    rows = []
+    for name in a.configs.split(","):
+        D, F, E, k, S, FS, form = CONFIGS[name]
+        mats = 3 if form == "glu" else 2
+        src = os.path.join(work, name + ".mlir")
+        open(src, "w").write(layer_mlir(name, D, F, E, k, S, FS, form))
+        lib = os.path.join(work, name + ".so")
+        run([os.path.join(bindir, "moe-compile"), src, "--target=cpu", "-o", lib])
+        entry, args = random_data.parse_signature(open(src).read())
+        for T in [int(t) for t in a.tokens.split(",")]:
+            arrays = random_data.make_arrays(args, T, seed=1)
+            st = os.path.join(work, "w.safetensors")
+            random_data.write_safetensors(st, {n: v for n, v in arrays.items() if n != "x"})
+            import numpy as np
+            xin = os.path.join(work, "x.npy")
+            np.save(xin, arrays["x"])
+            for th in threads:
+                stats = os.path.join(work, "stats.json")
+                out = run([os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
+                           "--input", "x=" + xin, "--time", str(a.runs), "--threads", str(th),
+                           "--stats", stats])
+                m = re.search(r"mean ([0-9.]+) ms, min ([0-9.]+) ms", out)
+                ms = float(m.group(2))
+                st_json = json.load(open(stats))
+                counts = st_json["layers"][0]["tokens_per_expert"]
+                active = sum(1 for c in counts if c > 0)
+                flops = 2.0 * (T * k + T * S * (FS / F if F else 0)) * mats * D * F
+                wbytes = (active * mats * D * F + S * mats * D * FS) * 4
+                loop_ms = baseline(baselines, ["loop", D, F, E, k, T], th)[0] if form == "glu" and not S else float("nan")
+                M = max(1, T * k)
+                sg = baseline(baselines, ["sgemm", M, mats * F, D], th)
+                torch_ms = float("nan")
+                if has_torch and form == "glu" and not S:
+                    tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k), str(T), str(th)])
+                    torch_ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
+                row = dict(config=name, T=T, threads=th, ms=ms, gflops=flops / ms / 1e6,
+                           gbps=wbytes / ms / 1e6, loop_ms=loop_ms, sgemm_gflops=sg[1],
+                           torch_ms=torch_ms, dram_gbps=bw[th])
+                rows.append(row)
+                print("%-14s T=%-5d th=%d  %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s  x loop %5.2f  x sgemm-rate %5.2f  x torch %s  (DRAM %.1f GB/s)"
+                      % (name, T, th, ms, row["gflops"], row["gbps"], loop_ms / ms,
+                         row["gflops"] / sg[1] if sg[1] else float("nan"),
+                         "%.2f" % (torch_ms / ms) if torch_ms == torch_ms else "n/a", bw[th]), flush=True)
+    if a.json:
+        json.dump(rows, open(a.json, "w"), indent=1)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
+            f.write("|---|---|---|---|---|---|---|---|---|\n")
+            for r in rows:
+                f.write("| %s | %d | %d | %.3f | %.1f | %.1f | %s | %.2f | %s |\n" % (
+                    r["config"], r["T"], r["threads"], r["ms"], r["gflops"], r["gbps"],
+                    "%.2fx" % (r["loop_ms"] / r["ms"]) if r["loop_ms"] == r["loop_ms"] else "n/a",
+                    r["gflops"] / r["sgemm_gflops"] if r["sgemm_gflops"] else float("nan"),
+                    "%.2fx" % (r["torch_ms"] / r["ms"]) if r["torch_ms"] == r["torch_ms"] else "n/a"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

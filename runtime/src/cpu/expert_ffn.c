@@ -1,0 +1,907 @@
+/*===- expert_ffn.c - moe.experts: fused expert FFN on the CPU --*- C -*-===*
+ *
+ * out[r] = FFN_e(x[row_token[r]]) for every row r of every expert segment
+ * (docs/Semantics.md §3; the contract is in moert/cpu_kernels.h). The token
+ * gather is fused into the products: the GEMM microkernel reads its A rows
+ * through row pointers straight from x, so the dispatched [R, D] copy is
+ * never made.
+ *
+ * Two paths, chosen per expert from its row count only (so the result never
+ * depends on the number of threads):
+ *
+ *  - GEMM path (>= decode_rows rows, default 48). Tasks own a block of up to
+ *    row_block rows of one expert and loop over F in blocks of FB hidden
+ *    units (vertical fusion):
+ *      for each F block:
+ *        GEMM1: for each KC slice of D: pack the W1/W3 columns of the block
+ *          ([KC] x [FB gate | FB up] as 2VL-wide panels: VL gate + VL up
+ *          units per panel for a GLU; f16/bf16 -> f32; out_in weights
+ *          transposed in registers), then run the MR x 2VL register-tiled
+ *          microkernel (8 x 32 on AVX-512) over the row block, accumulating
+ *          in ACC[rows, panels x 2VL] (L2);
+ *        epilogue: bias, clamp, activation, act(g) * (u + shift) -> H[rows, FB]
+ *          (an L2-resident tile, never the whole [rows, F]);
+ *        GEMM2: for each block of 256 output columns: pack W2[FB, 256], run
+ *          the microkernel H x W2 into the output rows, which accumulate the
+ *          F blocks in order (b2 is added after the last one).
+ *    Every weight element is packed once per row block and reused by all
+ *    its rows. Packing reads stored rows in runs of 0.5-1 KiB, and the
+ *    weights of the next packing step are prefetched (prefetcht1) a few
+ *    lines per 16 k steps of the microkernel, which hides most of the DRAM
+ *    latency the packing would otherwise stall on.
+ *
+ *  - Decode path (< decode_rows rows). Memory bound: every weight is
+ *    streamed from memory once per task, unpacked, converted on load.
+ *    in_out matrices: 4 rows x 64 columns register tiles over K blocks of
+ *    ~192 KiB of weights (L2), the next block prefetched as whole stored
+ *    rows (sequential memory); out_in matrices: 4 x 4 dot products of
+ *    contiguous stored rows, the next rows prefetched. Phase 1 tasks
+ *    (expert, <= 64 rows, F chunk) write the hidden activations
+ *    [rows, F chunk] into a per-call buffer; phase 2 tasks (expert, rows,
+ *    output column chunk) multiply them by W2. Chunks are as wide as the
+ *    thread count allows (one chunk per expert when serial).
+ *
+ * Parallelism comes from the thread-local hook (moert_cpu_set_parallel_hook):
+ * one parallel_for over the GEMM tasks (largest first) and the phase 1 tasks,
+ * one over the phase 2 tasks. Large experts are split into row blocks (at
+ * least 32 rows) so that every thread gets ~3 tasks; decode chunks are
+ * sized so the task count is a multiple of the thread count. Tasks write
+ * disjoint outputs and every output element is one fixed chain of
+ * operations that depends on the shapes only (never on row blocks, chunks,
+ * threads or task order), so the result is bit-identical for any number of
+ * threads and any task order. Scratch memory is allocated per call and per
+ * task; without it, slower scratch-free paths give the same accuracy.
+ *
+ * Instruction sets: AVX-512 (F/BW/VL/DQ), AVX2+FMA+F16C and portable C,
+ * chosen at run time (__builtin_cpu_supports); the same kernels
+ * (expert_ffn_kernels.h) are instantiated for each with target attributes.
+ * Results differ between instruction sets (FMA vs separate roundings, vector
+ * lengths of the dot products) but not between runs on one machine.
+ *
+ *===----------------------------------------------------------------------===*/
+
+#include "moert/cpu_kernels.h"
+
+#include "dtype.h"
+#include "expert_ffn_internal.h"
+#include "expert_ffn_simd.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MOERT_FFN_MLP = 0, MOERT_FFN_GLU = 1 };
+enum {
+  MOERT_ACT_SILU = 0,
+  MOERT_ACT_GELU = 1,
+  MOERT_ACT_GELU_TANH = 2,
+  MOERT_ACT_RELU = 3,
+  MOERT_ACT_IDENTITY = 4
+};
+enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
+
+#define MOERT_FFN_I32(m, i)                                                    \
+  (*(const int32_t *)((const char *)(m)->aligned +                             \
+                      ((m)->offset + (i) * (m)->strides[0]) * 4))
+
+#define MOERT_DEC_MAX_ROWS 64 /* most rows of one decode task */
+#define MOERT_DEC_SUB 64      /* F columns per decode sub-step */
+
+/* Defaults of the tuning knobs (expert_ffn_internal.h). */
+#define MOERT_FFN_ROW_BLOCK 256
+#define MOERT_FFN_F_BLOCK 128
+#define MOERT_FFN_K_BLOCK 256
+#define MOERT_FFN_N_BLOCK 256 /* output columns per packed W2 block */
+#define MOERT_FFN_DECODE_ROWS 48
+#define MOERT_FFN_MIN_SPLIT 32  /* smallest row block made for parallelism */
+#define MOERT_FFN_DEC_MIN_CHUNK 64 /* fewest columns of a decode task */
+#define MOERT_FFN_DEC_KBYTES (192 * 1024) /* weight bytes per decode K block */
+#ifndef MOERT_FFN_OI_AHEAD
+#define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */
+#endif
+
+/* A logical [K, N] matrix of one expert: element (k, n) is stored at
+ * p + (k ld + n) (trans = 0, layout in_out) or p + (n ld + k) (trans = 1,
+ * out_in), in elements of the weight dtype. */
+typedef struct {
+  const char *p;
+  int64_t ld;
+  int trans;
+} MatV;
+
+typedef struct {
+  int64_t T, Din, Dout, F, F1, R, E;
+  int kind, act, dtype, trans, has_limit, up_w3;
+  size_t es;
+  float alpha, up_shift, limit;
+  const char *w1, *w3, *w2;       /* expert 0's matrix */
+  int64_t w1se, w1ld, w3se, w3ld, w2se, w2ld;
+  /* gate column of hidden unit f: cg0 + f cgs of W1; up column: cu0 + f cus
+   * of W3 (up_w3) or W1. */
+  int64_t cg0, cgs, cu0, cus;
+  const char *b1, *b2; /* element (e, c) at b + (e bse + c) es */
+  int64_t b1se, b2se;
+  int has_b1, has_b2;
+  int no_heap; /* test knob: every allocation fails */
+} Ffn;
+
+/* Every scratch allocation of the kernel goes through here. */
+static void *moert_ffn_alloc(const Ffn *P, size_t bytes) {
+  return P->no_heap ? NULL : malloc(bytes ? bytes : 1);
+}
+
+/* Source of one slot of packed panels: logical column c0 + u cs of W for
+ * unit u. */
+typedef struct {
+  const MatV *W;
+  int64_t c0, cs;
+} PackSrc;
+
+/* Software prefetch of the weights the next packing step will read,
+ * spread over the microkernel calls of the current step: packing reads 0.5-1
+ * KiB runs of many rows, a pattern the hardware prefetchers pick up too late,
+ * so without this the packing stalls on memory latency. A cursor walks up to
+ * three regions (rows x contiguous run) line by line. */
+typedef struct {
+  const char *base;
+  int64_t rows, step, run; /* bytes */
+} PfRegion;
+
+typedef struct {
+  PfRegion r[3];
+  int nr, ri;
+  int64_t row;
+  uintptr_t cur, end; /* line addresses left in the current row */
+  int64_t per_call;
+} PfCursor;
+
+/* The part of logical matrix W (rows [k0, k1), columns [c0, c1)) as stored. */
+static PfRegion pf_region(const MatV *W, size_t es, int64_t k0, int64_t k1,
+                          int64_t c0, int64_t c1) {
+  PfRegion g;
+  const int64_t e = (int64_t)es;
+  if (!W->trans) {
+    g.base = W->p + (k0 * W->ld + c0) * e;
+    g.rows = k1 - k0;
+    g.run = (c1 - c0) * e;
+  } else {
+    g.base = W->p + (c0 * W->ld + k0) * e;
+    g.rows = c1 - c0;
+    g.run = (k1 - k0) * e;
+  }
+  g.step = W->ld * e;
+  if (g.rows <= 0 || g.run <= 0 || !W->p)
+    g.rows = 0;
+  return g;
+}
+
+static int64_t pf_total_lines(const PfCursor *c) {
+  int64_t n = 0;
+  for (int i = 0; i < c->nr; ++i)
+    n += c->r[i].rows * (c->r[i].run / 64 + 2);
+  return n;
+}
+
+/* Starts a cursor over c->r[0..nr) whose lines are issued over `calls`
+ * calls of pf_issue. */
+static void pf_start(PfCursor *c, int64_t calls) {
+  c->ri = 0;
+  c->row = -1;
+  c->cur = c->end = 0;
+  int64_t n = pf_total_lines(c);
+  c->per_call = calls > 0 ? (n + calls - 1) / calls : n;
+}
+
+/* Issues up to n of the cursor's lines. */
+static inline void pf_issue_n(PfCursor *c, int64_t n) {
+  while (n > 0) {
+    if (c->cur > c->end) {
+      if (c->ri >= c->nr)
+        return;
+      const PfRegion *g = &c->r[c->ri];
+      if (++c->row >= g->rows) {
+        ++c->ri;
+        c->row = -1;
+        continue;
+      }
+      const char *p = g->base + c->row * g->step;
+      c->cur = (uintptr_t)p & ~(uintptr_t)63;
+      c->end = ((uintptr_t)p + (uintptr_t)g->run - 1) & ~(uintptr_t)63;
+    }
+    /* prefetcht1 (to L2): on Zen 4 it streams about 1.5x the bandwidth of
+     * prefetcht0, which is limited by the L1 miss buffers. */
+    __builtin_prefetch((const void *)c->cur, 0, 2);
+    c->cur += 64;
+    --n;
+  }
+}
+
+/* Spreads one call's share of lines over a loop of `iters` iterations:
+ * returns the lines to issue per iteration. Bursts of prefetches fill the
+ * miss buffers and stall; a steady trickle does not. */
+static inline int64_t pf_per_iter(const PfCursor *c, int64_t iters) {
+  if (!c || c->ri >= c->nr)
+    return 0;
+  return iters > 0 ? (c->per_call + iters - 1) / iters : c->per_call;
+}
+
+typedef struct {
+  int64_t row_block, f_block, k_block, decode_rows;
+  int path;
+} MoertFfnTune;
+
+typedef struct {
+  void (*gemm_rows)(const Ffn *, const MoertFfnTune *, int64_t,
+                    const float *const *, float *const *, int64_t);
+  void (*dec1)(const Ffn *, int64_t, const float *const *, int64_t, int64_t,
+               int64_t, float *const *, int64_t);
+  void (*dec2)(const Ffn *, int64_t, const float *const *, int64_t,
+               float *const *, int64_t, int64_t);
+  void (*row_fallback)(const Ffn *, int64_t, const float *const *, int64_t,
+                       float *const *);
+} MoertFfnOps;
+
+static void moert_ffn_views(const Ffn *P, int64_t e, MatV *g, MatV *u,
+                            MatV *w2) {
+  const int64_t es = (int64_t)P->es;
+  if (g) {
+    g->p = P->w1 + e * P->w1se * es;
+    g->ld = P->w1ld;
+    g->trans = P->trans;
+  }
+  if (u) {
+    u->p = P->up_w3 ? P->w3 + e * P->w3se * es : P->w1 + e * P->w1se * es;
+    u->ld = P->up_w3 ? P->w3ld : P->w1ld;
+    u->trans = P->trans;
+  }
+  if (w2) {
+    w2->p = P->w2 + e * P->w2se * es;
+    w2->ld = P->w2ld;
+    w2->trans = P->trans;
+  }
+}
+
+/* dst[j] = bias of the gate (up = 0) or up (up = 1) pre-activation of hidden
+ * unit f0 + j, j < n, as f32; returns 0 (dst untouched) when there is none. */
+static int moert_ffn_bias1(const Ffn *P, int64_t e, int up, int64_t f0,
+                           int64_t n, float *dst) {
+  if (!P->has_b1 || (up && P->up_w3))
+    return 0;
+  const int64_t c0 = up ? P->cu0 : P->cg0, cs = up ? P->cus : P->cgs;
+  const char *b = P->b1 + e * P->b1se * (int64_t)P->es;
+  for (int64_t j = 0; j < n; ++j)
+    dst[j] = moert_load_elem(b + (c0 + (f0 + j) * cs) * (int64_t)P->es, P->dtype);
+  return 1;
+}
+
+/* Prefetch regions of the W1/W3 packing step (logical rows [k0, k1), hidden
+ * units [f0, f0 + nf)) and of the W2 one (rows [f0, f0 + nf), output
+ * columns [d0, d1)). */
+static void moert_ffn_pf_w1(const Ffn *P, const MatV *g, const MatV *u,
+                            PfCursor *c, int64_t k0, int64_t k1, int64_t f0,
+                            int64_t nf) {
+  c->nr = 0;
+  if (P->kind == MOERT_FFN_GLU && P->cgs == 2) { /* interleaved: one span */
+    c->r[c->nr++] = pf_region(g, P->es, k0, k1, 2 * f0, 2 * (f0 + nf));
+    return;
+  }
+  c->r[c->nr++] = pf_region(g, P->es, k0, k1, P->cg0 + f0, P->cg0 + f0 + nf);
+  if (P->kind == MOERT_FFN_GLU)
+    c->r[c->nr++] = pf_region(u, P->es, k0, k1, P->cu0 + f0, P->cu0 + f0 + nf);
+}
+
+static void moert_ffn_pf_w2(const Ffn *P, const MatV *w2, PfCursor *c,
+                            int64_t f0, int64_t nf, int64_t d0, int64_t d1) {
+  c->nr = 1;
+  c->r[0] = pf_region(w2, P->es, f0, f0 + nf, d0, d1);
+}
+
+/*===----------------------------------------------------------------------===*
+ * Kernel instances
+ *===----------------------------------------------------------------------===*/
+
+#define NAME(x) x##_scalar
+#define VP s_
+#define VF s_vf
+#define VL 1
+#define MR 4
+#define ISA_FN
+#define ISA_AI static inline __attribute__((always_inline))
+#include "expert_ffn_kernels.h"
+#undef NAME
+#undef VP
+#undef VF
+#undef VL
+#undef MR
+#undef ISA_FN
+#undef ISA_AI
+
+#if MOERT_FFN_X86
+#define NAME(x) x##_avx2
+#define VP y_
+#define VF y_vf
+#define VL 8
+#define MR 6
+#define ISA_FN __attribute__((target(MOERT_Y_TARGET)))
+#define ISA_AI MOERT_YI
+#include "expert_ffn_kernels.h"
+#undef NAME
+#undef VP
+#undef VF
+#undef VL
+#undef MR
+#undef ISA_FN
+#undef ISA_AI
+
+#define NAME(x) x##_avx512
+#define VP z_
+#define VF z_vf
+#define VL 16
+#define MR 8
+#define ISA_FN __attribute__((target(MOERT_Z_TARGET)))
+#define ISA_AI MOERT_ZI
+#include "expert_ffn_kernels.h"
+#undef NAME
+#undef VP
+#undef VF
+#undef VL
+#undef MR
+#undef ISA_FN
+#undef ISA_AI
+#endif
+
+/*===----------------------------------------------------------------------===*
+ * Thread-local state: the parallel hook and the test knobs
+ *===----------------------------------------------------------------------===*/
+
+static _Thread_local moert_parallel_hook tl_hook;
+static _Thread_local int tl_hook_set;
+static _Thread_local moert_expert_ffn_tuning tl_tuning;
+static _Thread_local int tl_tuning_set;
+
+void moert_cpu_set_parallel_hook(const moert_parallel_hook *hook) {
+  if (hook) {
+    tl_hook = *hook;
+    tl_hook_set = 1;
+  } else {
+    tl_hook_set = 0;
+  }
+}
+
+void moert_expert_ffn_set_tuning(const moert_expert_ffn_tuning *t) {
+  if (t) {
+    tl_tuning = *t;
+    tl_tuning_set = 1;
+  } else {
+    tl_tuning_set = 0;
+  }
+}
+
+static int moert_ffn_cpu_isa(void) {
+#if MOERT_FFN_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    return MOERT_FFN_ISA_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c"))
+    return MOERT_FFN_ISA_AVX2;
+#endif
+  return MOERT_FFN_ISA_SCALAR;
+}
+
+int moert_expert_ffn_isa(void) {
+  int isa = moert_ffn_cpu_isa();
+  if (tl_tuning_set && tl_tuning.isa >= 0 && tl_tuning.isa < isa)
+    isa = tl_tuning.isa;
+  return isa;
+}
+
+static const MoertFfnOps *moert_ffn_ops(void) {
+#if MOERT_FFN_X86
+  switch (moert_expert_ffn_isa()) {
+  case MOERT_FFN_ISA_AVX512:
+    return &ops_avx512;
+  case MOERT_FFN_ISA_AVX2:
+    return &ops_avx2;
+  default:
+    break;
+  }
+#endif
+  return &ops_scalar;
+}
+
+static MoertFfnTune moert_ffn_tune(void) {
+  MoertFfnTune t = {MOERT_FFN_ROW_BLOCK, MOERT_FFN_F_BLOCK, MOERT_FFN_K_BLOCK,
+                    MOERT_FFN_DECODE_ROWS, MOERT_FFN_PATH_AUTO};
+  if (tl_tuning_set) {
+    const moert_expert_ffn_tuning *u = &tl_tuning;
+    if (u->row_block > 0)
+      t.row_block = u->row_block < (1 << 20) ? u->row_block : (1 << 20);
+    if (u->f_block > 0)
+      t.f_block = u->f_block < (1 << 16) ? u->f_block : (1 << 16);
+    if (u->k_block > 0)
+      t.k_block = u->k_block < (1 << 16) ? u->k_block : (1 << 16);
+    if (u->decode_rows > 0)
+      t.decode_rows = u->decode_rows;
+    if (u->path == MOERT_FFN_PATH_DECODE || u->path == MOERT_FFN_PATH_GEMM)
+      t.path = u->path;
+  }
+  /* FB must be a multiple of every instance's panel width 2VL (<= 32). */
+  t.f_block = (t.f_block + 31) / 32 * 32;
+  if (t.decode_rows > MOERT_DEC_MAX_ROWS + 1)
+    t.decode_rows = MOERT_DEC_MAX_ROWS + 1;
+  return t;
+}
+
+/*===----------------------------------------------------------------------===*
+ * Descriptor checks
+ *===----------------------------------------------------------------------===*/
+
+static int ffn_ok1(const moert_memref_1d *m) {
+  return m && m->sizes[0] >= 0 && (m->sizes[0] == 0 || m->aligned);
+}
+
+/* Non-negative sizes, data when non-empty, innermost dimension contiguous
+ * (the ABI's rule; checked because the kernels read rows as vectors). */
+static int ffn_ok2(const moert_memref_2d *m) {
+  if (!m || m->sizes[0] < 0 || m->sizes[1] < 0)
+    return 0;
+  if (m->sizes[0] == 0 || m->sizes[1] == 0)
+    return 1;
+  return m->aligned && (m->sizes[1] == 1 || m->strides[1] == 1);
+}
+
+static int ffn_ok3(const moert_memref_3d *m) {
+  if (!m || m->sizes[0] < 0 || m->sizes[1] < 0 || m->sizes[2] < 0)
+    return 0;
+  if (m->sizes[0] == 0 || m->sizes[1] == 0 || m->sizes[2] == 0)
+    return 1;
+  return m->aligned && (m->sizes[2] == 1 || m->strides[2] == 1);
+}
+
+static int ffn_is3(const moert_memref_3d *m, int64_t a, int64_t b, int64_t c) {
+  return m->sizes[0] == a && m->sizes[1] == b && m->sizes[2] == c;
+}
+
+/* Element 0 of a descriptor (NULL when it has no storage: the kernels then
+ * never address it). */
+static const char *ffn_base(void *aligned, int64_t offset, size_t es) {
+  return aligned ? (const char *)aligned + offset * (int64_t)es : NULL;
+}
+
+static const char *ffn_base3(const moert_memref_3d *m, size_t es) {
+  return ffn_base(m->aligned, m->offset, es);
+}
+
+static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
+                     moert_memref_1d *counts, moert_memref_3d *w1,
+                     moert_memref_3d *w3, moert_memref_3d *w2,
+                     moert_memref_2d *b1, moert_memref_2d *b2,
+                     moert_memref_2d *out, int64_t segment_stride, int64_t kind,
+                     int64_t activation, int64_t gate_up, int64_t layout,
+                     double alpha, double up_shift, double limit,
+                     int64_t weight_dtype) {
+  memset(P, 0, sizeof *P);
+  if (kind < 0 || kind > 1 || activation < 0 || activation > 4 || gate_up < 0 ||
+      gate_up > 2 || layout < 0 || layout > 1 || weight_dtype < 0 ||
+      weight_dtype > 2)
+    return 0;
+  if (!ffn_ok2(x) || !ffn_ok1(row_token) || !ffn_ok1(counts) || !ffn_ok3(w1) ||
+      !ffn_ok3(w2) || !ffn_ok2(b1) || !ffn_ok2(b2) || !ffn_ok2(out))
+    return 0;
+  const int glu = kind == MOERT_FFN_GLU;
+  const int fused = glu && gate_up != MOERT_GU_SEPARATE;
+  const int trans = layout == 1;
+  P->T = x->sizes[0];
+  P->Din = x->sizes[1];
+  P->E = counts->sizes[0];
+  P->R = row_token->sizes[0];
+  P->F = trans ? w2->sizes[2] : w2->sizes[1];
+  P->Dout = trans ? w2->sizes[1] : w2->sizes[2];
+  P->F1 = fused ? 2 * P->F : P->F;
+  if (P->F > INT64_MAX / 4)
+    return 0;
+  const int64_t E = P->E;
+  if (!ffn_is3(w1, E, trans ? P->F1 : P->Din, trans ? P->Din : P->F1) ||
+      w2->sizes[0] != E)
+    return 0;
+  if (glu && gate_up == MOERT_GU_SEPARATE) {
+    if (!ffn_ok3(w3) || !ffn_is3(w3, E, w1->sizes[1], w1->sizes[2]))
+      return 0;
+  }
+  if (out->sizes[0] != P->R || out->sizes[1] != P->Dout)
+    return 0;
+  P->has_b1 = b1->sizes[0] != 0;
+  if (P->has_b1 && (b1->sizes[0] != E || b1->sizes[1] != P->F1))
+    return 0;
+  P->has_b2 = b2->sizes[0] != 0;
+  if (P->has_b2 && (b2->sizes[0] != E || b2->sizes[1] != P->Dout))
+    return 0;
+  if (segment_stride >= 0 &&
+      (E == 0 ? P->R != 0 : (segment_stride > INT64_MAX / E ||
+                             segment_stride * E != P->R)))
+    return 0;
+
+  P->kind = (int)kind;
+  P->act = (int)activation;
+  P->dtype = (int)weight_dtype;
+  P->es = moert_elem_size(weight_dtype);
+  P->trans = trans;
+  P->alpha = (float)alpha;
+  P->up_shift = (float)up_shift;
+  P->has_limit = limit > 0.0;
+  P->limit = P->has_limit ? (float)limit : 0.0f;
+  const size_t es = P->es;
+  P->w1 = ffn_base3(w1, es);
+  P->w1se = w1->strides[0];
+  P->w1ld = w1->strides[1];
+  P->w2 = ffn_base3(w2, es);
+  P->w2se = w2->strides[0];
+  P->w2ld = w2->strides[1];
+  P->cg0 = 0;
+  P->cgs = 1;
+  P->cu0 = 0;
+  P->cus = 1;
+  if (glu) {
+    switch (gate_up) {
+    case MOERT_GU_SEPARATE:
+      P->up_w3 = 1;
+      P->w3 = ffn_base3(w3, es);
+      P->w3se = w3->strides[0];
+      P->w3ld = w3->strides[1];
+      break;
+    case MOERT_GU_CONCAT:
+      P->cu0 = P->F;
+      break;
+    default:
+      P->cgs = P->cus = 2;
+      P->cu0 = 1;
+      break;
+    }
+  }
+  if (P->has_b1) {
+    P->b1 = ffn_base(b1->aligned, b1->offset, es);
+    P->b1se = b1->strides[0];
+  }
+  if (P->has_b2) {
+    P->b2 = ffn_base(b2->aligned, b2->offset, es);
+    P->b2se = b2->strides[0];
+  }
+  return 1;
+}
+
+/*===----------------------------------------------------------------------===*
+ * Tasks
+ *===----------------------------------------------------------------------===*/
+
+enum { TASK_GEMM = 0, TASK_DEC1 = 1, TASK_DEC2 = 2 };
+
+typedef struct {
+  int type;
+  int64_t e, i0, n; /* expert, first row (index into the row lists), rows */
+  int64_t c0, c1;   /* F chunk (DEC1) or output column chunk (DEC2) */
+} FfnTask;
+
+typedef struct {
+  const Ffn *P;
+  const MoertFfnTune *tn;
+  const MoertFfnOps *ops;
+  const float **xr; /* per computed row: its x row */
+  float **orow;     /* per computed row: its output row */
+  float **hrow;     /* per decode row: its hidden row */
+  const FfnTask *tasks;
+} FfnCtx;
+
+static void ffn_run_tasks(void *arg, int64_t begin, int64_t end) {
+  const FfnCtx *c = (const FfnCtx *)arg;
+  for (int64_t t = begin; t < end; ++t) {
+    const FfnTask *k = &c->tasks[t];
+    switch (k->type) {
+    case TASK_GEMM:
+      c->ops->gemm_rows(c->P, c->tn, k->e, c->xr + k->i0, c->orow + k->i0, k->n);
+      break;
+    case TASK_DEC1:
+      c->ops->dec1(c->P, k->e, c->xr + k->i0, k->n, k->c0, k->c1,
+                   c->hrow + k->i0, 0);
+      break;
+    default:
+      c->ops->dec2(c->P, k->e, (const float *const *)c->hrow + k->i0, k->n,
+                   c->orow + k->i0, k->c0, k->c1);
+      break;
+    }
+  }
+}
+
+static void ffn_parallel(const moert_parallel_hook *h, int64_t n,
+                         FfnCtx *ctx) {
+  if (n <= 0)
+    return;
+  if (h && n > 1)
+    h->parallel_for(h->user, n, ffn_run_tasks, ctx);
+  else
+    ffn_run_tasks(ctx, 0, n);
+}
+
+/* Segment of expert e: rows [*s, *s + *n). */
+static void ffn_segment(const Ffn *P, const moert_memref_1d *counts,
+                        int64_t segment_stride, int64_t e, int64_t *cursor,
+                        int64_t *s, int64_t *n) {
+  int64_t c = MOERT_FFN_I32(counts, e);
+  if (c < 0)
+    c = 0;
+  if (segment_stride < 0) {
+    *s = *cursor;
+    *n = c < P->R - *cursor ? c : P->R - *cursor;
+    *cursor += *n;
+  } else {
+    *s = e * segment_stride;
+    *n = c < segment_stride ? c : segment_stride;
+  }
+}
+
+/* Columns per decode task: n split in `parts`, rounded up to a multiple of
+ * 64, at least MOERT_FFN_DEC_MIN_CHUNK (and at least 1). */
+static int64_t ffn_chunk(int64_t n, int64_t parts) {
+  if (parts < 1)
+    parts = 1;
+  int64_t c = (n + parts - 1) / parts;
+  c = (c + 63) / 64 * 64;
+  if (c < MOERT_FFN_DEC_MIN_CHUNK)
+    c = MOERT_FFN_DEC_MIN_CHUNK;
+  return c;
+}
+
+/* Whether an expert with n rows takes the decode path (n only: never the
+ * thread count, so that the result does not depend on it). */
+static int ffn_decode(const MoertFfnTune *tn, int64_t n) {
+  return tn->path == MOERT_FFN_PATH_DECODE ||
+         (tn->path == MOERT_FFN_PATH_AUTO && n < tn->decode_rows);
+}
+
+static void ffn_zero_row(const moert_memref_2d *out, const Ffn *P, int64_t r) {
+  memset((float *)out->aligned + out->offset + r * out->strides[0], 0,
+         (size_t)P->Dout * sizeof(float));
+}
+
+/* Rows of out outside every segment: zero. */
+static void ffn_zero_gaps(const Ffn *P, const moert_memref_1d *counts,
+                          const moert_memref_2d *out, int64_t segment_stride) {
+  int64_t cursor = 0;
+  for (int64_t e = 0; e < P->E; ++e) {
+    int64_t s, n;
+    ffn_segment(P, counts, segment_stride, e, &cursor, &s, &n);
+    if (segment_stride >= 0)
+      for (int64_t r = s + n; r < s + segment_stride; ++r)
+        ffn_zero_row(out, P, r);
+  }
+  if (segment_stride < 0)
+    for (int64_t r = cursor; r < P->R; ++r)
+      ffn_zero_row(out, P, r);
+}
+
+void _mlir_ciface_moert_cpu_expert_ffn(
+    moert_memref_2d *x, moert_memref_1d *row_token, moert_memref_1d *counts,
+    moert_memref_3d *w1, moert_memref_3d *w3, moert_memref_3d *w2,
+    moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_2d *out,
+    int64_t segment_stride, int64_t kind, int64_t activation, int64_t gate_up,
+    int64_t layout, double alpha, double up_shift, double limit,
+    int64_t weight_dtype) {
+  Ffn P;
+  if (!ffn_setup(&P, x, row_token, counts, w1, w3, w2, b1, b2, out,
+                 segment_stride, kind, activation, gate_up, layout, alpha,
+                 up_shift, limit, weight_dtype))
+    return;
+  if (P.R == 0 || P.Dout == 0)
+    return;
+  const MoertFfnTune tn = moert_ffn_tune();
+  P.no_heap = tl_tuning_set && tl_tuning.no_heap;
+  const MoertFfnOps *ops = moert_ffn_ops();
+  const moert_parallel_hook *hook =
+      tl_hook_set && tl_hook.parallel_for && tl_hook.num_threads > 1 ? &tl_hook
+                                                                     : NULL;
+  const int64_t E = P.E, R = P.R;
+  /* With D = 0 every x row is the empty vector: point them all at a dummy
+   * (never read: every product over D is then empty). */
+  static const float no_x = 0.0f;
+  const float *xbase = P.Din > 0 ? (const float *)ffn_base(x->aligned, x->offset, 4) : &no_x;
+  const int64_t xs0 = P.Din > 0 ? x->strides[0] : 0;
+  float *obase = (float *)out->aligned + out->offset;
+  const int64_t os0 = out->strides[0];
+
+  ffn_zero_gaps(&P, counts, out, segment_stride);
+
+  /* Row lists: the computed rows of every expert, in segment order. */
+  const float **xr = (const float **)moert_ffn_alloc(&P, (size_t)R * sizeof(*xr));
+  float **orow = (float **)moert_ffn_alloc(&P, (size_t)R * sizeof(*orow));
+  int64_t *est = (int64_t *)moert_ffn_alloc(&P, (size_t)(E + 1) * sizeof(*est));
+  if (!xr || !orow || !est) {
+    free(xr);
+    free(orow);
+    free(est);
+    /* No memory: the scratch-free row path, serially. */
+    int64_t cursor = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      int64_t s, n;
+      ffn_segment(&P, counts, segment_stride, e, &cursor, &s, &n);
+      for (int64_t r = s; r < s + n; ++r) {
+        int64_t t = MOERT_FFN_I32(row_token, r);
+        float *o = obase + r * os0;
+        if (t < 0 || t >= P.T || P.F == 0) {
+          ffn_zero_row(out, &P, r);
+          if (t >= 0 && t < P.T && P.has_b2)
+            for (int64_t d = 0; d < P.Dout; ++d)
+              o[d] = moert_load_elem(P.b2 + (e * P.b2se + d) * (int64_t)P.es, P.dtype);
+          continue;
+        }
+        const float *xp = xbase + t * xs0;
+        ops->row_fallback(&P, e, &xp, 1, &o);
+      }
+    }
+    return;
+  }
+  int64_t nrows = 0, cursor = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t s, n;
+    ffn_segment(&P, counts, segment_stride, e, &cursor, &s, &n);
+    est[e] = nrows;
+    for (int64_t r = s; r < s + n; ++r) {
+      int64_t t = MOERT_FFN_I32(row_token, r);
+      if (t < 0 || t >= P.T) {
+        ffn_zero_row(out, &P, r);
+        continue;
+      }
+      xr[nrows] = xbase + t * xs0;
+      orow[nrows++] = obase + r * os0;
+    }
+  }
+  est[E] = nrows;
+
+  if (P.F == 0) { /* no hidden units: y = b2 */
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t i = est[e]; i < est[e + 1]; ++i) {
+        memset(orow[i], 0, (size_t)P.Dout * sizeof(float));
+        if (P.has_b2)
+          for (int64_t d = 0; d < P.Dout; ++d)
+            orow[i][d] = moert_load_elem(P.b2 + (e * P.b2se + d) * (int64_t)P.es, P.dtype);
+      }
+    free(xr);
+    free(orow);
+    free(est);
+    return;
+  }
+
+  /* Plan. GEMM row blocks: at most row_block rows, smaller (down to
+   * MOERT_FFN_MIN_SPLIT) when that gives every thread ~3 tasks. */
+  const int64_t nthr = hook ? hook->num_threads : 1;
+  int64_t gemm_rows = 0, dec_rows = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t n = est[e + 1] - est[e];
+    const int dec = ffn_decode(&tn, n);
+    if (dec)
+      dec_rows += n;
+    else
+      gemm_rows += n;
+  }
+  int64_t mb = tn.row_block;
+  if (nthr > 1 && gemm_rows > 0) {
+    int64_t want = (gemm_rows + 3 * nthr - 1) / (3 * nthr);
+    want = (want + 7) / 8 * 8;
+    if (want < MOERT_FFN_MIN_SPLIT)
+      want = MOERT_FFN_MIN_SPLIT;
+    if (want < mb)
+      mb = want;
+  }
+  /* Decode chunks: as wide as possible (in_out rows are then streamed
+   * sequentially). Chunking never changes a result bit. */
+  int64_t ndg = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t n = est[e + 1] - est[e];
+    if (n > 0 && ffn_decode(&tn, n))
+      ndg += (n + MOERT_DEC_MAX_ROWS - 1) / MOERT_DEC_MAX_ROWS;
+  }
+  /* Decode tasks cost about the same (weight streaming), so balance needs
+   * a task count that is a multiple of the thread count. */
+  int64_t split = 1;
+  if (ndg > 0)
+    while (split < nthr && (ndg * split) % nthr != 0)
+      ++split;
+  const int64_t fchunk = ffn_chunk(P.F, split), dchunk = ffn_chunk(P.Dout, split);
+  const int64_t nfc = (P.F + fchunk - 1) / fchunk;
+  const int64_t ndc = (P.Dout + dchunk - 1) / dchunk;
+  int64_t ntask = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t n = est[e + 1] - est[e];
+    if (n == 0)
+      continue;
+    const int dec = ffn_decode(&tn, n);
+    if (dec)
+      ntask += (n + MOERT_DEC_MAX_ROWS - 1) / MOERT_DEC_MAX_ROWS * (nfc + ndc);
+    else
+      ntask += (n + mb - 1) / mb;
+  }
+  FfnTask *tasks = (FfnTask *)moert_ffn_alloc(&P, (size_t)ntask * sizeof(*tasks));
+  float **hrow = (float **)moert_ffn_alloc(&P, (size_t)nrows * sizeof(*hrow));
+  float *hbuf = dec_rows > 0 ? (float *)moert_ffn_alloc(&P, (size_t)dec_rows * (size_t)P.F *
+                                                                sizeof(float))
+                             : NULL;
+  if (!tasks || !hrow || (dec_rows > 0 && !hbuf)) {
+    free(tasks);
+    free(hrow);
+    free(hbuf);
+    for (int64_t e = 0; e < E; ++e)
+      ops->row_fallback(&P, e, xr + est[e], est[e + 1] - est[e], orow + est[e]);
+    free(xr);
+    free(orow);
+    free(est);
+    return;
+  }
+  /* Phase A: GEMM blocks (largest first), then decode phase 1; phase B:
+   * decode phase 2. */
+  int64_t na = 0, hused = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t n = est[e + 1] - est[e];
+    if (n == 0)
+      continue;
+    const int dec = ffn_decode(&tn, n);
+    if (dec)
+      continue;
+    int64_t nb = (n + mb - 1) / mb;
+    int64_t bs = ((n + nb - 1) / nb + 7) / 8 * 8;
+    for (int64_t i = 0; i < n; i += bs) {
+      FfnTask t = {TASK_GEMM, e, est[e] + i, n - i < bs ? n - i : bs, 0, 0};
+      int64_t j = na++;
+      while (j > 0 && tasks[j - 1].n < t.n) { /* stable, by size descending */
+        tasks[j] = tasks[j - 1];
+        --j;
+      }
+      tasks[j] = t;
+    }
+  }
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t n = est[e + 1] - est[e];
+    const int dec = ffn_decode(&tn, n);
+    if (n == 0 || !dec)
+      continue;
+    for (int64_t i = 0; i < n; ++i)
+      hrow[est[e] + i] = hbuf + (hused + i) * P.F;
+    hused += n;
+    for (int64_t i = 0; i < n; i += MOERT_DEC_MAX_ROWS) {
+      int64_t rn = n - i < MOERT_DEC_MAX_ROWS ? n - i : MOERT_DEC_MAX_ROWS;
+      for (int64_t c = 0; c < nfc; ++c) {
+        int64_t f0 = c * fchunk;
+        int64_t f1 = P.F - f0 < fchunk ? P.F : f0 + fchunk;
+        FfnTask t = {TASK_DEC1, e, est[e] + i, rn, f0, f1};
+        tasks[na++] = t;
+      }
+    }
+  }
+  const int64_t phase_a = na;
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t n = est[e + 1] - est[e];
+    const int dec = ffn_decode(&tn, n);
+    if (n == 0 || !dec)
+      continue;
+    for (int64_t i = 0; i < n; i += MOERT_DEC_MAX_ROWS) {
+      int64_t rn = n - i < MOERT_DEC_MAX_ROWS ? n - i : MOERT_DEC_MAX_ROWS;
+      for (int64_t c = 0; c < ndc; ++c) {
+        int64_t d0 = c * dchunk;
+        int64_t d1 = P.Dout - d0 < dchunk ? P.Dout : d0 + dchunk;
+        FfnTask t = {TASK_DEC2, e, est[e] + i, rn, d0, d1};
+        tasks[na++] = t;
+      }
+    }
+  }
+  FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks};
+  ffn_parallel(hook, phase_a, &ctx);
+  ctx.tasks = tasks + phase_a;
+  ffn_parallel(hook, na - phase_a, &ctx);
+
+  free(tasks);
+  free(hrow);
+  free(hbuf);
+  free(xr);
+  free(orow);
+  free(est);
+}

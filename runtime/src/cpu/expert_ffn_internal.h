@@ -1,0 +1,53 @@
+/*===- expert_ffn_internal.h - Expert FFN test/bench knobs ------*- C -*-===*
+ *
+ * Internal to the CPU kernels, their unit test and benchmark: overrides of
+ * the expert FFN kernel's instruction set, path choice and blocking. Not
+ * part of the model ABI; the symbols are hidden in the shared library.
+ *
+ *===----------------------------------------------------------------------===*/
+
+#ifndef MOERT_SRC_CPU_EXPERT_FFN_INTERNAL_H
+#define MOERT_SRC_CPU_EXPERT_FFN_INTERNAL_H
+
+#include <stdint.h>
+
+#include "dtype.h" /* MOERT_INTERNAL */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  MOERT_FFN_ISA_AUTO = -1,
+  MOERT_FFN_ISA_SCALAR = 0,
+  MOERT_FFN_ISA_AVX2 = 1,
+  MOERT_FFN_ISA_AVX512 = 2
+};
+enum {
+  MOERT_FFN_PATH_AUTO = 0,   /* decode below decode_rows rows, else GEMM */
+  MOERT_FFN_PATH_DECODE = 1, /* every expert on the decode path */
+  MOERT_FFN_PATH_GEMM = 2    /* every expert on the GEMM path */
+};
+
+/* Zero / negative fields mean "default". */
+typedef struct moert_expert_ffn_tuning {
+  int32_t isa;  /* MOERT_FFN_ISA_*: the best the CPU has at or below this */
+  int32_t path; /* MOERT_FFN_PATH_* */
+  int64_t row_block;   /* GEMM path: most rows per task */
+  int64_t f_block;     /* GEMM path: F columns per fused block (rounded up to 32) */
+  int64_t k_block;     /* GEMM path: depth of a packed W1/W3 panel */
+  int64_t decode_rows; /* experts with fewer rows take the decode path */
+  int32_t no_heap;     /* nonzero: act as if every allocation failed */
+} moert_expert_ffn_tuning;
+
+/* Thread-local, like the parallel hook; NULL restores the defaults. */
+MOERT_INTERNAL void moert_expert_ffn_set_tuning(const moert_expert_ffn_tuning *t);
+
+/* The MOERT_FFN_ISA_* the kernel would use on this thread now. */
+MOERT_INTERNAL int moert_expert_ffn_isa(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOERT_SRC_CPU_EXPERT_FFN_INTERNAL_H */

@@ -1,0 +1,752 @@
+/*===- expert_ffn_kernels.h - Expert FFN kernels, one ISA -------*- C -*-===*
+ *
+ * Internal to runtime/src/cpu/expert_ffn.c, which includes this file once
+ * per instruction set after defining
+ *
+ *   VP       the primitive prefix of expert_ffn_simd.h (s_, y_, z_);
+ *   VF       the vector type; VL its length in floats;
+ *   MR       rows of the GEMM register tile (the tile is MR x 2 vectors);
+ *   ISA_FN   attributes of the non-inline functions (target(...));
+ *   ISA_AI   attributes of the inline helpers;
+ *   NAME(x)  the instance's name of function x.
+ *
+ * Everything here is `static`. The kernels (see expert_ffn.c for the plan):
+ *
+ *   ukr        C[MR x 2VL] (=|+=) A[MR x K] * Bpacked[K x 2VL] (+ bias),
+ *              A given as MR row pointers (gathered rows, no A packing);
+ *   pack_block panels of B (W1/W3 or W2) in [K][2VL] panel order, from
+ *              either weight layout, converting f16/bf16 to f32;
+ *   epi        bias, clamp, activation, (act(g) * (u + shift)) over a row;
+ *   colrange   the unpacked decode product out[r, c] (+)= x[r, :] . W[:, c]
+ *              for a few rows, streaming W once (K blocks kept in L2, the
+ *              next block prefetched);
+ *   gemm_rows  one expert's row block, fused: per F block, GEMM1 + epilogue
+ *              into an L2 tile H[m, FB], then GEMM2 into the output rows;
+ *   dec1/dec2  the decode path's two phases; row_fallback, the scratch-free
+ *              path used when memory cannot be allocated.
+ *
+ * Every output element is one fixed chain of roundings that depends on the
+ * shapes and the tuning (KC, FB), never on which rows share a tile or which
+ * task computed it: rows are independent in every kernel.
+ *
+ *===----------------------------------------------------------------------===*/
+
+#define VCAT2(a, b) a##b
+#define VCAT(a, b) VCAT2(a, b)
+#define V(op) VCAT(VP, op)
+#define NR (2 * VL)
+
+/*===----------------------------------------------------------------------===*
+ * Activation epilogue
+ *===----------------------------------------------------------------------===*/
+
+ISA_AI VF NAME(act)(VF x, int act, VF alpha) {
+  const VF one = V(set1)(1.0f);
+  switch (act) {
+  case MOERT_ACT_SILU: /* x / (1 + exp(-alpha x)) */
+    return V(div)(x, V(add)(one, V(exp)(V(mul)(V(sub)(V(zero)(), alpha), x))));
+  case MOERT_ACT_GELU: {
+#if VL == 1
+    /* erfc for x < 0: no cancellation in the left tail. */
+    return x < 0.0f ? 0.5f * x * erfcf(-x * 0.70710678118654752f)
+                    : 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+#else
+    /* 0.5 x (1 + erf(x / sqrt 2)) through erfc(|y|) (Numerical Recipes
+     * erfcc, relative error < 1.2e-7): x >= 0: x - 0.5 x erfc(y); x < 0:
+     * 0.5 x erfc(|y|), which keeps the relative accuracy in the left tail. */
+    VF a = V(abs)(V(mul)(x, V(set1)(0.70710678118654752f)));
+    VF t = V(div)(one, V(fma)(V(set1)(0.5f), a, one));
+    VF p = V(set1)(0.17087277f);
+    p = V(fma)(p, t, V(set1)(-0.82215223f));
+    p = V(fma)(p, t, V(set1)(1.48851587f));
+    p = V(fma)(p, t, V(set1)(-1.13520398f));
+    p = V(fma)(p, t, V(set1)(0.27886807f));
+    p = V(fma)(p, t, V(set1)(-0.18628806f));
+    p = V(fma)(p, t, V(set1)(0.09678418f));
+    p = V(fma)(p, t, V(set1)(0.37409196f));
+    p = V(fma)(p, t, V(set1)(1.00002368f));
+    p = V(fma)(p, t, V(set1)(-1.26551223f));
+    p = V(sub)(p, V(mul)(a, a));
+    VF erfc = V(mul)(t, V(exp)(p));
+    VF hx = V(mul)(V(set1)(0.5f), x);
+    return V(sel_neg)(x, V(mul)(hx, erfc), V(sub)(x, V(mul)(hx, erfc)));
+#endif
+  }
+  case MOERT_ACT_GELU_TANH: {
+#if VL == 1
+    /* 0.5 x (1 + tanh z) = x / (1 + exp(-2 z)), exactly. */
+    return x / (1.0f + expf(-2.0f * 0.79788456080286536f *
+                            (x + 0.044715f * x * x * x)));
+#else
+    /* 0.5 x (1 + tanh z) = x / (1 + exp(-2 z)), exactly. */
+    VF x3 = V(mul)(V(mul)(x, x), x);
+    VF z = V(fma)(V(set1)(0.044715f), x3, x);
+    VF e = V(exp)(V(mul)(V(set1)(-2.0f * 0.79788456080286536f), z));
+    return V(div)(x, V(add)(one, e));
+#endif
+  }
+  case MOERT_ACT_RELU:
+    return V(max)(V(zero)(), x);
+  default:
+    return x;
+  }
+}
+
+/* h[j] = act(g[j] + bg[j]) (mlp, u == NULL) or
+ * act(min(g + bg, L)) * (clamp(u + bu, -L, L) + shift) (glu), j < n.
+ * bg / bu NULL: no bias. */
+ISA_FN static void NAME(epi)(const Ffn *P, const float *g, const float *u,
+                             const float *bg, const float *bu, float *h,
+                             int64_t n) {
+  const VF alpha = V(set1)(P->alpha), shift = V(set1)(P->up_shift);
+  const VF lim = V(set1)(P->limit), nlim = V(set1)(-P->limit);
+  const int act = P->act;
+  for (int64_t j = 0; j < n; j += VL) {
+    int64_t c = n - j;
+    VF gv = V(loadn)(g + j, c);
+    if (bg)
+      gv = V(add)(gv, V(loadn)(bg + j, c));
+    if (!u) {
+      V(storen)(h + j, NAME(act)(gv, act, alpha), c);
+      continue;
+    }
+    VF uv = V(loadn)(u + j, c);
+    if (bu)
+      uv = V(add)(uv, V(loadn)(bu + j, c));
+    if (P->has_limit) {
+      gv = V(min)(lim, gv);
+      uv = V(max)(nlim, V(min)(lim, uv));
+    }
+    V(storen)(h + j, V(mul)(NAME(act)(gv, act, alpha), V(add)(uv, shift)), c);
+  }
+}
+
+/*===----------------------------------------------------------------------===*
+ * GEMM microkernel and packing
+ *===----------------------------------------------------------------------===*/
+
+/* c[i][coff + j] = (load_c ? c[i][coff + j] : 0) + sum_k a[i][aoff + k] *
+ * b[k][j] (+ bias[j]) for i < mr, j < nn; b is a packed [K][2VL] panel.
+ * Rows mr..MR-1 of `a` must still point to readable rows (their results are
+ * dropped). */
+ISA_FN static void NAME(ukr)(int64_t K, const float *const *a, int64_t aoff,
+                             const float *b, float *const *c, int64_t coff,
+                             int mr, int64_t nn, int load_c,
+                             const float *bias, PfCursor *pf) {
+  VF c0[MR], c1[MR];
+  /* Prefetches are issued between chunks of 16 k steps, so the k loop
+   * itself stays free of the cursor's bookkeeping. */
+  const int64_t ppi = pf_per_iter(pf, (K + 15) / 16);
+  int64_t pleft = ppi ? pf->per_call : 0;
+  const float *ap[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = V(zero)();
+    c1[i] = V(zero)();
+    ap[i] = a[i] + aoff;
+  }
+  if (load_c) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+      if (i < mr) {
+        c0[i] = V(loadn)(c[i] + coff, nn);
+        c1[i] = V(loadn)(c[i] + coff + VL, nn - VL);
+      }
+  }
+  for (int64_t kk = 0; kk < K; kk += 16) {
+    if (pleft > 0) {
+      pf_issue_n(pf, ppi);
+      pleft -= ppi;
+    }
+    const int64_t ke = K - kk < 16 ? K : kk + 16;
+#pragma GCC unroll 2
+    for (int64_t k = kk; k < ke; ++k) {
+      VF b0 = V(load)(b), b1 = V(load)(b + VL);
+      b += NR;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        VF av = V(bcast)(ap[i] + k);
+        c0[i] = V(fma)(av, b0, c0[i]);
+        c1[i] = V(fma)(av, b1, c1[i]);
+      }
+    }
+  }
+  if (bias) {
+    VF bb0 = V(loadn)(bias, nn), bb1 = V(loadn)(bias + VL, nn - VL);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      c0[i] = V(add)(c0[i], bb0);
+      c1[i] = V(add)(c1[i], bb1);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+    if (i < mr) {
+      V(storen)(c[i] + coff, c0[i], nn);
+      V(storen)(c[i] + coff + VL, c1[i], nn - VL);
+    }
+}
+
+/* dst[k * 2VL + j] = W(k0 + k, c0 + j * cs) for k < K, j < nv (<= VL),
+ * zero for nv <= j < VL: one VL-wide slot of a packed panel. cs is 1 or 2
+ * (interleaved gate/up). Used for out_in weights (transposed in registers,
+ * VL x VL at a time; each stored row is read contiguously over K). */
+ISA_AI void NAME(pack_slot_t)(float *dst, int64_t K, const MatV *W,
+                              int64_t k0, int64_t c0, int64_t cs, int64_t nv,
+                              const int dtype, const size_t es) {
+  if (K <= 0)
+    return;
+  if (nv <= 0) {
+    for (int64_t k = 0; k < K; ++k)
+      V(store)(dst + k * NR, V(zero)());
+    return;
+  }
+  if (nv > VL)
+    nv = VL;
+  const char *rows[VL];
+  for (int j = 0; j < VL; ++j)
+    rows[j] = W->p + ((c0 + (j < nv ? j : 0) * cs) * W->ld + k0) * (int64_t)es;
+  for (int64_t kb = 0; kb < K; kb += VL) {
+    int64_t kn = K - kb < VL ? K - kb : VL;
+    VF r[VL];
+#pragma GCC unroll 16
+    for (int j = 0; j < VL; ++j)
+      r[j] = j < nv ? V(ldw)(rows[j] + kb * (int64_t)es, dtype, kn) : V(zero)();
+    V(transpose)(r);
+    if (kn == VL) {
+#pragma GCC unroll 16
+      for (int j = 0; j < VL; ++j)
+        V(store)(dst + (kb + j) * NR, r[j]);
+    } else {
+      for (int j = 0; j < kn; ++j)
+        V(store)(dst + (kb + j) * NR, r[j]);
+    }
+  }
+}
+
+/* Packs Q panels [K][2VL] (panel q at dst + q K 2VL) of the logical rows
+ * [k0, k0 + K). Slot s (0, 1) of panel q holds units u = ubase + q uq +
+ * s us + j (j < VL; zero when u >= uend), unit u being logical column
+ * src[s].c0 + u src[s].cs of src[s].W. f16/bf16 are widened here.
+ * in_out weights are read row by row across all Q panels, so each stored
+ * row is streamed in long contiguous runs (the DRAM- and prefetch-friendly
+ * order); out_in weights slot by slot (contiguous in k). */
+ISA_AI void NAME(pack_block_t)(float *dst, int64_t K, int64_t k0, int64_t Q,
+                               int64_t ubase, int64_t uend, int64_t uq,
+                               int64_t us, const PackSrc *src,
+                               const int dtype, const size_t es) {
+  if (K <= 0 || Q <= 0)
+    return;
+  const int64_t pstride = K * NR;
+  if (src[0].W->trans) {
+    for (int64_t q = 0; q < Q; ++q)
+      for (int s = 0; s < 2; ++s) {
+        int64_t u0 = ubase + q * uq + s * us;
+        NAME(pack_slot_t)(dst + q * pstride + s * VL, K, src[s].W, k0,
+                          src[s].c0 + u0 * src[s].cs, src[s].cs, uend - u0, dtype, es);
+      }
+    return;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const char *row[2];
+    for (int s = 0; s < 2; ++s)
+      row[s] = src[s].W->p + ((k0 + k) * src[s].W->ld + src[s].c0) * (int64_t)es;
+    float *d = dst + k * NR;
+    for (int64_t q = 0; q < Q; ++q, d += pstride)
+      for (int s = 0; s < 2; ++s) {
+        const int64_t u0 = ubase + q * uq + s * us;
+        int64_t nv = uend - u0;
+        VF v;
+        if (nv <= 0) {
+          v = V(zero)();
+        } else {
+          if (nv > VL)
+            nv = VL;
+          const char *p = row[s] + u0 * src[s].cs * (int64_t)es;
+          if (src[s].cs == 1) {
+            v = V(ldw)(p, dtype, nv);
+          } else { /* only p[0], p[2], ..., p[2 (nv - 1)] are read */
+            const int64_t span = 2 * nv - 1;
+            v = V(evens)(V(ldw)(p, dtype, span),
+                         V(ldw)(p + VL * (int64_t)es, dtype, span - VL));
+          }
+        }
+        V(store)(d + s * VL, v);
+      }
+  }
+}
+
+ISA_FN static void NAME(pack_block)(float *dst, int64_t K, int64_t k0,
+                                    int64_t Q, int64_t ubase, int64_t uend,
+                                    int64_t uq, int64_t us, const PackSrc *src,
+                                    int dtype) {
+  switch (dtype) {
+  case MOERT_F32:
+    NAME(pack_block_t)(dst, K, k0, Q, ubase, uend, uq, us, src, MOERT_F32, 4);
+    break;
+  case MOERT_F16:
+    NAME(pack_block_t)(dst, K, k0, Q, ubase, uend, uq, us, src, MOERT_F16, 2);
+    break;
+  default:
+    NAME(pack_block_t)(dst, K, k0, Q, ubase, uend, uq, us, src, MOERT_BF16, 2);
+    break;
+  }
+}
+
+/*===----------------------------------------------------------------------===*
+ * Decode product (no packing)
+ *===----------------------------------------------------------------------===*/
+
+#define CR_ROWS 4 /* rows per register block */
+#define CR_VECS 4 /* vectors of columns per block (layout in_out) */
+#define CR_COLS 4 /* columns per block (layout out_in) */
+
+/* in_out: W(k, c) at p + (k ld + c); rows r < RN, columns [c, c + w). */
+ISA_AI void NAME(cr_io)(const int RN, const int dtype, const size_t es,
+                        const float *const *x, int64_t xoff, int64_t K,
+                        const char *wp, int64_t ld, int64_t w,
+                        float *const *out, int64_t ocol, int accum,
+                        PfCursor *pf) {
+  VF acc[CR_ROWS][CR_VECS];
+  const int64_t ppi = pf_per_iter(pf, (K + 7) / 8);
+  int64_t pleft = ppi ? pf->per_call : 0;
+#pragma GCC unroll 4
+  for (int r = 0; r < RN; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < CR_VECS; ++v)
+      acc[r][v] = accum ? V(loadn)(out[r] + ocol + v * VL, w - v * VL)
+                        : V(zero)();
+  const int64_t step = ld * (int64_t)es;
+  for (int64_t k = 0; k < K; ++k, wp += step) {
+    if (pleft > 0 && (k & 7) == 0) {
+      pf_issue_n(pf, ppi);
+      pleft -= ppi;
+    }
+    VF wv[CR_VECS];
+#pragma GCC unroll 4
+    for (int v = 0; v < CR_VECS; ++v)
+      wv[v] = V(ldw)(wp + v * VL * (int64_t)es, dtype, w - v * VL);
+#pragma GCC unroll 4
+    for (int r = 0; r < RN; ++r) {
+      VF xb = V(bcast)(x[r] + xoff + k);
+#pragma GCC unroll 4
+      for (int v = 0; v < CR_VECS; ++v)
+        acc[r][v] = V(fma)(xb, wv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < RN; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < CR_VECS; ++v)
+      V(storen)(out[r] + ocol + v * VL, acc[r][v], w - v * VL);
+}
+
+/* out_in: W(k, c) at rows[c] + k; rows r < RN, CR_COLS columns (rows of W;
+ * the caller repeats a row for missing columns and drops the results). */
+ISA_AI void NAME(cr_oi)(const int RN, const int dtype, const size_t es,
+                        const float *const *x, int64_t K,
+                        const char *const *wr, int64_t nc, float *const *out,
+                        int64_t ocol, int accum, PfCursor *pf) {
+  VF acc[CR_ROWS][CR_COLS];
+  const int64_t ppi = pf_per_iter(pf, K / VL);
+  int64_t pleft = ppi ? pf->per_call : 0;
+#pragma GCC unroll 4
+  for (int r = 0; r < RN; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < CR_COLS; ++j)
+      acc[r][j] = V(zero)();
+  int64_t k = 0;
+  for (; k + VL <= K; k += VL) {
+    if (pleft > 0) {
+      pf_issue_n(pf, ppi);
+      pleft -= ppi;
+    }
+    VF wv[CR_COLS];
+#pragma GCC unroll 4
+    for (int j = 0; j < CR_COLS; ++j)
+      wv[j] = V(ldw)(wr[j] + k * (int64_t)es, dtype, VL);
+#pragma GCC unroll 4
+    for (int r = 0; r < RN; ++r) {
+      VF xv = V(load)(x[r] + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < CR_COLS; ++j)
+        acc[r][j] = V(fma)(xv, wv[j], acc[r][j]);
+    }
+  }
+  if (k < K) {
+    VF wv[CR_COLS];
+#pragma GCC unroll 4
+    for (int j = 0; j < CR_COLS; ++j)
+      wv[j] = V(ldw)(wr[j] + k * (int64_t)es, dtype, K - k);
+#pragma GCC unroll 4
+    for (int r = 0; r < RN; ++r) {
+      VF xv = V(loadn)(x[r] + k, K - k);
+#pragma GCC unroll 4
+      for (int j = 0; j < CR_COLS; ++j)
+        acc[r][j] = V(fma)(xv, wv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < RN; ++r)
+    for (int j = 0; j < nc; ++j) {
+      float s = V(hsum)(acc[r][j]);
+      out[r][ocol + j] = accum ? out[r][ocol + j] + s : s;
+    }
+}
+
+ISA_AI void NAME(colrange_t)(const int dtype, const size_t es, int64_t n,
+                             const float *const *x, int64_t K, const MatV *W,
+                             int64_t k0, int64_t c0, int64_t nc,
+                             float *const *out, int64_t ocol, int accum) {
+  if (K <= 0) { /* empty sum (the matrix may have no storage at all) */
+    if (!accum)
+      for (int64_t r = 0; r < n; ++r)
+        memset(out[r] + ocol, 0, (size_t)nc * sizeof(float));
+    return;
+  }
+  if (!W->trans) {
+    /* in_out: 4 x 4-vector register tiles over 64-column chunks, in K
+     * blocks of ~MOERT_FFN_DEC_KBYTES of weights, kept in L2 while every
+     * chunk and row group reads them (the output rows carry the sums
+     * between blocks: same bits as one pass). The next block is prefetched
+     * row by row -- whole stored rows, i.e. sequential memory -- trickled
+     * into the k loops of this one. Without that, the column chunks read
+     * a few hundred bytes per 4 KiB page and get half the bandwidth. */
+    const int64_t CW = CR_VECS * VL;
+    const int64_t rowb = nc * (int64_t)es;
+    int64_t kb = MOERT_FFN_DEC_KBYTES / (rowb > 0 ? rowb : 1);
+    if (kb < 8)
+      kb = 8;
+    const int64_t calls = (nc + CW - 1) / CW * ((n + CR_ROWS - 1) / CR_ROWS);
+    PfCursor pf;
+    for (int64_t kb0 = 0; kb0 < K; kb0 += kb) {
+      const int64_t kn = K - kb0 < kb ? K - kb0 : kb;
+      const int acc_in = accum || kb0 > 0;
+      const int64_t nk0 = kb0 + kb, nkn = K - nk0 < kb ? K - nk0 : kb;
+      pf.nr = 0;
+      if (nkn > 0) {
+        pf.nr = 1;
+        pf.r[0].base = W->p + ((k0 + nk0) * W->ld + c0) * (int64_t)es;
+        pf.r[0].rows = nkn;
+        pf.r[0].step = W->ld * (int64_t)es;
+        pf.r[0].run = rowb;
+      }
+      pf_start(&pf, calls);
+      for (int64_t cc = 0; cc < nc; cc += CW) {
+        int64_t w = nc - cc < CW ? nc - cc : CW;
+        const char *wp = W->p + ((k0 + kb0) * W->ld + c0 + cc) * (int64_t)es;
+        for (int64_t r0 = 0; r0 < n; r0 += CR_ROWS) {
+          switch (n - r0 < CR_ROWS ? n - r0 : CR_ROWS) {
+          case 1:
+            NAME(cr_io)(1, dtype, es, x + r0, kb0, kn, wp, W->ld, w, out + r0, ocol + cc, acc_in, &pf);
+            break;
+          case 2:
+            NAME(cr_io)(2, dtype, es, x + r0, kb0, kn, wp, W->ld, w, out + r0, ocol + cc, acc_in, &pf);
+            break;
+          case 3:
+            NAME(cr_io)(3, dtype, es, x + r0, kb0, kn, wp, W->ld, w, out + r0, ocol + cc, acc_in, &pf);
+            break;
+          default:
+            NAME(cr_io)(4, dtype, es, x + r0, kb0, kn, wp, W->ld, w, out + r0, ocol + cc, acc_in, &pf);
+            break;
+          }
+        }
+      }
+    }
+    return;
+  }
+  /* out_in: dot products of 4 stored rows (contiguous in k) with 4 x rows;
+   * the stored rows MOERT_FFN_OI_AHEAD groups ahead are prefetched. */
+  PfCursor pf;
+  const int64_t groups = (n + CR_ROWS - 1) / CR_ROWS;
+  for (int64_t cc = 0; cc < nc; cc += CR_COLS) {
+    int64_t w = nc - cc < CR_COLS ? nc - cc : CR_COLS;
+    const char *wr[CR_COLS];
+    for (int j = 0; j < CR_COLS; ++j)
+      wr[j] = W->p + ((c0 + cc + (j < w ? j : 0)) * W->ld + k0) * (int64_t)es;
+    const int64_t pc = cc + (cc == 0 ? CR_COLS : CR_COLS * MOERT_FFN_OI_AHEAD);
+    const int64_t pn = cc == 0 ? CR_COLS * MOERT_FFN_OI_AHEAD : CR_COLS;
+    pf.nr = 0;
+    if (pc < nc) {
+      pf.nr = 1;
+      pf.r[0].base = W->p + ((c0 + pc) * W->ld + k0) * (int64_t)es;
+      pf.r[0].rows = nc - pc < pn ? nc - pc : pn;
+      pf.r[0].step = W->ld * (int64_t)es;
+      pf.r[0].run = K * (int64_t)es;
+    }
+    pf_start(&pf, groups);
+    for (int64_t r0 = 0; r0 < n; r0 += CR_ROWS) {
+      switch (n - r0 < CR_ROWS ? n - r0 : CR_ROWS) {
+      case 1:
+        NAME(cr_oi)(1, dtype, es, x + r0, K, wr, w, out + r0, ocol + cc, accum, &pf);
+        break;
+      case 2:
+        NAME(cr_oi)(2, dtype, es, x + r0, K, wr, w, out + r0, ocol + cc, accum, &pf);
+        break;
+      case 3:
+        NAME(cr_oi)(3, dtype, es, x + r0, K, wr, w, out + r0, ocol + cc, accum, &pf);
+        break;
+      default:
+        NAME(cr_oi)(4, dtype, es, x + r0, K, wr, w, out + r0, ocol + cc, accum, &pf);
+        break;
+      }
+    }
+  }
+}
+
+/* out[r][ocol + j] (+)= sum_k x[r][k] W(k0 + k, c0 + j), r < n, j < nc. */
+ISA_FN static void NAME(colrange)(int dtype, int64_t n, const float *const *x,
+                                  int64_t K, const MatV *W, int64_t k0,
+                                  int64_t c0, int64_t nc, float *const *out,
+                                  int64_t ocol, int accum) {
+  switch (dtype) {
+  case MOERT_F32:
+    NAME(colrange_t)(MOERT_F32, 4, n, x, K, W, k0, c0, nc, out, ocol, accum);
+    break;
+  case MOERT_F16:
+    NAME(colrange_t)(MOERT_F16, 2, n, x, K, W, k0, c0, nc, out, ocol, accum);
+    break;
+  default:
+    NAME(colrange_t)(MOERT_BF16, 2, n, x, K, W, k0, c0, nc, out, ocol, accum);
+    break;
+  }
+}
+
+/*===----------------------------------------------------------------------===*
+ * Decode path
+ *===----------------------------------------------------------------------===*/
+
+/* dec1 in steps of S hidden units with buffers G, U ([n][S]) and RAW
+ * ([n][2 half] for interleaved weights: raw columns of `half` units at a
+ * time), bias buffers bg, bu of S floats. */
+ISA_AI void NAME(dec1_steps)(const Ffn *P, int64_t e, const float *const *x,
+                             int64_t n, int64_t f0, int64_t f1,
+                             float *const *hrow, int64_t hcol0, int64_t S,
+                             int64_t half, float *G, float *U, float *RAW,
+                             float *bg, float *bu) {
+  float *gr[MOERT_DEC_MAX_ROWS], *ur[MOERT_DEC_MAX_ROWS], *rr[MOERT_DEC_MAX_ROWS];
+  for (int64_t r = 0; r < n; ++r) {
+    gr[r] = G + r * S;
+    ur[r] = U + r * S;
+    rr[r] = RAW + r * 2 * half;
+  }
+  MatV gv, uv;
+  moert_ffn_views(P, e, &gv, &uv, NULL);
+  const int glu = P->kind == MOERT_FFN_GLU;
+  for (int64_t s0 = f0; s0 < f1; s0 += S) {
+    int64_t ns = f1 - s0 < S ? f1 - s0 : S;
+    if (P->cgs == 1) {
+      NAME(colrange)(P->dtype, n, x, P->Din, &gv, 0, P->cg0 + s0, ns, gr, 0, 0);
+      if (glu)
+        NAME(colrange)(P->dtype, n, x, P->Din, &uv, 0, P->cu0 + s0 * P->cus, ns, ur, 0, 0);
+    } else {
+      /* Interleaved: raw columns [2 s, 2 s + 2 hn), split even / odd. */
+      for (int64_t hs = 0; hs < ns; hs += half) {
+        int64_t hn = ns - hs < half ? ns - hs : half;
+        NAME(colrange)(P->dtype, n, x, P->Din, &gv, 0, 2 * (s0 + hs), 2 * hn, rr, 0, 0);
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t j = 0; j < hn; ++j) {
+            gr[r][hs + j] = rr[r][2 * j];
+            ur[r][hs + j] = rr[r][2 * j + 1];
+          }
+      }
+    }
+    const int has_bg = moert_ffn_bias1(P, e, 0, s0, ns, bg);
+    const int has_bu = glu && moert_ffn_bias1(P, e, 1, s0, ns, bu);
+    for (int64_t r = 0; r < n; ++r)
+      NAME(epi)(P, gr[r], glu ? ur[r] : NULL, has_bg ? bg : NULL,
+                has_bu ? bu : NULL, hrow[r] + (s0 - hcol0), ns);
+  }
+}
+
+/* h rows (hrow[r] + f - hcol0) = FFN hidden activations of rows x[r], r < n
+ * (<= MOERT_DEC_MAX_ROWS), for f in [f0, f1). In steps of S ~ 32K / n
+ * hidden units (L2-sized accumulators; wide steps mean long sequential
+ * weight rows for in_out) with heap buffers; without memory (or for short
+ * out_in ranges), in steps of MOERT_DEC_SUB units and groups of at most 16
+ * rows with stack buffers (same bits: chunking never changes a sum). */
+ISA_FN static void NAME(dec1)(const Ffn *P, int64_t e, const float *const *x,
+                              int64_t n, int64_t f0, int64_t f1,
+                              float *const *hrow, int64_t hcol0) {
+  const int64_t nf = f1 - f0;
+  if (nf > MOERT_DEC_SUB || n > 16) {
+    int64_t S = (32768 / n + 63) / 64 * 64;
+    if (S > nf)
+      S = nf;
+    /* G, U, RAW (2 S per row), bg, bu. */
+    float *buf = (float *)moert_ffn_alloc(P, (size_t)(4 * n * S + 2 * S) * sizeof(float));
+    if (buf) {
+      NAME(dec1_steps)(P, e, x, n, f0, f1, hrow, hcol0, S, S, buf, buf + n * S,
+                       buf + 2 * n * S, buf + 4 * n * S, buf + 4 * n * S + S);
+      free(buf);
+      return;
+    }
+  }
+  enum { BUF = 16 * MOERT_DEC_SUB };
+  float G[BUF], U[BUF], RAW[BUF], bg[MOERT_DEC_SUB], bu[MOERT_DEC_SUB];
+  for (int64_t r0 = 0; r0 < n; r0 += 16)
+    NAME(dec1_steps)(P, e, x + r0, n - r0 < 16 ? n - r0 : 16, f0, f1, hrow + r0,
+                     hcol0, MOERT_DEC_SUB, MOERT_DEC_SUB / 2, G, U, RAW, bg, bu);
+}
+
+/* out[r][d] += b2[e][d], d in [d0, d1). */
+ISA_FN static void NAME(add_b2)(const Ffn *P, int64_t e, float *o, int64_t d0,
+                                int64_t d1) {
+  const char *b = P->b2 + (e * P->b2se + d0) * (int64_t)P->es;
+  for (int64_t d = d0; d < d1; d += VL, b += VL * (int64_t)P->es) {
+    int64_t c = d1 - d;
+    V(storen)(o + d, V(add)(V(loadn)(o + d, c), V(ldw)(b, P->dtype, c)), c);
+  }
+}
+
+/* out rows [d0, d1) = h rows W2 + b2 (phase 2 of the decode path). */
+ISA_FN static void NAME(dec2)(const Ffn *P, int64_t e, const float *const *h,
+                              int64_t n, float *const *orow, int64_t d0,
+                              int64_t d1) {
+  MatV w2;
+  moert_ffn_views(P, e, NULL, NULL, &w2);
+  NAME(colrange)(P->dtype, n, h, P->F, &w2, 0, d0, d1 - d0, orow, d0, 0);
+  if (P->has_b2)
+    for (int64_t r = 0; r < n; ++r)
+      NAME(add_b2)(P, e, orow[r], d0, d1);
+}
+
+/* Scratch-free path: row by row, F in MOERT_DEC_SUB slices accumulated into
+ * the output row. Only used when scratch memory cannot be allocated. */
+ISA_FN static void NAME(row_fallback)(const Ffn *P, int64_t e,
+                                      const float *const *x, int64_t n,
+                                      float *const *orow) {
+  float h[MOERT_DEC_SUB];
+  float *hp = h;
+  MatV w2;
+  moert_ffn_views(P, e, NULL, NULL, &w2);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t s0 = 0; s0 < P->F; s0 += MOERT_DEC_SUB) {
+      int64_t ns = P->F - s0 < MOERT_DEC_SUB ? P->F - s0 : MOERT_DEC_SUB;
+      NAME(dec1)(P, e, x + i, 1, s0, s0 + ns, &hp, s0);
+      NAME(colrange)(P->dtype, 1, (const float *const *)&hp, ns, &w2, s0, 0,
+                     P->Dout, orow + i, 0, s0 > 0);
+    }
+    if (P->has_b2)
+      NAME(add_b2)(P, e, orow[i], 0, P->Dout);
+  }
+}
+
+/*===----------------------------------------------------------------------===*
+ * Fused GEMM path
+ *===----------------------------------------------------------------------===*/
+
+/* One expert's block of m rows (x rows xr[i] -> output rows orow[i]). */
+ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
+                                   int64_t e, const float *const *xr,
+                                   float *const *orow, int64_t m) {
+  const int64_t Din = P->Din, Dout = P->Dout, F = P->F;
+  const int64_t FB = tn->f_block, KC = tn->k_block, DN = MOERT_FFN_N_BLOCK;
+  const int glu = P->kind == MOERT_FFN_GLU;
+  const int64_t PF = glu ? VL : NR;       /* hidden units per GEMM1 panel */
+  const int64_t accw = FB / PF * NR;      /* ACC row: every panel of a block */
+  const int64_t mpad = (m + MR - 1) / MR * MR;
+  const int64_t doutp = (Dout + NR - 1) / NR * NR;
+  /* Scratch (64-byte aligned): B1 panels [FB/PF][KC][2VL], B2 panels
+   * [DN/2VL][FB][2VL], ACC [mpad][accw], H [mpad][FB], b2, gate/up biases
+   * of a block; then the row pointer arrays. */
+  const int64_t nfl = KC * accw + FB * DN + mpad * accw + mpad * FB + doutp + 2 * FB;
+  size_t bytes = (size_t)nfl * sizeof(float) + (size_t)(3 * mpad) * sizeof(void *) + 64;
+  void *mem = moert_ffn_alloc(P, bytes);
+  if (!mem) {
+    NAME(row_fallback)(P, e, xr, m, orow);
+    return;
+  }
+  float *bp1 = (float *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+  float *bp2 = bp1 + KC * accw;
+  float *acc = bp2 + FB * DN;
+  float *hbuf = acc + mpad * accw;
+  float *b2v = hbuf + mpad * FB;
+  float *bgv = b2v + doutp, *buv = bgv + FB;
+  const float **xa = (const float **)(buv + FB);
+  float **hr = (float **)(xa + mpad);
+  float **ar = hr + mpad;
+  for (int64_t i = 0; i < mpad; ++i) {
+    xa[i] = xr[i < m ? i : 0];
+    hr[i] = hbuf + (i < m ? i : 0) * FB;
+    ar[i] = acc + i * accw;
+  }
+  if (P->has_b2)
+    for (int64_t d = 0; d < Dout; ++d)
+      b2v[d] = moert_load_elem(P->b2 + (e * P->b2se + d) * (int64_t)P->es, P->dtype);
+
+  MatV gv, uv, w2;
+  moert_ffn_views(P, e, &gv, &uv, &w2);
+  PackSrc s1[2] = {{&gv, P->cg0, P->cgs}, {glu ? &uv : &gv, glu ? P->cu0 : P->cg0,
+                                            glu ? P->cus : P->cgs}};
+  PackSrc s2[2] = {{&w2, 0, 1}, {&w2, 0, 1}};
+  const int64_t tiles = (m + MR - 1) / MR;
+  PfCursor pf;
+  for (int64_t fb0 = 0; fb0 < F; fb0 += FB) {
+    const int64_t nf = F - fb0 < FB ? F - fb0 : FB;
+    const int64_t Q1 = (nf + PF - 1) / PF;
+    /* GEMM1: ACC[:, panel q] (+)= X[:, k0:k0+kc] B1[k0:k0+kc, panel q]. */
+    int64_t k0 = 0;
+    do {
+      const int64_t kc = Din - k0 < KC ? Din - k0 : KC;
+      NAME(pack_block)(bp1, kc, k0, Q1, fb0, fb0 + nf, PF, glu ? 0 : VL, s1, P->dtype);
+      /* Prefetch what the next packing reads: the next K slice, or the
+       * first W2 block. */
+      if (k0 + kc < Din)
+        moert_ffn_pf_w1(P, &gv, &uv, &pf, k0 + kc, k0 + kc + (Din - k0 - kc < KC ? Din - k0 - kc : KC), fb0, nf);
+      else
+        moert_ffn_pf_w2(P, &w2, &pf, fb0, nf, 0, Dout < DN ? Dout : DN);
+      pf_start(&pf, Q1 * tiles);
+      for (int64_t q = 0; q < Q1; ++q)
+        for (int64_t i0 = 0; i0 < m; i0 += MR)
+          NAME(ukr)(kc, xa + i0, k0, bp1 + q * kc * NR, ar + i0, q * NR,
+                    (int)(m - i0 < MR ? m - i0 : MR), NR, k0 > 0, NULL, &pf);
+      k0 += kc;
+    } while (k0 < Din);
+    /* Epilogue: H[:, 0:nf] = act(...) of hidden units [fb0, fb0 + nf). */
+    const float *bg = moert_ffn_bias1(P, e, 0, fb0, nf, bgv) ? bgv : NULL;
+    const float *bu = glu && moert_ffn_bias1(P, e, 1, fb0, nf, buv) ? buv : NULL;
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t q = 0; q < Q1; ++q) {
+        const int64_t np = nf - q * PF < PF ? nf - q * PF : PF;
+        const float *a = ar[i] + q * NR;
+        NAME(epi)(P, a, glu ? a + VL : NULL, bg ? bg + q * PF : NULL,
+                  bu ? bu + q * PF : NULL, hr[i] + q * PF, np);
+      }
+    /* GEMM2: out[:, :] (+)= H[:, 0:nf] W2[fb0:fb0+nf, :] (+ b2 after the
+     * last block), DN output columns at a time. */
+    const int last = fb0 + nf >= F;
+    for (int64_t dn0 = 0; dn0 < Dout; dn0 += DN) {
+      const int64_t dn = Dout - dn0 < DN ? Dout - dn0 : DN;
+      const int64_t Q2 = (dn + NR - 1) / NR;
+      NAME(pack_block)(bp2, nf, fb0, Q2, dn0, Dout, NR, VL, s2, P->dtype);
+      /* Next: the following W2 block, or the next F block's first slice. */
+      if (dn0 + DN < Dout) {
+        moert_ffn_pf_w2(P, &w2, &pf, fb0, nf, dn0 + DN,
+                        Dout - dn0 - DN < DN ? Dout : dn0 + 2 * DN);
+      } else if (fb0 + FB < F) {
+        moert_ffn_pf_w1(P, &gv, &uv, &pf, 0, Din < KC ? Din : KC, fb0 + FB,
+                        F - fb0 - FB < FB ? F - fb0 - FB : FB);
+      } else {
+        pf.nr = 0;
+      }
+      pf_start(&pf, Q2 * tiles);
+      for (int64_t q = 0; q < Q2; ++q) {
+        const int64_t n0 = dn0 + q * NR;
+        const int64_t nn = Dout - n0 < NR ? Dout - n0 : NR;
+        for (int64_t i0 = 0; i0 < m; i0 += MR)
+          NAME(ukr)(nf, (const float *const *)hr + i0, 0, bp2 + q * nf * NR,
+                    orow + i0, n0, (int)(m - i0 < MR ? m - i0 : MR), nn, fb0 > 0,
+                    last && P->has_b2 ? b2v + n0 : NULL, &pf);
+      }
+    }
+  }
+  free(mem);
+}
+
+static const MoertFfnOps NAME(ops) = {NAME(gemm_rows), NAME(dec1), NAME(dec2),
+                                      NAME(row_fallback)};
+
+#undef NR
+#undef V
+#undef VCAT
+#undef VCAT2

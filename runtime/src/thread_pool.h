@@ -1,0 +1,62 @@
+//===- thread_pool.h - libmoert's worker threads -------------------------===//
+//
+// A small persistent pool behind the kernels' parallel hook
+// (moert_parallel_hook): parallel_for(n, fn) runs fn over [0, n) on the
+// calling thread plus the workers, handing out indices one at a time so a
+// large task (a hot expert) does not hold the others up. One job at a time;
+// the pool belongs to one session, which is used by one thread at a time.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOERT_SRC_THREAD_POOL_H
+#define MOERT_SRC_THREAD_POOL_H
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace moert {
+
+class ThreadPool {
+public:
+  using Task = void (*)(void *arg, int64_t begin, int64_t end);
+
+  /// A pool running jobs on `num_threads` threads in total (the caller
+  /// counts as one); workers are started on first use.
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool &) = delete;
+  ThreadPool &operator=(const ThreadPool &) = delete;
+
+  int num_threads() const { return num_threads_; }
+
+  /// Runs task(arg, i, i + 1) for every i in [0, n); returns when all ran.
+  void ParallelFor(int64_t n, Task task, void *arg);
+
+  /// Number of hardware threads available to this process (at least 1).
+  static int HardwareThreads();
+
+private:
+  void Work();
+  void RunIndices();
+
+  int num_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  bool stopping_ = false;
+  uint64_t generation_ = 0;
+  int active_ = 0; // workers still inside the current job
+  // The current job.
+  Task task_ = nullptr;
+  void *arg_ = nullptr;
+  int64_t n_ = 0;
+  std::atomic<int64_t> next_{0};
+};
+
+} // namespace moert
+
+#endif // MOERT_SRC_THREAD_POOL_H

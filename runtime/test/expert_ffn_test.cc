@@ -1,0 +1,864 @@
+//===- expert_ffn_test.cc - Tests of the fused expert FFN kernel -*- C++ -*-===//
+//
+// _mlir_ciface_moert_cpu_expert_ffn against a naive double-precision
+// reference written here from docs/Semantics.md §3: every FFN form, both
+// layouts, the three weight dtypes, the five activations, ragged and padded
+// segments (empty, 1 row, primes, sizes that are no multiple of any tile),
+// skipped rows, strided descriptors, every instruction set the CPU has and
+// both kernel paths. Accuracy: normwise max|out - ref| / max|ref| <= 1e-4.
+// Determinism: a fake parallel hook that runs the tasks in reverse or
+// shuffled order (and a real threaded one) must give bit-identical output.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moert/cpu_kernels.h"
+
+#include "../src/cpu/dtype.h"
+#include "../src/cpu/expert_ffn_internal.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr float kSentinel = 12345.0f;
+
+struct Form {
+  int kind = MOERT_FFN_KIND_GLU, act = MOERT_ACT_KIND_SILU,
+      gate_up = MOERT_GATE_UP_SEPARATE, layout = MOERT_LAYOUT_IN_OUT,
+      dtype = MOERT_F32;
+  bool b1 = false, b2 = false;
+  double alpha = 1.0, up_shift = 0.0, limit = 0.0;
+};
+
+std::string FormName(const Form &f) {
+  static const char *acts[] = {"silu", "gelu", "gelu_tanh", "relu", "identity"};
+  static const char *gus[] = {"separate", "concat", "interleaved"};
+  static const char *dts[] = {"f32", "f16", "bf16"};
+  std::string s = f.kind == MOERT_FFN_KIND_MLP ? "mlp" : std::string("glu/") + gus[f.gate_up];
+  s += std::string(" ") + acts[f.act] + (f.layout ? " out_in " : " in_out ") + dts[f.dtype];
+  if (f.b1)
+    s += " b1";
+  if (f.b2)
+    s += " b2";
+  if (f.limit > 0)
+    s += " limit";
+  return s;
+}
+
+// A weight tensor [E, rows, cols] stored in `dtype` with a row stride
+// ld >= cols and an element offset; `val` holds the stored values widened.
+struct Tensor3 {
+  int64_t E = 0, rows = 0, cols = 0, ld = 0, off = 0;
+  int dtype = MOERT_F32;
+  std::vector<uint8_t> raw;
+  std::vector<double> val; // logical [E][rows][cols]
+  size_t es() const { return dtype == MOERT_F32 ? 4 : 2; }
+  double at(int64_t e, int64_t r, int64_t c) const { return val[(e * rows + r) * cols + c]; }
+  moert_memref_3d desc() {
+    moert_memref_3d m;
+    m.allocated = m.aligned = raw.empty() ? nullptr : raw.data();
+    m.offset = off;
+    m.sizes[0] = E;
+    m.sizes[1] = rows;
+    m.sizes[2] = cols;
+    m.strides[2] = 1;
+    m.strides[1] = ld;
+    m.strides[0] = ld * rows;
+    return m;
+  }
+};
+
+float Quantize(float v, int dtype, uint8_t *dst) {
+  if (dtype == MOERT_F32) {
+    std::memcpy(dst, &v, 4);
+    return v;
+  }
+  uint16_t h = dtype == MOERT_F16 ? moert_f32_to_f16(v) : moert_f32_to_bf16(v);
+  std::memcpy(dst, &h, 2);
+  return dtype == MOERT_F16 ? moert_f16_to_f32(h) : moert_bf16_to_f32(h);
+}
+
+void Fill(Tensor3 &t, int64_t E, int64_t rows, int64_t cols, int dtype,
+          double scale, std::mt19937 &rng, int64_t pad = 0, int64_t off = 0) {
+  t.E = E;
+  t.rows = rows;
+  t.cols = cols;
+  t.ld = cols + pad;
+  t.off = off;
+  t.dtype = dtype;
+  t.raw.assign((size_t)((off + E * rows * t.ld) * (int64_t)t.es()), 0xA5);
+  t.val.assign((size_t)(E * rows * cols), 0.0);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        uint8_t *p = t.raw.data() + (off + (e * rows + r) * t.ld + c) * (int64_t)t.es();
+        t.val[(size_t)((e * rows + r) * cols + c)] = Quantize(u(rng) * (float)scale, dtype, p);
+      }
+}
+
+struct Mat2 {
+  int64_t rows = 0, cols = 0, ld = 0, off = 0;
+  std::vector<float> data;
+  float &at(int64_t r, int64_t c) { return data[(size_t)(off + r * ld + c)]; }
+  float at(int64_t r, int64_t c) const { return data[(size_t)(off + r * ld + c)]; }
+  moert_memref_2d desc() {
+    moert_memref_2d m;
+    m.allocated = m.aligned = data.empty() ? nullptr : data.data();
+    m.offset = off;
+    m.sizes[0] = rows;
+    m.sizes[1] = cols;
+    m.strides[0] = ld;
+    m.strides[1] = 1;
+    return m;
+  }
+};
+
+// Bias [E, n] in `dtype`, as a 2-D descriptor; E = 0 for absent.
+struct Bias {
+  int64_t E = 0, n = 0;
+  int dtype = MOERT_F32;
+  std::vector<uint8_t> raw;
+  std::vector<double> val;
+  void make(int64_t e, int64_t cols, int dt, std::mt19937 &rng) {
+    E = e;
+    n = cols;
+    dtype = dt;
+    size_t es = dt == MOERT_F32 ? 4 : 2;
+    raw.assign((size_t)(E * n) * es, 0);
+    val.assign((size_t)(E * n), 0.0);
+    std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+    for (int64_t i = 0; i < E * n; ++i)
+      val[(size_t)i] = Quantize(u(rng), dt, raw.data() + i * (int64_t)es);
+  }
+  moert_memref_2d desc() {
+    moert_memref_2d m;
+    m.allocated = m.aligned = raw.empty() ? nullptr : raw.data();
+    m.offset = 0;
+    m.sizes[0] = E;
+    m.sizes[1] = E ? n : 0;
+    m.strides[0] = n;
+    m.strides[1] = 1;
+    return m;
+  }
+};
+
+struct Problem {
+  Form f;
+  int64_t E = 0, T = 0, D = 0, F = 0, Dout = 0, R = 0;
+  int64_t seg_stride = -1; // < 0 ragged, else padded capacity
+  std::vector<int32_t> counts, row_token;
+  Mat2 x, out;
+  Tensor3 w1, w3, w2; // stored per layout
+  Bias b1, b2;
+
+  int64_t F1() const {
+    return f.kind == MOERT_FFN_KIND_GLU && f.gate_up != MOERT_GATE_UP_SEPARATE ? 2 * F : F;
+  }
+  bool in_out() const { return f.layout == MOERT_LAYOUT_IN_OUT; }
+  // Logical W(k, n) of a stored matrix.
+  static double W(const Tensor3 &t, bool in_out, int64_t e, int64_t k, int64_t n) {
+    return in_out ? t.at(e, k, n) : t.at(e, n, k);
+  }
+};
+
+// Builds a problem: `counts` per expert; `skip` = fraction of rows with an
+// invalid token; padded when capacity >= 0.
+Problem Make(const Form &f, int64_t T, int64_t D, int64_t F, int64_t Dout,
+             std::vector<int32_t> counts, int64_t capacity, uint32_t seed,
+             double skip = 0.0, int64_t pad = 0) {
+  std::mt19937 rng(seed);
+  Problem p;
+  p.f = f;
+  p.E = (int64_t)counts.size();
+  p.T = T;
+  p.D = D;
+  p.F = F;
+  p.Dout = Dout;
+  p.counts = counts;
+  p.seg_stride = capacity;
+  int64_t total = 0;
+  for (int32_t c : counts)
+    total += c;
+  p.R = capacity >= 0 ? p.E * capacity : total;
+  p.row_token.assign((size_t)p.R, -1);
+  std::uniform_int_distribution<int32_t> tok(0, (int32_t)std::max<int64_t>(T - 1, 0));
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  int64_t cursor = 0;
+  for (int64_t e = 0; e < p.E; ++e) {
+    int64_t s = capacity >= 0 ? e * capacity : cursor;
+    int64_t n = capacity >= 0 ? std::min<int64_t>(counts[(size_t)e], capacity) : counts[(size_t)e];
+    for (int64_t i = 0; i < n; ++i) {
+      int32_t t = T > 0 ? tok(rng) : -1;
+      if (u01(rng) < skip)
+        t = (i % 2) ? -1 : (int32_t)T; // both kinds of invalid
+      p.row_token[(size_t)(s + i)] = t;
+    }
+    cursor += n;
+  }
+  p.x.rows = T;
+  p.x.cols = D;
+  p.x.ld = D + pad;
+  p.x.off = pad;
+  p.x.data.assign((size_t)(pad + T * p.x.ld), 0.0f);
+  std::uniform_real_distribution<float> ux(-1.0f, 1.0f);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t d = 0; d < D; ++d)
+      p.x.at(t, d) = ux(rng);
+  p.out.rows = p.R;
+  p.out.cols = Dout;
+  p.out.ld = Dout + pad;
+  p.out.off = pad;
+  p.out.data.assign((size_t)(pad + p.R * p.out.ld), kSentinel);
+  const int64_t F1 = p.F1();
+  const double s1 = 1.0 / std::sqrt((double)std::max<int64_t>(D, 1));
+  const double s2 = 1.0 / std::sqrt((double)std::max<int64_t>(F, 1));
+  if (p.in_out()) {
+    Fill(p.w1, p.E, D, F1, f.dtype, s1, rng, pad, pad);
+    Fill(p.w2, p.E, F, Dout, f.dtype, s2, rng, pad, pad);
+  } else {
+    Fill(p.w1, p.E, F1, D, f.dtype, s1, rng, pad, pad);
+    Fill(p.w2, p.E, Dout, F, f.dtype, s2, rng, pad, pad);
+  }
+  if (f.kind == MOERT_FFN_KIND_GLU && f.gate_up == MOERT_GATE_UP_SEPARATE) {
+    if (p.in_out())
+      Fill(p.w3, p.E, D, F, f.dtype, s1, rng, pad, 0);
+    else
+      Fill(p.w3, p.E, F, D, f.dtype, s1, rng, pad, 0);
+  }
+  if (f.b1)
+    p.b1.make(p.E, F1, f.dtype, rng);
+  if (f.b2)
+    p.b2.make(p.E, Dout, f.dtype, rng);
+  return p;
+}
+
+double Act(double x, int act, double alpha) {
+  switch (act) {
+  case MOERT_ACT_KIND_SILU:
+    return x / (1.0 + std::exp(-alpha * x));
+  // The formulas of §3 in forms without cancellation in the left tail:
+  // 1 + erf(y) = erfc(-y); 0.5 x (1 + tanh z) = x / (1 + exp(-2z)).
+  case MOERT_ACT_KIND_GELU:
+    return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+  case MOERT_ACT_KIND_GELU_TANH:
+    return x / (1.0 + std::exp(-2.0 * std::sqrt(2.0 / M_PI) *
+                               (x + 0.044715 * x * x * x)));
+  case MOERT_ACT_KIND_RELU:
+    return std::max(x, 0.0);
+  default:
+    return x;
+  }
+}
+
+// Naive double-precision reference; rows outside segments / skipped: 0.
+std::vector<double> Reference(const Problem &p) {
+  std::vector<double> ref((size_t)(p.R * p.Dout), 0.0);
+  const Form &f = p.f;
+  const bool io = p.in_out();
+  const bool glu = f.kind == MOERT_FFN_KIND_GLU;
+  std::vector<double> h((size_t)p.F);
+  int64_t cursor = 0;
+  for (int64_t e = 0; e < p.E; ++e) {
+    int64_t c = std::max<int32_t>(p.counts[(size_t)e], 0);
+    int64_t s = p.seg_stride >= 0 ? e * p.seg_stride : cursor;
+    int64_t n = p.seg_stride >= 0 ? std::min(c, p.seg_stride) : std::min(c, p.R - cursor);
+    cursor += p.seg_stride >= 0 ? 0 : n;
+    for (int64_t r = s; r < s + n; ++r) {
+      int32_t t = p.row_token[(size_t)r];
+      if (t < 0 || t >= p.T)
+        continue;
+      for (int64_t fi = 0; fi < p.F; ++fi) {
+        int64_t cg = fi, cu = fi;
+        const Tensor3 *wu = &p.w1;
+        if (glu) {
+          if (f.gate_up == MOERT_GATE_UP_SEPARATE)
+            wu = &p.w3;
+          else if (f.gate_up == MOERT_GATE_UP_CONCATENATED)
+            cu = p.F + fi;
+          else
+            cg = 2 * fi, cu = 2 * fi + 1;
+        }
+        double g = 0, u = 0;
+        for (int64_t d = 0; d < p.D; ++d) {
+          double xv = p.x.at(t, d);
+          g += xv * Problem::W(p.w1, io, e, d, cg);
+          if (glu)
+            u += xv * Problem::W(*wu, io, e, d, cu);
+        }
+        if (f.b1) {
+          g += p.b1.val[(size_t)(e * p.F1() + cg)];
+          if (glu && f.gate_up != MOERT_GATE_UP_SEPARATE)
+            u += p.b1.val[(size_t)(e * p.F1() + cu)];
+        }
+        if (!glu) {
+          h[(size_t)fi] = Act(g, f.act, f.alpha);
+          continue;
+        }
+        if (f.limit > 0) {
+          g = std::min(g, f.limit);
+          u = std::min(std::max(u, -f.limit), f.limit);
+        }
+        h[(size_t)fi] = Act(g, f.act, f.alpha) * (u + f.up_shift);
+      }
+      for (int64_t o = 0; o < p.Dout; ++o) {
+        double y = 0;
+        for (int64_t fi = 0; fi < p.F; ++fi)
+          y += h[(size_t)fi] * Problem::W(p.w2, io, e, fi, o);
+        if (f.b2)
+          y += p.b2.val[(size_t)(e * p.Dout + o)];
+        ref[(size_t)(r * p.Dout + o)] = y;
+      }
+    }
+  }
+  return ref;
+}
+
+void RunKernel(Problem &p) {
+  moert_memref_2d x = p.x.desc(), out = p.out.desc();
+  moert_memref_1d rt, ct;
+  rt.allocated = rt.aligned = p.row_token.empty() ? nullptr : p.row_token.data();
+  rt.offset = 0;
+  rt.sizes[0] = (int64_t)p.row_token.size();
+  rt.strides[0] = 1;
+  ct.allocated = ct.aligned = p.counts.empty() ? nullptr : p.counts.data();
+  ct.offset = 0;
+  ct.sizes[0] = (int64_t)p.counts.size();
+  ct.strides[0] = 1;
+  moert_memref_3d w1 = p.w1.desc(), w3 = p.w3.desc(), w2 = p.w2.desc();
+  moert_memref_2d b1 = p.b1.desc(), b2 = p.b2.desc();
+  _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &out,
+                                    p.seg_stride, p.f.kind, p.f.act, p.f.gate_up,
+                                    p.f.layout, p.f.alpha, p.f.up_shift, p.f.limit,
+                                    p.f.dtype);
+}
+
+std::vector<float> OutRows(const Problem &p) {
+  std::vector<float> o((size_t)(p.R * p.Dout));
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t d = 0; d < p.Dout; ++d)
+      o[(size_t)(r * p.Dout + d)] = p.out.at(r, d);
+  return o;
+}
+
+// Runs and checks against the reference; returns the output.
+std::vector<float> Check(Problem &p, const std::string &what) {
+  std::vector<double> ref = Reference(p);
+  RunKernel(p);
+  std::vector<float> got = OutRows(p);
+  double maxref = 0, maxerr = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    maxref = std::max(maxref, std::fabs(ref[i]));
+    double err = std::fabs((double)got[i] - ref[i]);
+    if (!(err <= maxerr)) // NaN-safe
+      maxerr = std::isnan(err) ? INFINITY : err;
+  }
+  if (std::getenv("EXPERT_FFN_TEST_VERBOSE"))
+    std::printf("%-50s rel err %.3g\n", what.c_str(), maxerr / std::max(maxref, 1e-30));
+  EXPECT_LE(maxerr, 1e-4 * std::max(maxref, 1e-30))
+      << what << " maxerr " << maxerr << " maxref " << maxref;
+  // Rows that are not computed are exactly +0.
+  for (size_t i = 0; i < ref.size(); ++i)
+    if (ref[i] == 0.0 && got[i] != 0.0) {
+      // a computed row may legitimately be 0 in the reference only by chance
+      int64_t r = (int64_t)i / std::max<int64_t>(p.Dout, 1);
+      bool computed = false;
+      int64_t cursor = 0;
+      for (int64_t e = 0; e < p.E; ++e) {
+        int64_t c = std::max<int32_t>(p.counts[(size_t)e], 0);
+        int64_t s = p.seg_stride >= 0 ? e * p.seg_stride : cursor;
+        int64_t n = p.seg_stride >= 0 ? std::min(c, p.seg_stride) : std::min(c, p.R - cursor);
+        cursor += p.seg_stride >= 0 ? 0 : n;
+        int32_t t = p.row_token[(size_t)r];
+        if (r >= s && r < s + n && t >= 0 && t < p.T)
+          computed = true;
+      }
+      if (!computed) {
+        ADD_FAILURE() << what << ": row " << r << " not zero";
+        break;
+      }
+    }
+  return got;
+}
+
+std::vector<int> Isas() {
+  std::vector<int> v = {MOERT_FFN_ISA_SCALAR};
+  moert_expert_ffn_set_tuning(nullptr);
+  int best = moert_expert_ffn_isa();
+  for (int i = MOERT_FFN_ISA_AVX2; i <= best; ++i)
+    v.push_back(i);
+  return v;
+}
+
+struct TuneGuard {
+  explicit TuneGuard(const moert_expert_ffn_tuning &t) { moert_expert_ffn_set_tuning(&t); }
+  ~TuneGuard() { moert_expert_ffn_set_tuning(nullptr); }
+};
+
+moert_expert_ffn_tuning Tuning(int isa, int path, int64_t kc = 0, int64_t fb = 0,
+                               int64_t rb = 0) {
+  moert_expert_ffn_tuning t;
+  std::memset(&t, 0, sizeof t);
+  t.isa = isa;
+  t.path = path;
+  t.k_block = kc;
+  t.f_block = fb;
+  t.row_block = rb;
+  return t;
+}
+
+std::vector<Form> AllForms() {
+  std::vector<Form> forms;
+  for (int kind = 0; kind < 2; ++kind)
+    for (int gu = 0; gu < (kind ? 3 : 1); ++gu)
+      for (int layout = 0; layout < 2; ++layout)
+        for (int dtype = 0; dtype < 3; ++dtype) {
+          Form f;
+          f.kind = kind;
+          f.gate_up = gu;
+          f.layout = layout;
+          f.dtype = dtype;
+          f.act = (kind * 7 + gu * 3 + layout + dtype) % 5;
+          forms.push_back(f);
+        }
+  return forms;
+}
+
+//===----------------------------------------------------------------------===//
+// Accuracy
+//===----------------------------------------------------------------------===//
+
+// Every form x layout x dtype, every ISA, both paths, small blocks so that
+// every loop runs several times with ragged tails.
+TEST(ExpertFfn, AllFormsLayoutsDtypesIsasPaths) {
+  const std::vector<int32_t> counts = {0, 1, 13, 0, 37, 2, 5};
+  for (int isa : Isas())
+    for (int path : {MOERT_FFN_PATH_AUTO, MOERT_FFN_PATH_DECODE, MOERT_FFN_PATH_GEMM})
+      for (const Form &f : AllForms()) {
+        TuneGuard g(Tuning(isa, path, 16, 32, 24));
+        Problem p = Make(f, 23, 37, 45, 29, counts, -1, 1234u + (uint32_t)f.dtype, 0.1);
+        Check(p, FormName(f) + " isa " + std::to_string(isa) + " path " + std::to_string(path));
+      }
+}
+
+TEST(ExpertFfn, EveryActivationWithBiasesLimitShift) {
+  for (int isa : Isas())
+    for (int act = 0; act < 5; ++act)
+      for (int kind = 0; kind < 2; ++kind)
+        for (int gu = 0; gu < (kind ? 3 : 1); ++gu)
+          for (int path : {MOERT_FFN_PATH_DECODE, MOERT_FFN_PATH_GEMM}) {
+            Form f;
+            f.kind = kind;
+            f.act = act;
+            f.gate_up = gu;
+            f.layout = (act + gu) % 2;
+            f.dtype = (act + kind) % 3;
+            f.b1 = f.b2 = true;
+            f.alpha = act == 0 ? 1.702 : 1.0;
+            f.up_shift = kind ? 1.0 : 0.0;
+            f.limit = kind ? 0.5 : 0.0;
+            TuneGuard g(Tuning(isa, path, 0, 0, 0));
+            // Larger inputs so the activations' tails and the clamp matter.
+            Problem p = Make(f, 17, 19, 70, 33, {3, 0, 11, 7}, -1, 99u + act, 0.0);
+            for (float &v : p.x.data)
+              v *= 6.0f;
+            Check(p, FormName(f) + " isa " + std::to_string(isa));
+          }
+}
+
+// The vector activations over a wide range: D = 1, x = 1, W1 column f holds
+// the pre-activation, W2 the identity, so out[f] = act(z_f).
+TEST(ExpertFfn, ActivationRange) {
+  const int64_t F = 200;
+  for (int isa : Isas())
+    for (int act = 0; act < 5; ++act) {
+      Form f;
+      f.kind = MOERT_FFN_KIND_MLP;
+      f.act = act;
+      f.alpha = 1.3;
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_GEMM));
+      Problem p = Make(f, 1, 1, F, F, {1}, -1, 5u);
+      p.x.at(0, 0) = 1.0f;
+      p.row_token[0] = 0;
+      for (int64_t i = 0; i < F; ++i) {
+        float z = -40.0f + 80.0f * (float)i / (float)(F - 1);
+        std::memcpy(p.w1.raw.data() + i * 4, &z, 4);
+        p.w1.val[(size_t)i] = z;
+        for (int64_t o = 0; o < F; ++o) {
+          float w = i == o ? 1.0f : 0.0f;
+          std::memcpy(p.w2.raw.data() + (i * p.w2.ld + o) * 4, &w, 4);
+          p.w2.val[(size_t)(i * F + o)] = w;
+        }
+      }
+      RunKernel(p);
+      for (int64_t i = 0; i < F; ++i) {
+        double z = p.w1.val[(size_t)i];
+        double want = Act(z, act, f.alpha);
+        double got = p.out.at(0, i);
+        // f32 evaluation: exp(a) carries the rounding of its argument a,
+        // a relative error of ~|a| * 2^-24 in the tails.
+        double a = act == 0   ? f.alpha * std::fabs(z)
+                   : act == 1 ? z * z / 2
+                   : act == 2 ? 1.6 * std::fabs(z + 0.044715 * z * z * z)
+                              : 0.0;
+        EXPECT_LE(std::fabs(got - want), (2e-6 + 2.4e-7 * a) * std::fabs(want) + 1e-30)
+            << "act " << act << " isa " << isa << " z " << z;
+      }
+    }
+}
+
+TEST(ExpertFfn, PaddedSegmentsAndSkippedRows) {
+  for (int isa : Isas())
+    for (int layout = 0; layout < 2; ++layout)
+      for (int path : {MOERT_FFN_PATH_AUTO, MOERT_FFN_PATH_DECODE, MOERT_FFN_PATH_GEMM}) {
+        Form f;
+        f.layout = layout;
+        f.gate_up = MOERT_GATE_UP_INTERLEAVED;
+        f.b2 = true;
+        TuneGuard g(Tuning(isa, path, 24, 64, 16));
+        // capacity 19; counts include 0, full, over-full (cut), negative.
+        Problem p = Make(f, 31, 40, 50, 40, {19, 0, 7, 25, 1, -3}, 19, 77u + layout, 0.25);
+        p.counts[3] = 25; // > capacity: cut at C
+        p.counts[5] = -3; // negative: empty
+        Check(p, "padded " + FormName(f));
+      }
+}
+
+// Counts are data: a ragged segment running past R is cut at R, a negative
+// count is an empty segment.
+TEST(ExpertFfn, RaggedCountsCutAtR) {
+  for (int isa : Isas())
+    for (int path : {MOERT_FFN_PATH_DECODE, MOERT_FFN_PATH_GEMM}) {
+      Form f;
+      TuneGuard g(Tuning(isa, path));
+      Problem p = Make(f, 12, 20, 24, 20, {5, 0, 9}, -1, 55u);
+      p.counts = {5, -4, 30}; // 35 > R = 14
+      Check(p, "ragged cut");
+    }
+}
+
+TEST(ExpertFfn, StridedDescriptorsAndOffsets) {
+  for (int isa : Isas())
+    for (const Form &f0 : AllForms()) {
+      Form f = f0;
+      f.b1 = f.b2 = true;
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO, 32, 64, 0));
+      Problem p = Make(f, 9, 33, 41, 18, {2, 17, 0, 3}, -1, 4242u, 0.0, /*pad=*/5);
+      Check(p, "strided " + FormName(f));
+    }
+}
+
+// Default tuning at a size where the GEMM path runs with full tiles and
+// several K and F blocks, against the reference.
+TEST(ExpertFfn, MediumDefaultTuning) {
+  for (int isa : Isas())
+    for (int layout = 0; layout < 2; ++layout)
+      for (int dtype = 0; dtype < 3; ++dtype) {
+        Form f;
+        f.layout = layout;
+        f.dtype = dtype;
+        f.b1 = f.b2 = true;
+        moert_expert_ffn_tuning t = Tuning(isa, MOERT_FFN_PATH_AUTO);
+        TuneGuard g(t);
+        Problem p = Make(f, 150, 200, 330, 136, {131, 3, 0, 29, 97}, -1, 31u + dtype);
+        Check(p, "medium " + FormName(f) + " isa " + std::to_string(isa));
+      }
+}
+
+TEST(ExpertFfn, DegenerateShapes) {
+  for (int isa : Isas()) {
+    TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO));
+    Form f;
+    f.b1 = f.b2 = true;
+    // F = 0: y = b2.
+    Problem p = Make(f, 4, 8, 0, 8, {2, 3}, -1, 1u);
+    Check(p, "F=0");
+    // D = 0: g = b1.
+    Problem q = Make(f, 4, 0, 8, 8, {2, 3}, -1, 2u);
+    Check(q, "D=0");
+    // No experts / no rows.
+    Problem r = Make(f, 4, 8, 8, 8, {}, -1, 3u);
+    Check(r, "E=0");
+    Problem s = Make(f, 4, 8, 8, 8, {0, 0, 0}, -1, 4u);
+    Check(s, "empty");
+    // T = 0: every row skipped.
+    Problem t = Make(f, 0, 8, 8, 8, {0, 2}, -1, 5u);
+    Check(t, "T=0");
+    // Dout = 0: nothing to write, must not crash.
+    Problem u = Make(f, 4, 8, 8, 0, {3, 1}, -1, 6u);
+    RunKernel(u);
+  }
+}
+
+// Without scratch memory the kernel falls back to slower paths (row by row
+// for the GEMM path, stack buffers for the decode path): same accuracy.
+TEST(ExpertFfn, NoScratchMemoryFallback) {
+  for (int isa : Isas())
+    for (const Form &f0 : AllForms()) {
+      Form f = f0;
+      f.b1 = f.b2 = true;
+      f.limit = f.kind ? 2.0 : 0.0;
+      moert_expert_ffn_tuning t = Tuning(isa, MOERT_FFN_PATH_AUTO);
+      t.no_heap = 1;
+      TuneGuard g(t);
+      Problem p = Make(f, 40, 29, 150, 21, {0, 1, 20, 70, 3}, -1, 17u, 0.1);
+      Check(p, "no heap " + FormName(f));
+    }
+  // Decode path with more than 16 rows per task (row groups on the stack).
+  for (int isa : Isas()) {
+    Form f;
+    f.gate_up = MOERT_GATE_UP_INTERLEAVED;
+    moert_expert_ffn_tuning t = Tuning(isa, MOERT_FFN_PATH_DECODE);
+    t.no_heap = 1;
+    TuneGuard g(t);
+    Problem p = Make(f, 60, 40, 130, 33, {45, 0, 17}, -1, 18u);
+    Check(p, "no heap decode");
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Determinism under a parallel hook
+//===----------------------------------------------------------------------===//
+
+struct FakePool {
+  int mode = 0;   // 0 forward, 1 reverse, 2 shuffled
+  int64_t chunk = 1;
+  uint32_t seed = 1;
+  int64_t calls = 0, tasks = 0;
+};
+
+void FakeParallelFor(void *user, int64_t n, moert_task_fn fn, void *arg) {
+  FakePool *pool = static_cast<FakePool *>(user);
+  ++pool->calls;
+  pool->tasks += n;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  for (int64_t b = 0; b < n; b += pool->chunk)
+    chunks.push_back({b, std::min(n, b + pool->chunk)});
+  if (pool->mode == 1)
+    std::reverse(chunks.begin(), chunks.end());
+  if (pool->mode == 2) {
+    std::mt19937 rng(pool->seed++);
+    std::shuffle(chunks.begin(), chunks.end(), rng);
+  }
+  for (auto &c : chunks)
+    fn(arg, c.first, c.second);
+}
+
+struct ThreadPoolHook {
+  int threads;
+  static void ParallelFor(void *user, int64_t n, moert_task_fn fn, void *arg) {
+    ThreadPoolHook *h = static_cast<ThreadPoolHook *>(user);
+    std::atomic<int64_t> next(0);
+    auto work = [&] {
+      for (;;) {
+        int64_t i = next.fetch_add(1);
+        if (i >= n)
+          return;
+        fn(arg, i, i + 1);
+      }
+    };
+    std::vector<std::thread> ts;
+    for (int t = 1; t < h->threads; ++t)
+      ts.emplace_back(work);
+    work();
+    for (auto &t : ts)
+      t.join();
+  }
+};
+
+struct HookGuard {
+  explicit HookGuard(const moert_parallel_hook *h) { moert_cpu_set_parallel_hook(h); }
+  ~HookGuard() { moert_cpu_set_parallel_hook(nullptr); }
+};
+
+TEST(ExpertFfn, BitIdenticalUnderAnyHook) {
+  // Skewed routing: one expert has half the rows.
+  std::vector<int32_t> counts = {150, 9, 1, 30, 0, 61, 3, 46};
+  for (int isa : Isas())
+    for (int layout = 0; layout < 2; ++layout) {
+      Form f;
+      f.layout = layout;
+      f.gate_up = layout ? MOERT_GATE_UP_CONCATENATED : MOERT_GATE_UP_SEPARATE;
+      f.dtype = layout ? MOERT_BF16 : MOERT_F32;
+      f.b1 = f.b2 = true;
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO, 64, 64, 0));
+      Problem base = Make(f, 200, 96, 130, 96, counts, -1, 8u, 0.05);
+      std::vector<float> serial = Check(base, "serial");
+      for (int threads : {2, 3, 7})
+        for (int mode = 0; mode < 3; ++mode)
+          for (int64_t chunk : {1, 2, 5}) {
+            FakePool pool;
+            pool.mode = mode;
+            pool.chunk = chunk;
+            moert_parallel_hook hook = {&pool, threads, FakeParallelFor};
+            HookGuard hg(&hook);
+            Problem p = base;
+            std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
+            RunKernel(p);
+            std::vector<float> got = OutRows(p);
+            EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)))
+                << "threads " << threads << " mode " << mode << " chunk " << chunk;
+            EXPECT_GE(pool.calls, 1);
+            // The big expert is split: more tasks than experts.
+            EXPECT_GT(pool.tasks, 8);
+          }
+      // Real threads.
+      ThreadPoolHook tp{3};
+      moert_parallel_hook hook = {&tp, 3, ThreadPoolHook::ParallelFor};
+      HookGuard hg(&hook);
+      Problem p = base;
+      std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
+      RunKernel(p);
+      std::vector<float> got = OutRows(p);
+      EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
+    }
+}
+
+// Decode-sized routing (T = 1..4, k = 2) under the hook: bit-identical and
+// split into many tasks.
+TEST(ExpertFfn, DecodeParallelBitIdentical) {
+  for (int isa : Isas()) {
+    Form f;
+    f.layout = MOERT_LAYOUT_OUT_IN;
+    f.dtype = MOERT_F16;
+    TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO));
+    Problem base = Make(f, 4, 200, 600, 200, {0, 2, 1, 0, 3, 2}, -1, 12u);
+    std::vector<float> serial = Check(base, "decode serial");
+    FakePool pool;
+    pool.mode = 2;
+    moert_parallel_hook hook = {&pool, 2, FakeParallelFor};
+    HookGuard hg(&hook);
+    Problem p = base;
+    std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
+    RunKernel(p);
+    EXPECT_EQ(pool.calls, 2);
+    EXPECT_GE(pool.tasks, 8); // 4 experts with rows, both phases
+
+    std::vector<float> got = OutRows(p);
+    EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
+  }
+}
+
+// Which rows share a tile or a task never changes a row's result.
+TEST(ExpertFfn, RowBlockingDoesNotChangeBits) {
+  for (int isa : Isas()) {
+    Form f;
+    f.dtype = MOERT_BF16;
+    f.gate_up = MOERT_GATE_UP_INTERLEAVED;
+    std::vector<float> first;
+    for (int64_t rb : {8, 24, 40, 1000}) {
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_GEMM, 64, 64, rb));
+      Problem p = Make(f, 80, 70, 90, 50, {77, 20}, -1, 3u);
+      RunKernel(p);
+      std::vector<float> got = OutRows(p);
+      if (first.empty())
+        first = got;
+      else
+        EXPECT_EQ(0, std::memcmp(got.data(), first.data(), got.size() * sizeof(float)))
+            << "row_block " << rb;
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Inconsistent operands: nothing written
+//===----------------------------------------------------------------------===//
+
+TEST(ExpertFfn, InconsistentDescriptorsWriteNothing) {
+  Form f;
+  f.b1 = f.b2 = true;
+  Problem base = Make(f, 6, 8, 12, 8, {2, 3}, -1, 9u);
+  auto expect_untouched = [&](Problem &p, const char *what) {
+    for (float v : p.out.data)
+      if (v != kSentinel) {
+        ADD_FAILURE() << what;
+        return;
+      }
+  };
+  auto call = [](Problem &p, moert_memref_2d x, moert_memref_1d rt, moert_memref_1d ct,
+                 moert_memref_3d w1, moert_memref_3d w3, moert_memref_3d w2,
+                 moert_memref_2d b1, moert_memref_2d b2, moert_memref_2d out,
+                 int64_t seg, int64_t kind, int64_t act, int64_t gu, int64_t layout,
+                 int64_t dtype) {
+    (void)p;
+    _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &out, seg,
+                                      kind, act, gu, layout, 1.0, 0.0, 0.0, dtype);
+  };
+  struct Args {
+    moert_memref_2d x, b1, b2, out;
+    moert_memref_1d rt, ct;
+    moert_memref_3d w1, w3, w2;
+    int64_t seg = -1, kind = 1, act = 0, gu = 0, layout = 0, dtype = 0;
+  };
+  auto args = [&](Problem &p) {
+    Args a;
+    a.x = p.x.desc();
+    a.out = p.out.desc();
+    a.b1 = p.b1.desc();
+    a.b2 = p.b2.desc();
+    a.rt.allocated = a.rt.aligned = p.row_token.data();
+    a.rt.offset = 0;
+    a.rt.sizes[0] = (int64_t)p.row_token.size();
+    a.rt.strides[0] = 1;
+    a.ct.allocated = a.ct.aligned = p.counts.data();
+    a.ct.offset = 0;
+    a.ct.sizes[0] = (int64_t)p.counts.size();
+    a.ct.strides[0] = 1;
+    a.w1 = p.w1.desc();
+    a.w3 = p.w3.desc();
+    a.w2 = p.w2.desc();
+    return a;
+  };
+  auto go = [&](const char *what, auto mutate) {
+    Problem p = base;
+    Args a = args(p);
+    mutate(a);
+    call(p, a.x, a.rt, a.ct, a.w1, a.w3, a.w2, a.b1, a.b2, a.out, a.seg, a.kind, a.act,
+         a.gu, a.layout, a.dtype);
+    expect_untouched(p, what);
+  };
+  // Sanity: the unmodified call writes.
+  {
+    Problem p = base;
+    Args a = args(p);
+    call(p, a.x, a.rt, a.ct, a.w1, a.w3, a.w2, a.b1, a.b2, a.out, a.seg, a.kind, a.act,
+         a.gu, a.layout, a.dtype);
+    EXPECT_NE(p.out.at(0, 0), kSentinel);
+  }
+  go("kind", [](Args &a) { a.kind = 2; });
+  go("act", [](Args &a) { a.act = 5; });
+  go("gate_up", [](Args &a) { a.gu = 3; });
+  go("layout", [](Args &a) { a.layout = -1; });
+  go("dtype", [](Args &a) { a.dtype = 3; });
+  go("neg size", [](Args &a) { a.x.sizes[0] = -1; });
+  go("null data", [](Args &a) { a.w2.aligned = nullptr; });
+  go("x cols", [](Args &a) { a.x.sizes[1] = 7; });
+  go("w1 F", [](Args &a) { a.w1.sizes[2] = 11; });
+  go("w2 E", [](Args &a) { a.w2.sizes[0] = 3; });
+  go("counts E", [](Args &a) { a.ct.sizes[0] = 1; });
+  go("w3 absent", [](Args &a) { a.w3.sizes[0] = 0; });
+  go("w3 shape", [](Args &a) { a.w3.sizes[1] = 9; });
+  go("out rows", [](Args &a) { a.out.sizes[0] = 4; });
+  go("out cols", [](Args &a) { a.out.sizes[1] = 9; });
+  go("b1 shape", [](Args &a) { a.b1.sizes[1] = 11; });
+  go("b2 shape", [](Args &a) { a.b2.sizes[0] = 1; });
+  go("inner stride", [](Args &a) { a.w1.strides[2] = 2; });
+  go("x inner stride", [](Args &a) { a.x.strides[1] = 2; });
+  go("padded R != E*C", [](Args &a) { a.seg = 3; });
+  go("fused needs 2F", [](Args &a) { a.gu = 1; });
+}
+
+} // namespace
