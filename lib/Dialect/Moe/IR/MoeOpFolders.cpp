@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/Moe/Utils/TensorBuilder.h"
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -17,18 +18,16 @@ using namespace mlir::moe;
 
 namespace {
 
-/// Builds a tensor of `type` filled with `value`, taking dynamic dimensions
-/// from `shapeSource` (same rank).
+/// A tensor of `type` filled with `value`, dynamic sizes taken from the
+/// same dimensions of `shapeSource`.
 Value buildFilled(PatternRewriter &rewriter, Location loc, RankedTensorType type,
                   TypedAttr value, Value shapeSource) {
-  SmallVector<Value> dynSizes;
+  TensorBuilder tb(rewriter, loc);
+  SmallVector<OpFoldResult> sizes;
   for (int64_t i = 0; i < type.getRank(); ++i)
-    if (type.isDynamicDim(i))
-      dynSizes.push_back(tensor::DimOp::create(rewriter, loc, shapeSource, i));
-  Value empty = tensor::EmptyOp::create(rewriter, loc, type.getShape(),
-                                        type.getElementType(), dynSizes);
-  Value scalar = arith::ConstantOp::create(rewriter, loc, value);
-  return linalg::FillOp::create(rewriter, loc, scalar, empty).getResult(0);
+    sizes.push_back(type.isDynamicDim(i) ? tb.dim(shapeSource, i)
+                                         : rewriter.getIndexAttr(type.getDimSize(i)));
+  return tb.filled(sizes, value);
 }
 
 /// moe.route over one expert column: every token selects expert 0; with a
