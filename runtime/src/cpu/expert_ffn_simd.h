@@ -29,7 +29,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* -DMOERT_FFN_NO_X86 builds the portable kernels only, as on other
+ * architectures (used to test that build on x86). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) &&        \
+    !defined(MOERT_FFN_NO_X86)
 #define MOERT_FFN_X86 1
 #include <immintrin.h>
 #else
