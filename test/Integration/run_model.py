@@ -169,7 +169,12 @@ def main():
         for tokens in [int(t) for t in a.tokens.split(",")]:
             seed = a.seed + tokens
             vals = random_args(fn["args"], tokens, seed, a.ties)
-            by_ssa = {ssa: vals[name] for ssa, name, _, _ in fn["args"]}
+            # bf16 arguments travel as f32 in the weights file and are
+            # rounded to bf16 by the runtime; the reference sees the rounded
+            # values.
+            ref_vals = {name: (ref.round_to_bf16(vals[name]) if elem == "bf16" else vals[name])
+                        for _, name, _, elem in fn["args"]}
+            by_ssa = {ssa: ref_vals[name] for ssa, name, _, _ in fn["args"]}
             inputs = [n for _, n, shape, _ in fn["args"] if random_data.is_input(shape)]
             if len(inputs) != 1:
                 fail("%s: expected one token-dependent input, found %s" % (entry, inputs))
@@ -195,7 +200,7 @@ def main():
                 lay = []
                 for i, op in enumerate(layers):
                     prefix = "layers.%d." % i
-                    params = {k: vals[prefix + k] for k in
+                    params = {k: ref_vals[prefix + k] for k in
                               ("router", "router_bias", "selection_bias", "w1", "w3", "w2", "b1", "b2",
                                "shared_w1", "shared_w3", "shared_w2", "shared_gate") if prefix + k in vals}
                     lay.append({"params": params, "routing": attr(op, "routing"), "ffn": attr(op, "ffn"),

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Reruns the CPU benchmark with one command: installs what it needs
+# (OpenBLAS for the baselines, numpy for the data), builds moe-mlir, runs
+# bench/run_bench.py and writes the table to bench/results.md.
+#   TOKENS=1,8,64,512,2048 THREADS=1,2 CONFIGS=mixtral-small,deepseek-fine,switch
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+missing=()
+for pkg in libopenblas-dev python3-numpy; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
+bash scripts/build.sh > /dev/null
+lscpu | grep -E "Model name|^CPU\(s\)|L2|L3" | sed 's/^/# /'
+/usr/bin/python3 bench/run_bench.py --tokens "${TOKENS:-1,8,64,512,2048}" \
+  --threads "${THREADS:-1,2}" --configs "${CONFIGS:-mixtral-small,deepseek-fine,switch}" \
+  --markdown bench/results.md --json bench/results.json
