@@ -176,20 +176,33 @@ def main():
                         for _, name, _, elem in fn["args"]}
             by_ssa = {ssa: ref_vals[name] for ssa, name, _, _ in fn["args"]}
             inputs = [n for _, n, shape, _ in fn["args"] if random_data.is_input(shape)]
-            if len(inputs) != 1:
-                fail("%s: expected one token-dependent input, found %s" % (entry, inputs))
+            if not inputs:
+                fail("%s: no token-dependent input" % entry)
             first = inputs[0]
+            if "load_balance" in fn["body"]:
+                # Valid routing: ids in [-1, E), probabilities that sum to 1.
+                rng = np.random.RandomState(seed)
+                num_e = vals["probs"].shape[1]
+                vals["experts"] = rng.randint(-1, num_e, size=vals["experts"].shape).astype(np.int32)
+                p = np.exp(vals["probs"])
+                vals["probs"] = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+                ref_vals.update(experts=vals["experts"], probs=vals["probs"])
             st = os.path.join(work, "weights.safetensors")
-            random_data.write_safetensors(st, {n: v for n, v in vals.items() if n != first})
-            xin = os.path.join(work, "input.npy")
-            np.save(xin, vals[first])
+            random_data.write_safetensors(st, {n: v for n, v in vals.items() if n not in inputs})
+            input_files = []
+            for n in inputs:
+                path = os.path.join(work, "input-%s.npy" % n)
+                np.save(path, vals[n])
+                input_files.append((n, path))
             layers = layer_ops(fn["body"])
             routes = re.findall(r"moe\.route [^\n]*", fn["body"])
             nres = 2 if (routes and not layers) else 1
             outs = [os.path.join(work, "out%d.npy" % i) for i in range(nres)]
             stats = os.path.join(work, "stats.json")
             cmd = [os.path.join(bindir, "moe-run"), "--model", lib, "--entry", entry,
-                   "--weights", st, "--input", "%s=%s" % (first, xin), "--stats", stats]
+                   "--weights", st, "--stats", stats]
+            for n, path in input_files:
+                cmd += ["--input", "%s=%s" % (n, path)]
             for i, o in enumerate(outs):
                 cmd += ["--output", "result%d=%s" % (i, o)]
             run(cmd)
@@ -211,6 +224,9 @@ def main():
                 ops = layer_operands(layers[0])
                 params = {k: by_ssa[v] for k, v in ops.items()}
                 want = [layer_reference(vals[first], params, layers[0], expected_stats)]
+            elif "moe.load_balance" in fn["body"]:
+                num_e = ref_vals["probs"].shape[1]
+                want = [np.array([ref.load_balancing(ref_vals["experts"], ref_vals["probs"], num_e)], dtype=np.float32)]
             elif len(routes) == 1:
                 r = attr(routes[0], "routing")
                 bias = vals.get("bias")

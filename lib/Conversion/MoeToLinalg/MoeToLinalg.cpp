@@ -171,6 +171,102 @@ struct LowerGroupedMatmul : OpRewritePattern<GroupedMatmulOp> {
   }
 };
 
+/// moe.load_balance as three linalg reductions: pair counts per expert,
+/// probability sums per expert, and their dot product, scaled by
+/// E / (T * K * T).
+struct LowerLoadBalance : OpRewritePattern<LoadBalanceOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(LoadBalanceOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    MLIRContext *ctx = rewriter.getContext();
+    TensorBuilder tb(rewriter, loc);
+    Type f32 = rewriter.getF32Type();
+    int64_t numExperts = op.getProbs().getType().getDimSize(1);
+    int64_t k = op.getExperts().getType().getDimSize(1);
+    AffineExpr t, j, e;
+    auto parallel = utils::IteratorType::parallel;
+    auto reduction = utils::IteratorType::reduction;
+
+    // counts[e] = #{(t, j) : experts[t, j] == e}, over (e, t, j).
+    bindDims(ctx, e, t, j);
+    Value counts = tb.zeros({rewriter.getIndexAttr(numExperts)}, f32);
+    counts = linalg::GenericOp::create(
+                 rewriter, loc, TypeRange{counts.getType()},
+                 ValueRange{op.getExperts()}, ValueRange{counts},
+                 SmallVector<AffineMap>{AffineMap::get(3, 0, {t, j}, ctx),
+                                        AffineMap::get(3, 0, {e}, ctx)},
+                 SmallVector<utils::IteratorType>{parallel, reduction,
+                                                  reduction},
+                 [&](OpBuilder &b, Location l, ValueRange args) {
+                   Value idx = arith::IndexCastOp::create(
+                       b, l, b.getI32Type(), linalg::IndexOp::create(b, l, 0));
+                   Value hit = arith::CmpIOp::create(
+                       b, l, arith::CmpIPredicate::eq, args[0], idx);
+                   Value one = arith::UIToFPOp::create(b, l, b.getF32Type(), hit);
+                   linalg::YieldOp::create(
+                       b, l, arith::AddFOp::create(b, l, args[1], one).getResult());
+                 })
+                 .getResult(0);
+
+    // psum[e] = sum_t probs[t, e], over (e, t).
+    AffineExpr e2, t2;
+    bindDims(ctx, e2, t2);
+    Value psum = tb.zeros({rewriter.getIndexAttr(numExperts)}, f32);
+    psum = linalg::GenericOp::create(
+               rewriter, loc, TypeRange{psum.getType()},
+               ValueRange{op.getProbs()}, ValueRange{psum},
+               SmallVector<AffineMap>{AffineMap::get(2, 0, {t2, e2}, ctx),
+                                      AffineMap::get(2, 0, {e2}, ctx)},
+               SmallVector<utils::IteratorType>{parallel, reduction},
+               [&](OpBuilder &b, Location l, ValueRange args) {
+                 TensorBuilder inner(b, l);
+                 linalg::YieldOp::create(
+                     b, l,
+                     arith::AddFOp::create(b, l, args[1], inner.toF32(args[0]))
+                         .getResult());
+               })
+               .getResult(0);
+
+    // dot = sum_e counts[e] * psum[e].
+    AffineExpr e3;
+    bindDims(ctx, e3);
+    Value dot = tensor::EmptyOp::create(rewriter, loc, ArrayRef<int64_t>{}, f32);
+    Value zero = arith::ConstantOp::create(rewriter, loc,
+                                           rewriter.getF32FloatAttr(0));
+    dot = linalg::FillOp::create(rewriter, loc, zero, dot).getResult(0);
+    dot = linalg::GenericOp::create(
+              rewriter, loc, TypeRange{dot.getType()}, ValueRange{counts, psum},
+              ValueRange{dot},
+              SmallVector<AffineMap>{AffineMap::get(1, 0, {e3}, ctx),
+                                     AffineMap::get(1, 0, {e3}, ctx),
+                                     AffineMap::get(1, 0, {}, ctx)},
+              SmallVector<utils::IteratorType>{reduction},
+              [&](OpBuilder &b, Location l, ValueRange args) {
+                Value prod = arith::MulFOp::create(b, l, args[0], args[1]);
+                linalg::YieldOp::create(
+                    b, l, arith::AddFOp::create(b, l, args[2], prod).getResult());
+              })
+              .getResult(0);
+
+    // result = dot * E / (T * K * T)
+    Value tokens = arith::IndexCastOp::create(
+        rewriter, loc, rewriter.getI64Type(),
+        tensor::DimOp::create(rewriter, loc, op.getExperts(), 0));
+    Value tf = arith::SIToFPOp::create(rewriter, loc, f32, tokens);
+    Value denom = arith::MulFOp::create(
+        rewriter, loc, arith::MulFOp::create(rewriter, loc, tf, tf),
+        tb.f32(double(k)));
+    Value scale = arith::DivFOp::create(rewriter, loc, tb.f32(double(numExperts)),
+                                        denom);
+    Value scalar = tensor::ExtractOp::create(rewriter, loc, dot, ValueRange{});
+    Value result = arith::MulFOp::create(rewriter, loc, scalar, scale);
+    rewriter.replaceOpWithNewOp<tensor::FromElementsOp>(
+        op, op.getResult().getType(), ValueRange{result});
+    return success();
+  }
+};
+
 struct ConvertMoeToLinalgPass
     : public mlir::moe::impl::ConvertMoeToLinalgPassBase<
           ConvertMoeToLinalgPass> {
@@ -179,7 +275,7 @@ struct ConvertMoeToLinalgPass
     populateMoeToLinalgPatterns(patterns);
     walkAndApplyPatterns(getOperation(), std::move(patterns));
     WalkResult leftover = getOperation()->walk([](Operation *op) {
-      if (!isa<ExpertsOp, GroupedMatmulOp>(op))
+      if (!isa<ExpertsOp, GroupedMatmulOp, LoadBalanceOp>(op))
         return WalkResult::advance();
       op->emitOpError("could not be lowered to loops");
       return WalkResult::interrupt();
@@ -192,5 +288,6 @@ struct ConvertMoeToLinalgPass
 } // namespace
 
 void mlir::moe::populateMoeToLinalgPatterns(RewritePatternSet &patterns) {
-  patterns.add<LowerExperts, LowerGroupedMatmul>(patterns.getContext());
+  patterns.add<LowerExperts, LowerGroupedMatmul, LowerLoadBalance>(
+      patterns.getContext());
 }

@@ -69,3 +69,24 @@ func.func @grouped_matmul_bf16_transposed(%lhs: tensor<?x8xbf16>, %rhs: tensor<4
   %o = moe.grouped_matmul %lhs, %rhs, %counts {transpose_rhs} : tensor<?x8xbf16>, tensor<4x16x8xbf16>, tensor<4xi32> -> tensor<?x16xbf16>
   return %o : tensor<?x16xbf16>
 }
+
+// -----
+
+// moe.load_balance: pair counts per expert (a reduction over tokens and
+// slots comparing ids with the expert index), probability sums per expert,
+// their dot product, scaled by E / (T * K * T).
+// CHECK-LABEL: func.func @load_balance
+// CHECK: %[[CNT:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "reduction", "reduction"]{{.*}} ins(%{{.*}} : tensor<?x2xi32>)
+// CHECK:   linalg.index 0
+// CHECK:   arith.cmpi eq
+// CHECK: %[[PSUM:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]{{.*}} ins(%{{.*}} : tensor<?x8xf32>)
+// CHECK: %[[DOT:.*]] = linalg.generic {{.*}}iterator_types = ["reduction"]{{.*}} ins(%[[CNT]], %[[PSUM]] : tensor<8xf32>, tensor<8xf32>)
+// CHECK: %[[E:.*]] = arith.constant 8.000000e+00 : f32
+// CHECK: %[[SCALE:.*]] = arith.divf %[[E]], %{{.*}} : f32
+// CHECK: %[[V:.*]] = tensor.extract %[[DOT]][] : tensor<f32>
+// CHECK: %[[R:.*]] = arith.mulf %[[V]], %[[SCALE]] : f32
+// CHECK: tensor.from_elements %[[R]] : tensor<f32>
+func.func @load_balance(%e: tensor<?x2xi32>, %p: tensor<?x8xf32>) -> tensor<f32> {
+  %r = moe.load_balance %e, %p : tensor<?x2xi32>, tensor<?x8xf32> -> tensor<f32>
+  return %r : tensor<f32>
+}

@@ -38,3 +38,11 @@ func.func @i8_result(%x: tensor<?x8xf32>) -> tensor<?x8xi8> {
   %e = tensor.empty(%t) : tensor<?x8xi8>
   return %e : tensor<?x8xi8>
 }
+
+// -----
+
+// expected-error @+1 {{entry point result #0 ('tensor<f32>') has rank 0; entry points pass tensors of rank 1 to 8}}
+func.func @scalar_result(%x: tensor<?x8xf32>) -> tensor<f32> {
+  %c = arith.constant dense<0.0> : tensor<f32>
+  return %c : tensor<f32>
+}

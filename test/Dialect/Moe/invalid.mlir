@@ -1499,3 +1499,19 @@ func.func @expert_ffn_padded_rows(%x: tensor<?x16xf32>, %rows: tensor<4x3xi32>, 
   %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<4x3xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<4x5x16xf32>
   return
 }
+
+// -----
+
+func.func @load_balance_tokens(%e: tensor<4x2xi32>, %p: tensor<5x8xf32>) {
+  // expected-error @+1 {{token count of probs (vs experts) is 5 but must be 4}}
+  %r = moe.load_balance %e, %p : tensor<4x2xi32>, tensor<5x8xf32> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @load_balance_dynamic_experts(%e: tensor<4x2xi32>, %p: tensor<4x?xf32>) {
+  // expected-error @+1 {{the number of experts (probs dimension 1) must be static}}
+  %r = moe.load_balance %e, %p : tensor<4x2xi32>, tensor<4x?xf32> -> tensor<f32>
+  return
+}

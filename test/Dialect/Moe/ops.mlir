@@ -734,3 +734,12 @@ func.func @expert_ffn_forms(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %prow: t
   %b = moe.expert_ffn %x, %prow, %c : tensor<?x16xf32>, tensor<4x3xi32>, tensor<4xi32> w1(%f1 : tensor<4x16x64xf32>) w2(%f2 : tensor<4x32x16xf32>) b1(%b1 : tensor<4x64xf32>) b2(%b2 : tensor<4x16xf32>) {ffn = #moe.ffn<gate_up = interleaved>} -> tensor<4x3x16xf32>
   return %a, %b : tensor<?x16xf32>, tensor<4x3x16xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @load_balance
+// CHECK: moe.load_balance %{{.*}}, %{{.*}} : tensor<?x2xi32>, tensor<?x8xf32> -> tensor<f32>
+func.func @load_balance(%e: tensor<?x2xi32>, %p: tensor<?x8xf32>) -> tensor<f32> {
+  %r = moe.load_balance %e, %p : tensor<?x2xi32>, tensor<?x8xf32> -> tensor<f32>
+  return %r : tensor<f32>
+}

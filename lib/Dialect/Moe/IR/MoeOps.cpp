@@ -619,6 +619,23 @@ LogicalResult ExpertStatsOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// LoadBalanceOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LoadBalanceOp::verify() {
+  Operation *op = getOperation();
+  if (failed(checkRank(op, getExperts(), 2, "experts", "[T, K]")) ||
+      failed(checkRank(op, getProbs(), 2, "probs", "[T, E]")))
+    return failure();
+  if (ShapedType::isDynamic(getProbs().getType().getDimSize(1)))
+    return emitOpError() << "the number of experts (probs dimension 1) must "
+                            "be static";
+  return checkDim(op, getProbs().getType().getDimSize(0),
+                  getExperts().getType().getDimSize(0),
+                  "token count of probs (vs experts)");
+}
+
+//===----------------------------------------------------------------------===//
 // DeviceGroupOp and collectives
 //===----------------------------------------------------------------------===//
 

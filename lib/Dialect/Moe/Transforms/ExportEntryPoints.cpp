@@ -20,6 +20,10 @@ std::string checkExportable(Type type) {
   auto tensor = dyn_cast<RankedTensorType>(type);
   if (!tensor)
     return "is not a ranked tensor";
+  if (tensor.getRank() < 1 || tensor.getRank() > 8)
+    return "has rank " + std::to_string(tensor.getRank()) +
+           "; entry points pass tensors of rank 1 to 8 (reshape scalars to "
+           "tensor<1x...>)";
   Type elem = tensor.getElementType();
   if (!(elem.isF32() || elem.isF16() || elem.isBF16() || elem.isInteger(32) ||
         elem.isInteger(64)))
