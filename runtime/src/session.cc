@@ -28,6 +28,7 @@ struct BoundWeight {
 struct LayerAccum {
   int64_t num_experts = 0;
   std::vector<int64_t> tokens;
+  std::vector<double> gate_mass; // summed over calls; empty if never reported
   int64_t reports = 0, pairs = 0, dropped = 0, skipped = 0;
 };
 
@@ -35,6 +36,7 @@ struct LayerAccum {
 struct DispatchRecord {
   int64_t num_experts;
   std::vector<int64_t> counts;
+  std::vector<float> gate_mass; // empty unless the model reported it
   int64_t pairs, dropped, skipped;
 };
 
@@ -292,6 +294,23 @@ void OnDispatch(void *user, int64_t num_experts, const int32_t *counts,
   }
 }
 
+void OnGateMass(void *user, int64_t num_experts, const float *gate_mass) {
+  auto *cs = static_cast<CallStats *>(user);
+  if (!cs->error.empty() || cs->records.empty())
+    return;
+  DispatchRecord &r = cs->records.back();
+  if (num_experts != r.num_experts || (num_experts > 0 && !gate_mass)) {
+    cs->error = "the model reported a gate mass that does not match its "
+                "dispatch";
+    return;
+  }
+  try {
+    r.gate_mass.assign(gate_mass, gate_mass + num_experts);
+  } catch (...) {
+    cs->error = "out of memory recording statistics";
+  }
+}
+
 // Adds one call's records to the session; leaves it unchanged on error.
 moert_status_t MergeStats(moert_session_s *s, const CallStats &cs) {
   if (!cs.error.empty())
@@ -322,6 +341,12 @@ moert_status_t MergeStats(moert_session_s *s, const CallStats &cs) {
     const DispatchRecord &r = cs.records[k];
     for (size_t e = 0; e < r.counts.size(); ++e)
       l.tokens[e] = SatAdd(l.tokens[e], r.counts[e]);
+    if (!r.gate_mass.empty()) {
+      if (l.gate_mass.size() != r.gate_mass.size())
+        l.gate_mass.assign(r.gate_mass.size(), 0.0);
+      for (size_t e = 0; e < r.gate_mass.size(); ++e)
+        l.gate_mass[e] += r.gate_mass[e];
+    }
     l.reports = SatAdd(l.reports, 1);
     l.pairs = SatAdd(l.pairs, r.pairs);
     l.dropped = SatAdd(l.dropped, r.dropped);
@@ -505,7 +530,7 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     std::memset(&v, 0, sizeof v);
 
   CallStats stats;
-  moert_stats_sink sink = {&stats, OnDispatch};
+  moert_stats_sink sink = {&stats, OnDispatch, OnGateMass};
   moert_model_set_stats_sink_fn set_sink = s->model->set_stats_sink;
   if (set_sink)
     set_sink(s->collect_stats ? &sink : nullptr);
@@ -651,7 +676,14 @@ void AppendLayerJson(std::string *out, size_t k, const LayerAccum &l) {
   for (size_t e = 0; e < l.tokens.size(); ++e)
     *out += StrFormat("%s%lld", e ? ", " : "",
                       static_cast<long long>(l.tokens[e]));
-  *out += "]}";
+  *out += "]";
+  if (!l.gate_mass.empty()) {
+    *out += ",\n     \"gate_mass\": [";
+    for (size_t e = 0; e < l.gate_mass.size(); ++e)
+      *out += StrFormat("%s%.9g", e ? ", " : "", l.gate_mass[e]);
+    *out += "]";
+  }
+  *out += "}";
 }
 
 } // namespace
@@ -736,6 +768,7 @@ MOERT_API_EXPORT moert_status_t moert_session_stats(
   const LayerAccum &l = session->layers[static_cast<size_t>(layer)];
   out_stats->num_experts = l.num_experts;
   out_stats->tokens_per_expert = l.tokens.data();
+  out_stats->gate_mass = l.gate_mass.empty() ? nullptr : l.gate_mass.data();
   out_stats->num_reports = l.reports;
   out_stats->pairs = l.pairs;
   out_stats->dropped = l.dropped;

@@ -111,18 +111,22 @@ def compare(name, got, want, rtol):
 
 
 def check_stats(stats_path, expected):
-    """expected: list per dispatch call of (counts, dropped)."""
+    """expected: list per dispatch call of (counts, dropped, gate mass or None)."""
     with open(stats_path) as f:
         stats = json.load(f)
     calls = stats.get("dispatches", stats.get("layers", []))
     if len(calls) != len(expected):
         fail("statistics: %d dispatch calls, reference %d" % (len(calls), len(expected)))
-    for i, (call, (counts, dropped)) in enumerate(zip(calls, expected)):
+    for i, (call, (counts, dropped, mass)) in enumerate(zip(calls, expected)):
         got = list(call.get("tokens_per_expert", call.get("counts", [])))
         if got != [int(c) for c in counts]:
             fail("dispatch %d: tokens per expert %s, reference %s" % (i, got, list(counts)))
         if int(call.get("dropped", 0)) != int(dropped):
             fail("dispatch %d: %s dropped pairs, reference %d" % (i, call.get("dropped"), dropped))
+        if mass is not None:
+            got_mass = np.asarray(call.get("gate_mass", []), dtype=np.float64)
+            if got_mass.shape != mass.shape or not np.allclose(got_mass, mass, rtol=1e-4, atol=1e-4):
+                fail("dispatch %d: gate mass %s, reference %s" % (i, got_mass, mass))
 
 
 def layer_reference(x, params, op_text, dispatches):
@@ -131,12 +135,16 @@ def layer_reference(x, params, op_text, dispatches):
     routing, ffn, cap = attr(op_text, "routing"), attr(op_text, "ffn"), attr(op_text, "capacity")
     y, inter = ref.moe_layer(x, params, routing, ffn, cap, return_intermediates=True)
     experts, slots = np.asarray(inter["experts"]), np.asarray(inter["token_slot"])
+    weights = np.asarray(inter["weights"], dtype=np.float64)
+    num_experts = len(inter["counts"])
+    mass = np.array([weights[experts == e].sum() for e in range(num_experts)])
     dispatches.append((np.asarray(inter["counts"]),
-                       int(np.sum((experts >= 0) & (slots < 0)))))
+                       int(np.sum((experts >= 0) & (slots < 0))), mass))
     if params.get("shared_w1") is not None:
-        # Shared experts are always-on experts with a dispatch of their own.
+        # Shared experts are always-on experts with a dispatch of their own
+        # (their gate mass is not checked).
         num_shared = np.asarray(params["shared_w1"]).shape[0]
-        dispatches.append((np.full(num_shared, x.shape[0]), 0))
+        dispatches.append((np.full(num_shared, x.shape[0]), 0, None))
     return y
 
 

@@ -115,6 +115,12 @@ typedef struct moert_stats_sink {
   void *user;
   void (*on_dispatch)(void *user, int64_t num_experts, const int32_t *counts,
                       int64_t num_pairs, int64_t dropped, int64_t skipped);
+  /* Optional (may be NULL): right after on_dispatch, the gate mass of the
+   * same dispatch: for each expert the sum of the routing weights of the
+   * pairs routed to it (kept or dropped), in (token, slot) order, f32.
+   * Valid only during the callback. This is the calibration signal of
+   * static pruning (frequency = counts, importance = gate mass). */
+  void (*on_gate_mass)(void *user, int64_t num_experts, const float *gate_mass);
 } moert_stats_sink;
 
 typedef void (*moert_model_set_stats_sink_fn)(const moert_stats_sink *sink);

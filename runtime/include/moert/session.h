@@ -137,6 +137,10 @@ typedef struct moert_layer_stats {
   int64_t pairs;       /* (token, slot) pairs with an expert */
   int64_t dropped;     /* pairs dropped by a capacity limit */
   int64_t skipped;     /* slots routed to no expert (null experts, unused) */
+  /* num_experts entries: sum of the routing weights of the pairs routed to
+   * each expert, summed over calls; NULL when the model does not report it.
+   * Same lifetime as tokens_per_expert. */
+  const double *gate_mass;
 } moert_layer_stats;
 
 /* Number of successful moert_session_call calls since creation or reset. */

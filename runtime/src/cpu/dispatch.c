@@ -65,6 +65,7 @@ void moert_cpu_set_stats_sink(const moert_stats_sink *sink) {
 
 /* Reports one finished dispatch to the installed sink, if any. */
 static void report_dispatch(const moert_memref_2d *experts,
+                            const moert_memref_2d *weights,
                             const moert_memref_2d *token_slot,
                             const moert_memref_1d *counts, int64_t T,
                             int64_t K, int64_t E) {
@@ -83,6 +84,19 @@ static void report_dispatch(const moert_memref_2d *experts,
   if (counts->strides[0] != 1)
     return; /* the kernels allocate counts densely; anything else is not ours */
   sink->on_dispatch(sink->user, E, c, pairs, dropped, T * K - pairs);
+  if (!sink->on_gate_mass)
+    return;
+  float *mass = (float *)calloc((size_t)(E > 0 ? E : 1), sizeof(float));
+  if (!mass)
+    return; /* statistics are best effort; the dispatch itself is done */
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < K; ++j) {
+      int64_t e = expert_at(experts, t, j, E);
+      if (e >= 0)
+        mass[e] += MOERT_F32_2D(weights, t, j);
+    }
+  sink->on_gate_mass(sink->user, E, mass);
+  free(mass);
 }
 
 /*===----------------------------------------------------------------------===*
@@ -298,7 +312,7 @@ void _mlir_ciface_moert_cpu_dispatch(
     dispatch_ragged(&d);
   else
     dispatch_padded(&d, order, on_drop, renormalize);
-  report_dispatch(experts, token_slot, counts, d.T, d.K, d.E);
+  report_dispatch(experts, weights, token_slot, counts, d.T, d.K, d.E);
 }
 
 /*===----------------------------------------------------------------------===*
