@@ -36,15 +36,23 @@ CONFIGS = {
     "mixtral-small": (1024, 3584, 8, 2, 0, 0, "glu"),
     "deepseek-fine": (1024, 512, 64, 6, 2, 512, "glu"),
     "switch": (768, 3072, 16, 1, 0, 0, "mlp"),
+    # Mixtral-small with a router bias of 0.75 on expert 0: about half of
+    # the tokens pick expert 0 (a quarter of all pairs), the skewed case.
+    "mixtral-skewed": (1024, 3584, 8, 2, 0, 0, "glu"),
 }
+SKEW_BIAS = 0.75
 
 
 def layer_mlir(name, D, F, E, k, S, FS, form):
     ffn = "#moe.ffn<>" if form == "glu" else "#moe.ffn<kind = mlp, activation = relu>"
     args = ['%%x: tensor<?x%dxf32> {moe.name = "x"}' % D,
-            '%%router: tensor<%dx%dxf32> {moe.name = "router"}' % (D, E),
-            '%%w1: tensor<%dx%dx%dxf32> {moe.name = "w1"}' % (E, D, F)]
-    ops = ["w1(%%w1 : tensor<%dx%dx%dxf32>)" % (E, D, F)]
+            '%%router: tensor<%dx%dxf32> {moe.name = "router"}' % (D, E)]
+    ops = []
+    if name.endswith("skewed"):
+        args.append('%%router_bias: tensor<%dxf32> {moe.name = "router_bias"}' % E)
+        ops.append("router_bias(%%router_bias : tensor<%dxf32>)" % E)
+    args.append('%%w1: tensor<%dx%dx%dxf32> {moe.name = "w1"}' % (E, D, F))
+    ops.append("w1(%%w1 : tensor<%dx%dx%dxf32>)" % (E, D, F))
     if form == "glu":
         args.append('%%w3: tensor<%dx%dx%dxf32> {moe.name = "w3"}' % (E, D, F))
         ops.append("w3(%%w3 : tensor<%dx%dx%dxf32>)" % (E, D, F))
@@ -152,6 +160,9 @@ def main():
         import numpy as np
         # Weights do not depend on T: write them once per configuration.
         weights = random_data.make_arrays([a_ for a_ in args if a_[1] != "x"], 1, seed=1)
+        if "router_bias" in weights:
+            weights["router_bias"] = np.zeros(E, np.float32)
+            weights["router_bias"][0] = SKEW_BIAS
         st = os.path.join(work, "w.safetensors")
         random_data.write_safetensors(st, weights)
         del weights
@@ -171,14 +182,16 @@ def main():
                 active = sum(1 for c in counts if c > 0)
                 flops = 2.0 * (T * k + T * S * (FS / F if F else 0)) * mats * D * F
                 wbytes = (active * mats * D * F + S * mats * D * FS) * 4
-                loop_ms = baseline(baselines, ["loop", D, F, E, k, T], th)[0] if form == "glu" and not S else float("nan")
+                plain = form == "glu" and not S and not name.endswith("skewed")
+                loop_ms = baseline(baselines, ["loop", D, F, E, k, T], th)[0] if plain else float("nan")
                 M = max(1, T * k)
                 sg = baseline(baselines, ["sgemm", M, mats * F, D], th)
                 torch_ms = float("nan")
-                if has_torch and form == "glu" and not S:
+                if has_torch and plain:
                     tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k), str(T), str(th)])
                     torch_ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
                 row = dict(config=name, T=T, threads=th, ms=ms, gflops=flops / ms / 1e6,
+                           max_share=max(counts) / max(1, sum(counts)),
                            gbps=wbytes / ms / 1e6, loop_ms=loop_ms, sgemm_gflops=sg[1],
                            torch_ms=torch_ms, dram_gbps=bw[th])
                 rows.append(row)
