@@ -15,7 +15,9 @@ import re
 import struct
 import sys
 
-ARG_RE = re.compile(r"%([\w.]+): tensor<([^>]*)>(?:\s*\{moe\.name = \"([^\"]+)\"\})?")
+# An argument, its tensor type and (anywhere in its attribute dictionary)
+# its moe.name.
+ARG_RE = re.compile(r"%([\w.]+): tensor<([^>]*)>(?:\s*\{[^}]*?moe\.name = \"([^\"]+)\"[^}]*\})?")
 NP_DTYPES = {"f32": "float32", "f16": "float16", "i32": "int32", "i64": "int64"}
 ST_DTYPES = {"float32": "F32", "float16": "F16", "int32": "I32", "int64": "I64"}
 

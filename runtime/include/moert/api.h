@@ -21,8 +21,9 @@
  *  - There is no global mutable state: everything lives in the objects the
  *    caller creates, so independent objects can be used from independent
  *    threads. Each header documents the thread safety of its type.
- *  - Calls run on the calling thread. libmoert has no thread pool yet;
- *    parallelism inside compiled code comes later, behind the same API.
+ *  - A session lends its own worker threads (all cores by default) to the
+ *    model's kernels during a call; see session.h. moert_call runs on the
+ *    calling thread only.
  *===----------------------------------------------------------------------===*/
 
 #ifndef MOERT_API_H
