@@ -19,7 +19,9 @@ import sys
 # its moe.name.
 ARG_RE = re.compile(r"%([\w.]+): tensor<([^>]*)>(?:\s*\{[^}]*?moe\.name = \"([^\"]+)\"[^}]*\})?")
 NP_DTYPES = {"f32": "float32", "f16": "float16", "i32": "int32", "i64": "int64"}
-ST_DTYPES = {"float32": "F32", "float16": "F16", "int32": "I32", "int64": "I64"}
+# uint16 arrays carry bfloat16 bits (numpy has no bfloat16).
+ST_DTYPES = {"float32": "F32", "float16": "F16", "int32": "I32", "int64": "I64",
+             "uint16": "BF16"}
 
 
 def parse_signature(text, entry=None):

@@ -130,6 +130,44 @@ def MoeSkipExpertsPass : Pass<"moe-skip-experts"> {
 }
 
 //===----------------------------------------------------------------------===//
+// Static pruning
+//===----------------------------------------------------------------------===//
+
+def MoePruneExpertsPass : Pass<"moe-prune-experts", "::mlir::ModuleOp"> {
+  let summary = "Remove the least important experts using a calibration profile";
+  let description = [{
+    Static pruning (UNCURL / EASY-EP style): reads the routing statistics a
+    calibration run wrote (`moe-run --stats profile.json`: per layer,
+    `tokens_per_expert` and `gate_mass`), ranks each `moe.layer`'s experts
+    by `metric` (`gate_mass`, the default, or `frequency`), keeps the best
+    `keep` experts (or `keep-fraction` of them) and removes the others:
+
+    * the stacked weights (`w1`, `w3`, `w2`, `b1`, `b2`) lose the pruned
+      experts, the router (and its biases) loses their columns; null-expert
+      columns are kept; kept experts stay in their original order, so the
+      router columns are re-indexed consistently with the weights;
+    * the weights must be entry-point arguments used by that layer only: the
+      entry point's signature shrinks, and every changed argument records
+      what was kept (`moe.prune_dim`, `moe.prune_keep`), from which
+      `python3 -m moe_frontend.prune_weights` writes the matching
+      .safetensors.
+
+    Profile layers are matched to `moe.layer` ops in program order (a layer
+    with shared experts has a second profile entry, its always-on dispatch).
+  }];
+  let options = [
+    Option<"profile", "profile", "std::string", "",
+           "Routing statistics JSON written by moe-run --stats">,
+    Option<"keep", "keep", "int64_t", "0",
+           "Experts to keep per layer (0: use keep-fraction)">,
+    Option<"keepFraction", "keep-fraction", "double", "0.5",
+           "Fraction of the experts to keep per layer">,
+    Option<"metric", "metric", "std::string", "\"gate_mass\"",
+           "Importance: gate_mass or frequency">
+  ];
+}
+
+//===----------------------------------------------------------------------===//
 // Model-library preparation
 //===----------------------------------------------------------------------===//
 
