@@ -190,10 +190,10 @@ def main():
             if "load_balance" in fn["body"]:
                 # Valid routing: ids in [-1, E), probabilities that sum to 1.
                 rng = np.random.RandomState(seed)
-                num_e = vals["probs"].shape[1]
+                num_e = vals["probs"].shape[-1]
                 vals["experts"] = rng.randint(-1, num_e, size=vals["experts"].shape).astype(np.int32)
                 p = np.exp(vals["probs"])
-                vals["probs"] = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+                vals["probs"] = (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
                 ref_vals.update(experts=vals["experts"], probs=vals["probs"])
             st = os.path.join(work, "weights.safetensors")
             random_data.write_safetensors(st, {n: v for n, v in vals.items() if n not in inputs})
@@ -233,8 +233,17 @@ def main():
                 params = {k: by_ssa[v] for k, v in ops.items()}
                 want = [layer_reference(vals[first], params, layers[0], expected_stats)]
             elif "moe.load_balance" in fn["body"]:
-                num_e = ref_vals["probs"].shape[1]
-                want = [np.array([ref.load_balancing(ref_vals["experts"], ref_vals["probs"], num_e)], dtype=np.float32)]
+                ex, pr = ref_vals["experts"], ref_vals["probs"]
+                num_e = pr.shape[-1]
+                if ex.ndim == 2:
+                    value = ref.load_balancing(ex, pr, num_e)
+                elif "global_batch" in fn["body"]:
+                    value = ref.load_balancing(ex.reshape(-1, ex.shape[-1]),
+                                               pr.reshape(-1, num_e), num_e)
+                else:  # mean over micro-batches
+                    value = np.mean([ref.load_balancing(ex[b], pr[b], num_e)
+                                     for b in range(ex.shape[0])])
+                want = [np.array([value], dtype=np.float32)]
             elif len(routes) == 1:
                 r = attr(routes[0], "routing")
                 bias = vals.get("bias")

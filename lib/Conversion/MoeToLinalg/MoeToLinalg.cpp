@@ -171,9 +171,10 @@ struct LowerGroupedMatmul : OpRewritePattern<GroupedMatmulOp> {
   }
 };
 
-/// moe.load_balance as three linalg reductions: pair counts per expert,
-/// probability sums per expert, and their dot product, scaled by
-/// E / (T * K * T).
+/// moe.load_balance as three linalg reductions over micro-batches b (a
+/// [T, ...] input is one micro-batch; global_batch merges all of them into
+/// one): pair counts per (b, expert), probability sums per (b, expert), and
+/// sum_b sum_e counts * sums, scaled by E / (T * K * T * B).
 struct LowerLoadBalance : OpRewritePattern<LoadBalanceOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(LoadBalanceOp op,
@@ -182,83 +183,107 @@ struct LowerLoadBalance : OpRewritePattern<LoadBalanceOp> {
     MLIRContext *ctx = rewriter.getContext();
     TensorBuilder tb(rewriter, loc);
     Type f32 = rewriter.getF32Type();
-    int64_t numExperts = op.getProbs().getType().getDimSize(1);
-    int64_t k = op.getExperts().getType().getDimSize(1);
-    AffineExpr t, j, e;
+    Value experts = op.getExperts(), probs = op.getProbs();
+    // Normalise to [B, T, *]: a single batch gets B = 1, a global batch is
+    // collapsed to one micro-batch of B * T tokens.
+    auto toBatched = [&](Value v) -> Value {
+      auto type = cast<RankedTensorType>(v.getType());
+      if (type.getRank() == 3 && op.getGlobalBatch())
+        v = tensor::CollapseShapeOp::create(
+            rewriter, loc, v, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+      if (cast<RankedTensorType>(v.getType()).getRank() == 3)
+        return v;
+      auto t = cast<RankedTensorType>(v.getType());
+      SmallVector<int64_t> shape = {1, t.getDimSize(0), t.getDimSize(1)};
+      SmallVector<OpFoldResult> sizes = {rewriter.getIndexAttr(1), tb.dim(v, 0),
+                                         rewriter.getIndexAttr(t.getDimSize(1))};
+      return tensor::ExpandShapeOp::create(
+          rewriter, loc, RankedTensorType::get(shape, t.getElementType()), v,
+          ArrayRef<ReassociationIndices>{{0, 1}, {2}}, sizes);
+    };
+    experts = toBatched(experts);
+    probs = toBatched(probs);
+    int64_t numExperts = cast<RankedTensorType>(probs.getType()).getDimSize(2);
+    int64_t k = cast<RankedTensorType>(experts.getType()).getDimSize(2);
+    OpFoldResult batches = tb.dim(experts, 0);
     auto parallel = utils::IteratorType::parallel;
     auto reduction = utils::IteratorType::reduction;
 
-    // counts[e] = #{(t, j) : experts[t, j] == e}, over (e, t, j).
-    bindDims(ctx, e, t, j);
-    Value counts = tb.zeros({rewriter.getIndexAttr(numExperts)}, f32);
+    // counts[b, e] = #{(t, j) : experts[b, t, j] == e}, over (b, e, t, j).
+    AffineExpr b, e, t, j;
+    bindDims(ctx, b, e, t, j);
+    Value counts = tb.zeros({batches, rewriter.getIndexAttr(numExperts)}, f32);
     counts = linalg::GenericOp::create(
-                 rewriter, loc, TypeRange{counts.getType()},
-                 ValueRange{op.getExperts()}, ValueRange{counts},
-                 SmallVector<AffineMap>{AffineMap::get(3, 0, {t, j}, ctx),
-                                        AffineMap::get(3, 0, {e}, ctx)},
-                 SmallVector<utils::IteratorType>{parallel, reduction,
+                 rewriter, loc, TypeRange{counts.getType()}, ValueRange{experts},
+                 ValueRange{counts},
+                 SmallVector<AffineMap>{AffineMap::get(4, 0, {b, t, j}, ctx),
+                                        AffineMap::get(4, 0, {b, e}, ctx)},
+                 SmallVector<utils::IteratorType>{parallel, parallel, reduction,
                                                   reduction},
-                 [&](OpBuilder &b, Location l, ValueRange args) {
+                 [&](OpBuilder &nb, Location l, ValueRange args) {
                    Value idx = arith::IndexCastOp::create(
-                       b, l, b.getI32Type(), linalg::IndexOp::create(b, l, 0));
+                       nb, l, nb.getI32Type(), linalg::IndexOp::create(nb, l, 1));
                    Value hit = arith::CmpIOp::create(
-                       b, l, arith::CmpIPredicate::eq, args[0], idx);
-                   Value one = arith::UIToFPOp::create(b, l, b.getF32Type(), hit);
+                       nb, l, arith::CmpIPredicate::eq, args[0], idx);
+                   Value one = arith::UIToFPOp::create(nb, l, nb.getF32Type(), hit);
                    linalg::YieldOp::create(
-                       b, l, arith::AddFOp::create(b, l, args[1], one).getResult());
+                       nb, l, arith::AddFOp::create(nb, l, args[1], one).getResult());
                  })
                  .getResult(0);
 
-    // psum[e] = sum_t probs[t, e], over (e, t).
-    AffineExpr e2, t2;
-    bindDims(ctx, e2, t2);
-    Value psum = tb.zeros({rewriter.getIndexAttr(numExperts)}, f32);
+    // psum[b, e] = sum_t probs[b, t, e], over (b, e, t).
+    AffineExpr b2, e2, t2;
+    bindDims(ctx, b2, e2, t2);
+    Value psum = tb.zeros({batches, rewriter.getIndexAttr(numExperts)}, f32);
     psum = linalg::GenericOp::create(
-               rewriter, loc, TypeRange{psum.getType()},
-               ValueRange{op.getProbs()}, ValueRange{psum},
-               SmallVector<AffineMap>{AffineMap::get(2, 0, {t2, e2}, ctx),
-                                      AffineMap::get(2, 0, {e2}, ctx)},
-               SmallVector<utils::IteratorType>{parallel, reduction},
-               [&](OpBuilder &b, Location l, ValueRange args) {
-                 TensorBuilder inner(b, l);
+               rewriter, loc, TypeRange{psum.getType()}, ValueRange{probs},
+               ValueRange{psum},
+               SmallVector<AffineMap>{AffineMap::get(3, 0, {b2, t2, e2}, ctx),
+                                      AffineMap::get(3, 0, {b2, e2}, ctx)},
+               SmallVector<utils::IteratorType>{parallel, parallel, reduction},
+               [&](OpBuilder &nb, Location l, ValueRange args) {
+                 TensorBuilder inner(nb, l);
                  linalg::YieldOp::create(
-                     b, l,
-                     arith::AddFOp::create(b, l, args[1], inner.toF32(args[0]))
+                     nb, l,
+                     arith::AddFOp::create(nb, l, args[1], inner.toF32(args[0]))
                          .getResult());
                })
                .getResult(0);
 
-    // dot = sum_e counts[e] * psum[e].
-    AffineExpr e3;
-    bindDims(ctx, e3);
-    Value dot = tensor::EmptyOp::create(rewriter, loc, ArrayRef<int64_t>{}, f32);
+    // dot = sum_b sum_e counts[b, e] * psum[b, e].
+    AffineExpr b3, e3;
+    bindDims(ctx, b3, e3);
     Value zero = arith::ConstantOp::create(rewriter, loc,
                                            rewriter.getF32FloatAttr(0));
+    Value dot = tensor::EmptyOp::create(rewriter, loc, ArrayRef<int64_t>{}, f32);
     dot = linalg::FillOp::create(rewriter, loc, zero, dot).getResult(0);
     dot = linalg::GenericOp::create(
               rewriter, loc, TypeRange{dot.getType()}, ValueRange{counts, psum},
               ValueRange{dot},
-              SmallVector<AffineMap>{AffineMap::get(1, 0, {e3}, ctx),
-                                     AffineMap::get(1, 0, {e3}, ctx),
-                                     AffineMap::get(1, 0, {}, ctx)},
-              SmallVector<utils::IteratorType>{reduction},
-              [&](OpBuilder &b, Location l, ValueRange args) {
-                Value prod = arith::MulFOp::create(b, l, args[0], args[1]);
+              SmallVector<AffineMap>{AffineMap::get(2, 0, {b3, e3}, ctx),
+                                     AffineMap::get(2, 0, {b3, e3}, ctx),
+                                     AffineMap::get(2, 0, {}, ctx)},
+              SmallVector<utils::IteratorType>{reduction, reduction},
+              [&](OpBuilder &nb, Location l, ValueRange args) {
+                Value prod = arith::MulFOp::create(nb, l, args[0], args[1]);
                 linalg::YieldOp::create(
-                    b, l, arith::AddFOp::create(b, l, args[2], prod).getResult());
+                    nb, l, arith::AddFOp::create(nb, l, args[2], prod).getResult());
               })
               .getResult(0);
 
-    // result = dot * E / (T * K * T)
-    Value tokens = arith::IndexCastOp::create(
-        rewriter, loc, rewriter.getI64Type(),
-        tensor::DimOp::create(rewriter, loc, op.getExperts(), 0));
-    Value tf = arith::SIToFPOp::create(rewriter, loc, f32, tokens);
+    // result = dot * E / (T * K * T * B)
+    auto asF32 = [&](OpFoldResult size) -> Value {
+      Value v = getValueOrCreateConstantIndexOp(rewriter, loc, size);
+      v = arith::IndexCastOp::create(rewriter, loc, rewriter.getI64Type(), v);
+      return arith::SIToFPOp::create(rewriter, loc, f32, v);
+    };
+    Value tf = asF32(tb.dim(experts, 1));
     Value denom = arith::MulFOp::create(
         rewriter, loc, arith::MulFOp::create(rewriter, loc, tf, tf),
         tb.f32(double(k)));
-    Value scale = arith::DivFOp::create(rewriter, loc, tb.f32(double(numExperts)),
-                                        denom);
+    denom = arith::MulFOp::create(rewriter, loc, denom, asF32(batches));
+    Value scale = arith::DivFOp::create(rewriter, loc,
+                                        tb.f32(double(numExperts)), denom);
     Value scalar = tensor::ExtractOp::create(rewriter, loc, dot, ValueRange{});
     Value result = arith::MulFOp::create(rewriter, loc, scalar, scale);
     rewriter.replaceOpWithNewOp<tensor::FromElementsOp>(

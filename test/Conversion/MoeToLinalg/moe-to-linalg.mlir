@@ -72,15 +72,17 @@ func.func @grouped_matmul_bf16_transposed(%lhs: tensor<?x8xbf16>, %rhs: tensor<4
 
 // -----
 
-// moe.load_balance: pair counts per expert (a reduction over tokens and
-// slots comparing ids with the expert index), probability sums per expert,
-// their dot product, scaled by E / (T * K * T).
+// moe.load_balance: one batch becomes a single micro-batch [1, T, *]; pair
+// counts per (batch, expert) compare ids with the expert index, probability
+// sums per (batch, expert), their dot product, scaled by E / (T * K * T * B).
 // CHECK-LABEL: func.func @load_balance
-// CHECK: %[[CNT:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "reduction", "reduction"]{{.*}} ins(%{{.*}} : tensor<?x2xi32>)
-// CHECK:   linalg.index 0
+// CHECK: %[[EX:.*]] = tensor.expand_shape %{{.*}} {{\[}}[0, 1], [2]] output_shape [1, %{{.*}}, 2] : tensor<?x2xi32> into tensor<1x?x2xi32>
+// CHECK: %[[PR:.*]] = tensor.expand_shape %{{.*}} {{\[}}[0, 1], [2]] output_shape [1, %{{.*}}, 8] : tensor<?x8xf32> into tensor<1x?x8xf32>
+// CHECK: %[[CNT:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "reduction"]{{.*}} ins(%[[EX]] : tensor<1x?x2xi32>)
+// CHECK:   linalg.index 1
 // CHECK:   arith.cmpi eq
-// CHECK: %[[PSUM:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]{{.*}} ins(%{{.*}} : tensor<?x8xf32>)
-// CHECK: %[[DOT:.*]] = linalg.generic {{.*}}iterator_types = ["reduction"]{{.*}} ins(%[[CNT]], %[[PSUM]] : tensor<8xf32>, tensor<8xf32>)
+// CHECK: %[[PSUM:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]{{.*}} ins(%[[PR]] : tensor<1x?x8xf32>)
+// CHECK: %[[DOT:.*]] = linalg.generic {{.*}}iterator_types = ["reduction", "reduction"]{{.*}} ins(%[[CNT]], %[[PSUM]] : tensor<1x8xf32>, tensor<1x8xf32>)
 // CHECK: %[[E:.*]] = arith.constant 8.000000e+00 : f32
 // CHECK: %[[SCALE:.*]] = arith.divf %[[E]], %{{.*}} : f32
 // CHECK: %[[V:.*]] = tensor.extract %[[DOT]][] : tensor<f32>
@@ -88,5 +90,16 @@ func.func @grouped_matmul_bf16_transposed(%lhs: tensor<?x8xbf16>, %rhs: tensor<4
 // CHECK: tensor.from_elements %[[R]] : tensor<f32>
 func.func @load_balance(%e: tensor<?x2xi32>, %p: tensor<?x8xf32>) -> tensor<f32> {
   %r = moe.load_balance %e, %p : tensor<?x2xi32>, tensor<?x8xf32> -> tensor<f32>
+  return %r : tensor<f32>
+}
+
+// -----
+
+// global_batch collapses [B, T, *] into one batch of B * T tokens.
+// CHECK-LABEL: func.func @load_balance_global
+// CHECK: tensor.collapse_shape %{{.*}} {{\[}}[0, 1], [2]] : tensor<?x16x2xi32> into tensor<?x2xi32>
+// CHECK: tensor.expand_shape {{.*}} into tensor<1x?x2xi32>
+func.func @load_balance_global(%e: tensor<?x16x2xi32>, %p: tensor<?x16x8xf32>) -> tensor<f32> {
+  %r = moe.load_balance %e, %p {global_batch} : tensor<?x16x2xi32>, tensor<?x16x8xf32> -> tensor<f32>
   return %r : tensor<f32>
 }

@@ -1511,7 +1511,15 @@ func.func @load_balance_tokens(%e: tensor<4x2xi32>, %p: tensor<5x8xf32>) {
 // -----
 
 func.func @load_balance_dynamic_experts(%e: tensor<4x2xi32>, %p: tensor<4x?xf32>) {
-  // expected-error @+1 {{the number of experts (probs dimension 1) must be static}}
+  // expected-error @+1 {{the number of experts (probs' last dimension) and of slots must be static}}
   %r = moe.load_balance %e, %p : tensor<4x2xi32>, tensor<4x?xf32> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @load_balance_global_2d(%e: tensor<4x2xi32>, %p: tensor<4x8xf32>) {
+  // expected-error @+1 {{global_batch needs micro-batched [B, T, K] inputs}}
+  %r = moe.load_balance %e, %p {global_batch} : tensor<4x2xi32>, tensor<4x8xf32> -> tensor<f32>
   return
 }

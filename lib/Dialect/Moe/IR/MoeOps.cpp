@@ -623,16 +623,24 @@ LogicalResult ExpertStatsOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult LoadBalanceOp::verify() {
-  Operation *op = getOperation();
-  if (failed(checkRank(op, getExperts(), 2, "experts", "[T, K]")) ||
-      failed(checkRank(op, getProbs(), 2, "probs", "[T, E]")))
-    return failure();
-  if (ShapedType::isDynamic(getProbs().getType().getDimSize(1)))
-    return emitOpError() << "the number of experts (probs dimension 1) must "
-                            "be static";
-  return checkDim(op, getProbs().getType().getDimSize(0),
-                  getExperts().getType().getDimSize(0),
-                  "token count of probs (vs experts)");
+  auto et = getExperts().getType();
+  auto pt = getProbs().getType();
+  if ((et.getRank() != 2 && et.getRank() != 3) || pt.getRank() != et.getRank())
+    return emitOpError() << "experts and probs must be [T, K] and [T, E], or "
+                            "[B, T, K] and [B, T, E], got "
+                         << et << " and " << pt;
+  if (getGlobalBatch() && et.getRank() != 3)
+    return emitOpError() << "global_batch needs micro-batched [B, T, K] inputs";
+  if (ShapedType::isDynamic(pt.getShape().back()) ||
+      ShapedType::isDynamic(et.getShape().back()))
+    return emitOpError() << "the number of experts (probs' last dimension) and "
+                            "of slots must be static";
+  for (int64_t i = 0; i + 1 < et.getRank(); ++i)
+    if (failed(checkDim(getOperation(), pt.getDimSize(i), et.getDimSize(i),
+                        i + 2 == et.getRank() ? "token count of probs (vs experts)"
+                                              : "micro-batch count of probs (vs experts)")))
+      return failure();
+  return success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -390,19 +390,22 @@ def Moe_ExpertStatsOp : Moe_Op<"expert_stats", [Pure]> {
 }
 
 def Moe_LoadBalanceOp : Moe_Op<"load_balance", [Pure]> {
-  let summary = "The load-balancing quantity E * sum_e f_e P_e of a batch";
+  let summary = "The load-balancing quantity E * sum_e f_e P_e";
   let description = [{
     For routing `experts` `[T, K]` (entries in `[0, E)` or -1) and router
     probabilities `probs` `[T, E]`: `f_e = count_e / (T * K)` with `count_e`
     the (token, slot) pairs routed to expert `e`, `P_e` the mean of
     `probs[:, e]` over the T tokens, and the result (a 0-d f32 tensor) is
     `E * sum_e f_e * P_e` (Switch / GShard auxiliary loss; 1 for perfectly
-    balanced routing). Accumulation is in f32. Aggregating over several
-    batches (global-batch balancing) sums the counts and probabilities of
-    the batches before the product: the runtime's statistics accumulate the
-    counts across calls for that.
+    balanced routing). Accumulation is in f32.
+
+    With micro-batches, `experts` `[B, T, K]` and `probs` `[B, T, E]`:
+    by default the result is the mean over the B micro-batches of their own
+    quantity; with `global_batch` (Demons in the Detail), `f_e` and `P_e`
+    are taken over all `B * T` tokens at once.
   }];
-  let arguments = (ins Moe_IndexTensor:$experts, Moe_FloatTensor:$probs);
+  let arguments = (ins Moe_IndexTensor:$experts, Moe_FloatTensor:$probs,
+                       UnitAttr:$global_batch);
   let results = (outs 0DTensorOf<[F32]>:$result);
   let assemblyFormat = [{
     $experts `,` $probs attr-dict `:` type($experts) `,` type($probs)
