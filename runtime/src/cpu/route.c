@@ -261,8 +261,13 @@ static void route_ranked(const RouteParams *rp, moert_memref_2d *logits,
           ++kept;
         }
     }
-    /* softmax_selected weights are the softmax of the *kept* logits. */
-    if (selected_softmax && kept != n)
+    /* softmax_selected weights are the softmax of the *kept* logits. So are
+     * renormalised softmax weights without epsilon (§1.4): the same values
+     * mathematically, computed without the full-softmax denominator, so a
+     * token's weights do not depend on columns it did not keep. */
+    int renormalised_softmax = rp->score == MOERT_SOFTMAX && rp->normalize &&
+                               rp->epsilon == 0.0f;
+    if ((selected_softmax && kept != n) || renormalised_softmax)
       softmax_of(s->l, s->sel, kept, s->cand, s->w);
     finish_token(rp, weights_out, experts_out, t, s->sel, s->w, kept);
   }

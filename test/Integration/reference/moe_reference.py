@@ -427,7 +427,11 @@ def route(logits: np.ndarray, routing, bias=None) -> Tuple[np.ndarray, np.ndarra
                 keep = keep & (psel >= F32(r["threshold"]))
             cols = _compact(sel, keep)
             used = cols >= 0
-            if score == "softmax_selected":
+            # Renormalised softmax without epsilon is computed as the softmax
+            # of the kept logits (Semantics 1.4), like softmax_selected.
+            renormalised = (score == "softmax" and r["normalize"] == "selected"
+                            and r["epsilon"] == 0.0)
+            if score == "softmax_selected" or renormalised:
                 w = _masked_softmax_rows(_take(l, np.maximum(cols, 0)), used)
             else:
                 w = np.where(used, _take(p, np.maximum(cols, 0)), F32(0)).astype(F32)
