@@ -29,6 +29,7 @@ struct LayerAccum {
   int64_t num_experts = 0;
   std::vector<int64_t> tokens;
   std::vector<double> gate_mass; // summed over calls; empty if never reported
+  std::vector<double> importance; // likewise
   int64_t reports = 0, pairs = 0, dropped = 0, skipped = 0;
 };
 
@@ -37,6 +38,7 @@ struct DispatchRecord {
   int64_t num_experts;
   std::vector<int64_t> counts;
   std::vector<float> gate_mass; // empty unless the model reported it
+  std::vector<float> importance; // likewise
   int64_t pairs, dropped, skipped;
 };
 
@@ -311,6 +313,23 @@ void OnGateMass(void *user, int64_t num_experts, const float *gate_mass) {
   }
 }
 
+void OnImportance(void *user, int64_t num_experts, const float *importance) {
+  auto *cs = static_cast<CallStats *>(user);
+  if (!cs->error.empty() || cs->records.empty())
+    return;
+  DispatchRecord &r = cs->records.back();
+  if (num_experts != r.num_experts || (num_experts > 0 && !importance)) {
+    cs->error = "the model reported an expert importance that does not "
+                "match its dispatch";
+    return;
+  }
+  try {
+    r.importance.assign(importance, importance + num_experts);
+  } catch (...) {
+    cs->error = "out of memory recording statistics";
+  }
+}
+
 // Adds one call's records to the session; leaves it unchanged on error.
 moert_status_t MergeStats(moert_session_s *s, const CallStats &cs) {
   if (!cs.error.empty())
@@ -346,6 +365,12 @@ moert_status_t MergeStats(moert_session_s *s, const CallStats &cs) {
         l.gate_mass.assign(r.gate_mass.size(), 0.0);
       for (size_t e = 0; e < r.gate_mass.size(); ++e)
         l.gate_mass[e] += r.gate_mass[e];
+    }
+    if (!r.importance.empty()) {
+      if (l.importance.size() != r.importance.size())
+        l.importance.assign(r.importance.size(), 0.0);
+      for (size_t e = 0; e < r.importance.size(); ++e)
+        l.importance[e] += r.importance[e];
     }
     l.reports = SatAdd(l.reports, 1);
     l.pairs = SatAdd(l.pairs, r.pairs);
@@ -530,7 +555,7 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     std::memset(&v, 0, sizeof v);
 
   CallStats stats;
-  moert_stats_sink sink = {&stats, OnDispatch, OnGateMass};
+  moert_stats_sink sink = {&stats, OnDispatch, OnGateMass, OnImportance};
   moert_model_set_stats_sink_fn set_sink = s->model->set_stats_sink;
   if (set_sink)
     set_sink(s->collect_stats ? &sink : nullptr);
@@ -683,6 +708,12 @@ void AppendLayerJson(std::string *out, size_t k, const LayerAccum &l) {
       *out += StrFormat("%s%.9g", e ? ", " : "", l.gate_mass[e]);
     *out += "]";
   }
+  if (!l.importance.empty()) {
+    *out += ",\n     \"importance\": [";
+    for (size_t e = 0; e < l.importance.size(); ++e)
+      *out += StrFormat("%s%.9g", e ? ", " : "", l.importance[e]);
+    *out += "]";
+  }
   *out += "}";
 }
 
@@ -769,6 +800,7 @@ MOERT_API_EXPORT moert_status_t moert_session_stats(
   out_stats->num_experts = l.num_experts;
   out_stats->tokens_per_expert = l.tokens.data();
   out_stats->gate_mass = l.gate_mass.empty() ? nullptr : l.gate_mass.data();
+  out_stats->importance = l.importance.empty() ? nullptr : l.importance.data();
   out_stats->num_reports = l.reports;
   out_stats->pairs = l.pairs;
   out_stats->dropped = l.dropped;

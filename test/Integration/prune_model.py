@@ -48,6 +48,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--build", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--metric", default="gate_mass")
     ap.add_argument("--require-bit-identical", action="store_true",
                     help="fail unless every unaffected token is bit-identical")
     a = ap.parse_args()
@@ -67,7 +68,7 @@ def main():
     run([b("moe-run"), "--model", w("full.so"), "--weights", w("full.safetensors"),
          "--input", "x=" + w("x256.npy"), "--stats", w("profile.json")])
     # 2. Prune half of the experts by gate mass, slice the weights.
-    run([b("moe-opt"), a.model, "-moe-prune-experts=profile=%s keep-fraction=0.5" % w("profile.json"),
+    run([b("moe-opt"), a.model, "-moe-prune-experts=profile=%s keep-fraction=0.5 metric=%s" % (w("profile.json"), a.metric),
          "-o", w("pruned.mlir")])
     run([sys.executable, "-m", "moe_frontend.prune_weights", w("pruned.mlir"),
          w("full.safetensors"), w("pruned.safetensors")])

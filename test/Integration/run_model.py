@@ -111,13 +111,14 @@ def compare(name, got, want, rtol):
 
 
 def check_stats(stats_path, expected):
-    """expected: list per dispatch call of (counts, dropped, gate mass or None)."""
+    """expected: list per dispatch call of (counts, dropped, gate mass or
+    None, importance or None)."""
     with open(stats_path) as f:
         stats = json.load(f)
     calls = stats.get("dispatches", stats.get("layers", []))
     if len(calls) != len(expected):
         fail("statistics: %d dispatch calls, reference %d" % (len(calls), len(expected)))
-    for i, (call, (counts, dropped, mass)) in enumerate(zip(calls, expected)):
+    for i, (call, (counts, dropped, mass, importance)) in enumerate(zip(calls, expected)):
         got = list(call.get("tokens_per_expert", call.get("counts", [])))
         if got != [int(c) for c in counts]:
             fail("dispatch %d: tokens per expert %s, reference %s" % (i, got, list(counts)))
@@ -127,6 +128,10 @@ def check_stats(stats_path, expected):
             got_mass = np.asarray(call.get("gate_mass", []), dtype=np.float64)
             if got_mass.shape != mass.shape or not np.allclose(got_mass, mass, rtol=1e-4, atol=1e-4):
                 fail("dispatch %d: gate mass %s, reference %s" % (i, got_mass, mass))
+        if importance is not None:
+            got_imp = np.asarray(call.get("importance", []), dtype=np.float64)
+            if got_imp.shape != importance.shape or not np.allclose(got_imp, importance, rtol=1e-4, atol=1e-4):
+                fail("dispatch %d: importance %s, reference %s" % (i, got_imp, importance))
 
 
 def layer_reference(x, params, op_text, dispatches):
@@ -138,13 +143,34 @@ def layer_reference(x, params, op_text, dispatches):
     weights = np.asarray(inter["weights"], dtype=np.float64)
     num_experts = len(inter["counts"])
     mass = np.array([weights[experts == e].sum() for e in range(num_experts)])
+    # Output-norm-weighted importance: sum over kept pairs of combine weight
+    # times the L2 norm of the expert's output row.
+    out = np.asarray(inter["expert_out"], dtype=np.float64)
+    counts = np.asarray(inter["counts"])
+    rows = out.reshape(-1, out.shape[-1])
+    owner = np.full(rows.shape[0], -1)
+    if out.ndim == 3:
+        cap = out.shape[1]
+        for e in range(num_experts):
+            owner[e * cap:e * cap + min(int(counts[e]), cap)] = e
+    else:
+        start = 0
+        for e in range(num_experts):
+            owner[start:start + int(counts[e])] = e
+            start += int(counts[e])
+    norms = np.sqrt((rows * rows).sum(axis=1))
+    cw = np.asarray(inter["combine_weights"], dtype=np.float64)
+    importance = np.zeros(num_experts)
+    for (t, j), r in np.ndenumerate(slots):
+        if r >= 0 and owner[r] >= 0:
+            importance[owner[r]] += cw[t, j] * norms[r]
     dispatches.append((np.asarray(inter["counts"]),
-                       int(np.sum((experts >= 0) & (slots < 0))), mass))
+                       int(np.sum((experts >= 0) & (slots < 0))), mass, importance))
     if params.get("shared_w1") is not None:
         # Shared experts are always-on experts with a dispatch of their own
         # (their gate mass is not checked).
         num_shared = np.asarray(params["shared_w1"]).shape[0]
-        dispatches.append((np.full(num_shared, x.shape[0]), 0, None))
+        dispatches.append((np.full(num_shared, x.shape[0]), 0, None, None))
     return y
 
 

@@ -387,10 +387,24 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
                             : kb.absent({0, d}, elemType);
     auto outType = op.getResult().getType();
     Value out = kb.alloc(outType, kb.dynSizesFrom(outType, op.getTokenSlot()));
-    kb.call("moert_cpu_combine",
-            {kb.input(expertOut), kb.input(op.getTokenSlot()),
-             kb.input(op.getWeights()), passthrough, kb.castGeneric(out),
-             kb.i64(*elem)});
+    Value expertOutBuf = kb.input(expertOut);
+    Value slotBuf = kb.input(op.getTokenSlot());
+    Value weightsBuf = kb.input(op.getWeights());
+    kb.call("moert_cpu_combine", {expertOutBuf, slotBuf, weightsBuf,
+                                  passthrough, kb.castGeneric(out),
+                                  kb.i64(*elem)});
+    // Routing statistics: when the slots come from a moe.dispatch, also
+    // report each expert's output-norm-weighted importance (a no-op in the
+    // kernel unless a statistics sink is installed).
+    if (auto dispatch = op.getTokenSlot().getDefiningOp<DispatchOp>()) {
+      Value capacity = kb.i64(-1);
+      if (dispatch.isPadded())
+        capacity = kb.indexToI64(
+            tensor::DimOp::create(rewriter, loc, op.getExpertOut(), 1));
+      kb.call("moert_cpu_expert_importance",
+              {expertOutBuf, slotBuf, weightsBuf,
+               kb.input(dispatch.getCounts()), capacity, kb.i64(*elem)});
+    }
     rewriter.replaceOp(op, kb.toTensor(out, outType));
     return success();
   }
@@ -420,6 +434,11 @@ struct ConvertMoeToRuntimePass
     : public mlir::moe::impl::ConvertMoeToRuntimePassBase<
           ConvertMoeToRuntimePass> {
   void runOnOperation() override {
+    // Combines first: while their slots still come from a moe.dispatch, the
+    // lowering can attach the expert-importance statistics call.
+    RewritePatternSet combines(&getContext());
+    combines.add<LowerCombine>(&getContext());
+    walkAndApplyPatterns(getOperation(), std::move(combines));
     RewritePatternSet patterns(&getContext());
     populateMoeToRuntimePatterns(patterns);
     walkAndApplyPatterns(getOperation(), std::move(patterns));

@@ -140,6 +140,18 @@ MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_combine(
     moert_memref_2d *weights, moert_memref_2d *passthrough, moert_memref_2d *out,
     int64_t elem_type);
 
+/* Routing statistics only (no effect on results): reports to the installed
+ * stats sink (model_abi.h, on_importance) the output-norm-weighted
+ * importance of each expert of the last dispatch: sum over the pairs (t, j)
+ * kept by expert e of weights[t, j] * ||expert_out[token_slot[t, j]]||_2.
+ * Rows belong to experts by `counts` [E] (i32): ragged segments in order
+ * when capacity < 0, rows [e*C, e*C + C) when capacity = C. Does nothing
+ * without a sink or when the descriptors disagree. */
+MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_importance(
+    moert_memref_2d *expert_out, moert_memref_2d *token_slot,
+    moert_memref_2d *weights, moert_memref_1d *counts, int64_t capacity,
+    int64_t elem_type);
+
 /* moe.expert_stats. experts: i32 [T, K]; weights: f32 [T, K]; counts: i64
  * [E]; gate_mass: f32 [E]. */
 MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_stats(

@@ -121,6 +121,11 @@ typedef struct moert_stats_sink {
    * Valid only during the callback. This is the calibration signal of
    * static pruning (frequency = counts, importance = gate mass). */
   void (*on_gate_mass)(void *user, int64_t num_experts, const float *gate_mass);
+  /* Optional (may be NULL): after the layer's combine, the output-norm
+   * weighted importance of each expert of the last dispatch: sum over its
+   * kept pairs of routing weight * L2 norm of the expert's output row
+   * (the importance measure of EASY-EP-style pruning). */
+  void (*on_importance)(void *user, int64_t num_experts, const float *importance);
 } moert_stats_sink;
 
 typedef void (*moert_model_set_stats_sink_fn)(const moert_stats_sink *sink);

@@ -141,6 +141,10 @@ typedef struct moert_layer_stats {
    * each expert, summed over calls; NULL when the model does not report it.
    * Same lifetime as tokens_per_expert. */
   const double *gate_mass;
+  /* num_experts entries: output-norm-weighted importance, the sum over each
+   * expert's kept pairs of weight * ||expert output row||_2, summed over
+   * calls; NULL when not reported. Same lifetime. */
+  const double *importance;
 } moert_layer_stats;
 
 /* Number of successful moert_session_call calls since creation or reset. */

@@ -19,6 +19,7 @@
 #include "moert/model_abi.h"
 
 #include <float.h>
+#include <math.h>
 #include <stdlib.h>
 
 /* experts[t, j] as an expert index, or -1 for anything outside [0, E): a
@@ -419,4 +420,62 @@ void _mlir_ciface_moert_cpu_expert_stats(moert_memref_2d *experts,
       MOERT_F32_1D(gate_mass, e) =
           MOERT_F32_1D(gate_mass, e) + MOERT_F32_2D(weights, t, j);
     }
+}
+
+/*===----------------------------------------------------------------------===*
+ * Expert importance (statistics)
+ *===----------------------------------------------------------------------===*/
+
+void _mlir_ciface_moert_cpu_expert_importance(
+    moert_memref_2d *expert_out, moert_memref_2d *token_slot,
+    moert_memref_2d *weights, moert_memref_1d *counts, int64_t capacity,
+    int64_t elem_type) {
+  const moert_stats_sink *sink = tls_stats_sink;
+  size_t es = moert_elem_size(elem_type);
+  if (!sink || !sink->on_importance || es == 0 || !moert_valid_2d(expert_out) ||
+      !moert_valid_2d(token_slot) || !moert_valid_2d(weights) ||
+      !moert_valid_1d(counts))
+    return;
+  int64_t R = expert_out->sizes[0], D = expert_out->sizes[1];
+  int64_t T = token_slot->sizes[0], K = token_slot->sizes[1];
+  int64_t E = counts->sizes[0];
+  if (!moert_is_2d(weights, T, K) || E < 1 || E > INT32_MAX ||
+      (capacity >= 0 && moert_mul_limit(E, capacity, INT64_MAX) != R))
+    return;
+  /* row -> expert */
+  int32_t *owner = (int32_t *)malloc((size_t)(R > 0 ? R : 1) * sizeof(int32_t));
+  float *importance = (float *)calloc((size_t)E, sizeof(float));
+  if (!owner || !importance) {
+    free(owner);
+    free(importance);
+    return;
+  }
+  for (int64_t r = 0; r < R; ++r)
+    owner[r] = -1;
+  int64_t begin = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t c = MOERT_I32_1D(counts, e);
+    if (c < 0)
+      c = 0;
+    int64_t start = capacity >= 0 ? e * capacity : begin;
+    int64_t limit = capacity >= 0 ? start + (c < capacity ? c : capacity) : start + c;
+    for (int64_t r = start; r < limit && r < R; ++r)
+      owner[r] = (int32_t)e;
+    begin += c;
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < K; ++j) {
+      int32_t r = MOERT_I32_2D(token_slot, t, j);
+      if (r < 0 || (int64_t)r >= R || owner[r] < 0)
+        continue;
+      float norm2 = 0.0f;
+      for (int64_t d = 0; d < D; ++d) {
+        float v = moert_load_elem(moert_at_2d(expert_out, r, d, es), elem_type);
+        norm2 += v * v;
+      }
+      importance[owner[r]] += MOERT_F32_2D(weights, t, j) * sqrtf(norm2);
+    }
+  sink->on_importance(sink->user, E, importance);
+  free(owner);
+  free(importance);
 }

@@ -3,7 +3,7 @@
 // RUN: not moe-opt %s -moe-prune-experts="profile=%S/Inputs/profile.json metric=size" 2>&1 | FileCheck %s --check-prefix=METRIC
 
 // MISSING: moe-prune-experts: cannot read profile
-// METRIC: moe-prune-experts: metric must be gate_mass or frequency, got 'size'
+// METRIC: moe-prune-experts: metric must be gate_mass, frequency or importance, got 'size'
 
 // The profile's first layer has 8 experts; this layer has 4.
 func.func @wrong_count(%x: tensor<?x8xf32>, %wg: tensor<8x4xf32>, %w1: tensor<4x8x16xf32>, %w2: tensor<4x16x8xf32>) -> tensor<?x8xf32> {

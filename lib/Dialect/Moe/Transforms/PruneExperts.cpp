@@ -23,7 +23,7 @@ namespace {
 
 /// One dispatch of the profile: importance per expert.
 struct ProfileLayer {
-  std::vector<double> frequency, gateMass;
+  std::vector<double> frequency, gateMass, importance;
 };
 
 FailureOr<std::vector<ProfileLayer>> readProfile(Operation *root,
@@ -56,6 +56,9 @@ FailureOr<std::vector<ProfileLayer>> readProfile(Operation *root,
     if (auto *mass = obj->getArray("gate_mass"))
       for (auto &v : *mass)
         layer.gateMass.push_back(v.getAsNumber().value_or(-1.0));
+    if (auto *imp = obj->getArray("importance"))
+      for (auto &v : *imp)
+        layer.importance.push_back(v.getAsNumber().value_or(-1.0));
     result.push_back(std::move(layer));
   }
   return result;
@@ -93,9 +96,10 @@ struct MoePruneExpertsPass
   }
 
   void runOnOperation() override {
-    if (metric != "gate_mass" && metric != "frequency") {
+    if (metric != "gate_mass" && metric != "frequency" &&
+        metric != "importance") {
       getOperation()->emitError() << "moe-prune-experts: metric must be "
-                                     "gate_mass or frequency, got '"
+                                     "gate_mass, frequency or importance, got '"
                                   << metric << "'";
       return signalPassFailure();
     }
@@ -119,8 +123,9 @@ struct MoePruneExpertsPass
       const ProfileLayer &p = (*layers)[next];
       next += layer.getNumSharedExperts() ? 2 : 1;
       int64_t e = layer.getNumExperts();
-      const std::vector<double> &score =
-          metric == "gate_mass" ? p.gateMass : p.frequency;
+      const std::vector<double> &score = metric == "gate_mass"    ? p.gateMass
+                                         : metric == "importance" ? p.importance
+                                                                  : p.frequency;
       if (static_cast<int64_t>(score.size()) != e) {
         layer.emitOpError() << "moe-prune-experts: the profile gives "
                             << score.size() << " " << std::string(metric)

@@ -138,8 +138,10 @@ def MoePruneExpertsPass : Pass<"moe-prune-experts", "::mlir::ModuleOp"> {
   let description = [{
     Static pruning (UNCURL / EASY-EP style): reads the routing statistics a
     calibration run wrote (`moe-run --stats profile.json`: per layer,
-    `tokens_per_expert` and `gate_mass`), ranks each `moe.layer`'s experts
-    by `metric` (`gate_mass`, the default, or `frequency`), keeps the best
+    `tokens_per_expert`, `gate_mass` and `importance`), ranks each
+    `moe.layer`'s experts by `metric` (`gate_mass`, the default;
+    `frequency`; or `importance`, the output-norm-weighted gate mass of
+    EASY-EP), keeps the best
     `keep` experts (or `keep-fraction` of them) and removes the others:
 
     * the stacked weights (`w1`, `w3`, `w2`, `b1`, `b2`) lose the pruned
@@ -163,7 +165,7 @@ def MoePruneExpertsPass : Pass<"moe-prune-experts", "::mlir::ModuleOp"> {
     Option<"keepFraction", "keep-fraction", "double", "0.5",
            "Fraction of the experts to keep per layer">,
     Option<"metric", "metric", "std::string", "\"gate_mass\"",
-           "Importance: gate_mass or frequency">
+           "Ranking: gate_mass, frequency or importance">
   ];
 }
 
