@@ -97,7 +97,7 @@ def torch_available():
 
 TORCH_SNIPPET = r"""
 import sys, time, torch
-D, F, E, k, T, th = map(int, sys.argv[1:7])
+D, F, E, k, T, th, S, FS = map(int, sys.argv[1:9])
 torch.set_num_threads(th)
 torch.manual_seed(0)
 x = torch.randn(T, D)
@@ -105,7 +105,11 @@ gate = torch.nn.Linear(D, E, bias=False)
 w1 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)]
 w3 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)]
 w2 = [torch.nn.Linear(F, D, bias=False) for _ in range(E)]
-def block(h):  # Hugging Face MixtralSparseMoeBlock, eval mode
+# Shared experts (DeepSeek): one SwiGLU of width S * FS, added unweighted.
+sw1 = torch.nn.Linear(D, S * FS, bias=False) if S else None
+sw3 = torch.nn.Linear(D, S * FS, bias=False) if S else None
+sw2 = torch.nn.Linear(S * FS, D, bias=False) if S else None
+def block(h):  # Hugging Face MixtralSparseMoeBlock (+ DeepSeek shared experts), eval mode
     logits = gate(h)
     rw = torch.softmax(logits, dim=1, dtype=torch.float)
     rw, sel = torch.topk(rw, k, dim=-1)
@@ -119,6 +123,8 @@ def block(h):  # Hugging Face MixtralSparseMoeBlock, eval mode
         cur = h[None, top].reshape(-1, D)
         y = w2[e](torch.nn.functional.silu(w1[e](cur)) * w3[e](cur)) * rw[top, idx, None]
         out.index_add_(0, top, y)
+    if S:
+        out = out + sw2(torch.nn.functional.silu(sw1(h)) * sw3(h))
     return out
 with torch.no_grad():
     block(x)
@@ -187,8 +193,9 @@ def main():
                 M = max(1, T * k)
                 sg = baseline(baselines, ["sgemm", M, mats * F, D], th)
                 torch_ms = float("nan")
-                if has_torch and plain:
-                    tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k), str(T), str(th)])
+                if has_torch and form == "glu" and not name.endswith("skewed"):
+                    tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
+                                str(T), str(th), str(S), str(FS)])
                     torch_ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
                 row = dict(config=name, T=T, threads=th, ms=ms, gflops=flops / ms / 1e6,
                            max_share=max(counts) / max(1, sum(counts)),
