@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   cmake ninja-build ccache
-  clang-22 lld-22 llvm-22-dev libmlir-22-dev mlir-22-tools
+  clang-22 lld-22 llvm-22 llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   libgtest-dev
   python3 python3-numpy
 )
