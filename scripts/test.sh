@@ -12,8 +12,8 @@ LIT=/usr/lib/llvm-22/bin/lit
 total_pass=0
 total_fail=0
 
-# number_or_fail VALUE: prints VALUE if it is a count, else counts a failure
-# (a summary line that cannot be read must not pass silently).
+# number VALUE: prints VALUE if it is a count, else 0. Summaries that cannot
+# be read at all are counted in parse_errors and fail the run.
 parse_errors=0
 number() {
   if [[ "$1" =~ ^[0-9]+$ ]]; then echo "$1"; else echo 0; fi

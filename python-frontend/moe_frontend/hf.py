@@ -205,29 +205,28 @@ def _qwen2_moe(c: _Fields, opts: Dict[str, Any]):
     return layer, _sparse_step_layers(c), c.get_float("rms_norm_eps", 1e-6), "layers.{}."
 
 
-def _qwen3_moe(c: _Fields, opts: Dict[str, Any]):
-    layer = MoELayer(
+def _routed_glu_layer(c: _Fields, opts: Dict[str, Any], d_ff_key: str) -> MoELayer:
+    """Softmax top-k over GLU experts with `norm_topk_prob` (default False),
+    the block Qwen3-MoE and OLMoE share."""
+    return MoELayer(
         d_model=c.get_int("hidden_size"),
-        d_ff=c.get_int("moe_intermediate_size"),
+        d_ff=c.get_int(d_ff_key),
         num_experts=c.get_int("num_experts"),
-        # Qwen3MoeConfig defaults norm_topk_prob to False; the released
-        # checkpoints set it to true in config.json.
         routing=Routing(k=c.get_int("num_experts_per_tok"),
                         normalize=_topk_normalize(c.get_bool("norm_topk_prob", False))),
         ffn=_glu(opts, c.activation("hidden_act", "silu")),
     )
+
+
+def _qwen3_moe(c: _Fields, opts: Dict[str, Any]):
+    # Qwen3MoeConfig defaults norm_topk_prob to False; the released
+    # checkpoints set it to true in config.json.
+    layer = _routed_glu_layer(c, opts, "moe_intermediate_size")
     return layer, _sparse_step_layers(c), c.get_float("rms_norm_eps", 1e-6), "layers.{}."
 
 
 def _olmoe(c: _Fields, opts: Dict[str, Any]):
-    layer = MoELayer(
-        d_model=c.get_int("hidden_size"),
-        d_ff=c.get_int("intermediate_size"),
-        num_experts=c.get_int("num_experts"),
-        routing=Routing(k=c.get_int("num_experts_per_tok"),
-                        normalize=_topk_normalize(c.get_bool("norm_topk_prob", False))),
-        ffn=_glu(opts, c.activation("hidden_act", "silu")),
-    )
+    layer = _routed_glu_layer(c, opts, "intermediate_size")
     layers = list(range(c.get_int("num_hidden_layers", 1)))
     return layer, layers, c.get_float("rms_norm_eps", 1e-5), "layers.{}."
 

@@ -54,7 +54,7 @@ FailureOr<int64_t> elemTypeCode(Type t) {
 class KernelCallBuilder {
 public:
   KernelCallBuilder(RewriterBase &b, Location loc, Operation *anchor)
-      : b(b), loc(loc), tb(b, loc),
+      : b(b), loc(loc),
         module(anchor->getParentOfType<ModuleOp>()) {}
 
   /// The fully dynamic strided memref type of a given rank and element type.
@@ -138,7 +138,6 @@ public:
 
   RewriterBase &b;
   Location loc;
-  TensorBuilder tb;
   ModuleOp module;
 };
 

@@ -75,12 +75,8 @@ uint16_t F32ToBF16(float f) {
   return static_cast<uint16_t>((x + rounding) >> 16);
 }
 
-moert_status_t CheckShape(int32_t dtype, int32_t rank, const int64_t *shape,
-                          int64_t *numel, size_t *bytes) {
-  size_t elem = moert_dtype_size(dtype);
-  if (elem == 0)
-    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
-                             "unknown dtype %d", static_cast<int>(dtype));
+// Validates rank and dimensions and counts the elements of a shape.
+moert_status_t CountElements(int32_t rank, const int64_t *shape, int64_t *out) {
   if (rank < 0 || rank > MOERT_MAX_RANK)
     return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
                              "rank %d is outside [0, %d]",
@@ -100,6 +96,19 @@ moert_status_t CheckShape(int32_t dtype, int32_t rank, const int64_t *shape,
       return moert_status_make(MOERT_STATUS_OUT_OF_RANGE,
                                "element count of shape %s overflows int64",
                                ShapeString(rank, shape).c_str());
+  *out = n;
+  return nullptr;
+}
+
+moert_status_t CheckShape(int32_t dtype, int32_t rank, const int64_t *shape,
+                          int64_t *numel, size_t *bytes) {
+  size_t elem = moert_dtype_size(dtype);
+  if (elem == 0)
+    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
+                             "unknown dtype %d", static_cast<int>(dtype));
+  int64_t n = 0;
+  if (moert_status_t st = CountElements(rank, shape, &n))
+    return st;
   int64_t b;
   if (__builtin_mul_overflow(n, static_cast<int64_t>(elem), &b) ||
       static_cast<uint64_t>(b) > std::numeric_limits<size_t>::max() ||
@@ -206,27 +215,7 @@ MOERT_API_EXPORT moert_status_t moert_shape_element_count(int32_t rank,
     return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
                              "out_count is NULL");
   *out_count = 0;
-  if (rank < 0 || rank > MOERT_MAX_RANK)
-    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
-                             "rank %d is outside [0, %d]",
-                             static_cast<int>(rank), MOERT_MAX_RANK);
-  if (rank > 0 && !shape)
-    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
-                             "shape is NULL for rank %d", static_cast<int>(rank));
-  int64_t n = 1;
-  for (int32_t i = 0; i < rank; ++i)
-    if (shape[i] < 0)
-      return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
-                               "dimension %d is negative (%lld)",
-                               static_cast<int>(i),
-                               static_cast<long long>(shape[i]));
-  for (int32_t i = 0; i < rank; ++i)
-    if (__builtin_mul_overflow(n, shape[i], &n))
-      return moert_status_make(
-          MOERT_STATUS_OUT_OF_RANGE, "element count of shape %s overflows int64",
-          moert::ShapeString(rank, shape).c_str());
-  *out_count = n;
-  return nullptr;
+  return moert::CountElements(rank, shape, out_count);
 }
 
 MOERT_API_EXPORT moert_status_t moert_shape_byte_size(int32_t dtype,
