@@ -16,7 +16,9 @@ void mlir::moe::buildMoeLowerToCPUPipeline(
   std::string stages = "moe-decompose,";
   if (options.fuseExperts)
     stages += "moe-fuse-experts,";
-  stages += "canonicalize,convert-moe-to-linalg,convert-moe-to-runtime,";
+  stages += "canonicalize,convert-moe-to-linalg,";
+  stages += options.parallelLoops ? "convert-moe-to-parallel-loops,"
+                                  : "convert-moe-to-runtime,";
   if (options.exportEntryPoints)
     stages += "moe-export-entry-points,";
   // No CSE before bufferization: it would merge the zero-filled accumulators

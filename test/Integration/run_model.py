@@ -186,6 +186,8 @@ def main():
     p.add_argument("--ties", action="store_true", help="quantise logits to force ties")
     p.add_argument("--norm-eps", type=float, default=1e-5)
     p.add_argument("--no-stats", action="store_true")
+    p.add_argument("--kernels", default="runtime",
+                   help="moe-compile --kernels (runtime or loops)")
     a = p.parse_args()
 
     bindir = os.path.join(a.build, "bin")
@@ -194,8 +196,8 @@ def main():
     text = open(a.model).read()
     funcs = parse_functions(text)
     lib = os.path.join(work, "model.so")
-    run([os.path.join(bindir, "moe-compile"), a.model, "--target=cpu", "-o", lib,
-         "--header", os.path.join(work, "model.h")])
+    run([os.path.join(bindir, "moe-compile"), a.model, "--target=cpu", "--kernels=" + a.kernels,
+         "-o", lib, "--header", os.path.join(work, "model.h")])
 
     entries = [a.entry] if a.entry else list(funcs)
     for entry in entries:

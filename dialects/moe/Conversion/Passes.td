@@ -54,4 +54,46 @@ def ConvertMoeToRuntimePass : Pass<"convert-moe-to-runtime", "::mlir::ModuleOp">
   ];
 }
 
+def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mlir::ModuleOp"> {
+  let summary = "Lower routing, dispatch, expert FFN, combine and statistics to parallel loops over buffers";
+  let description = [{
+    The device-kernel form of the data-dependent moe ops: each of
+    `moe.route`, `moe.dispatch`, `moe.expert_ffn`, `moe.combine` and
+    `moe.expert_stats` becomes a short sequence of one-dimensional
+    `scf.parallel` loops over `memref`s whose iterations are independent
+    (no atomics, no shared scratch), so that `gpu-map-parallel-loops` and
+    `convert-parallel-loops-to-gpu` can turn each loop into one kernel
+    launch, and `convert-scf-to-cf` can run the very same loops on the CPU
+    (which is how the GPU kernels' semantics are tested on machines without
+    a GPU).
+
+    * route: one iteration per token; scores, selection (K passes of an
+      arg-best over the strict rank order of docs/Semantics.md 1.2),
+      grouped masking, top_p prefix, threshold skipping and normalisation
+      follow the CPU kernel's operation order;
+    * dispatch: one iteration per expert claims its pairs in queue order
+      (`position`, `choice_major`), or one iteration per pair counts the
+      pairs ranking before it (`score`); row gathers are one iteration per
+      element;
+    * expert_ffn: one iteration per hidden element `(row, f)` computes the
+      activated gate/up products into an `[R, F]` f32 buffer, one iteration
+      per output element `(row, d)` the down product;
+    * combine and expert_stats: one iteration per output element / expert.
+
+    Operands cross into memrefs with `bufferization.to_buffer` (read-only),
+    results are fresh buffers wrapped by `bufferization.to_tensor restrict`.
+    Not lowered (the op reports why): the `sinkhorn`, `expert_choice` and
+    `sparse_mixer` routing policies, which need cross-token or iterative
+    passes.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD

@@ -21,6 +21,14 @@ struct MoeCPUPipelineOptions
       llvm::cl::desc("Fuse token gather and standard expert FFNs into "
                      "moe.expert_ffn (the tiled, multi-threaded CPU kernel)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> parallelLoops{
+      *this, "parallel-loops",
+      llvm::cl::desc("Lower routing, dispatch, expert FFN and combine to the "
+                     "parallel loops the GPU pipelines map to kernels "
+                     "(convert-moe-to-parallel-loops) instead of calls of the "
+                     "CPU runtime kernels; runs the GPU kernels' semantics on "
+                     "the CPU"),
+      llvm::cl::init(false)};
 };
 
 /// moe dialect (and ordinary tensor/linalg/arith/math ops) to the LLVM

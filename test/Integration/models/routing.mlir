@@ -34,18 +34,6 @@ module @routing {
     %w, %e = moe.route %l bias(%b : tensor<16xf32>) {routing = #moe.routing<policy = grouped_top_k, k = 4, score = sigmoid, num_groups = 8, top_groups = 2, group_score_k = 1, mask_with_zero = true>} : tensor<?x16xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
     return %w, %e : tensor<?x4xf32>, tensor<?x4xi32>
   }
-  func.func @sinkhorn(%l: tensor<?x8xf32> {moe.name = "logits"}) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
-    %w, %e = moe.route %l {routing = #moe.routing<policy = sinkhorn, k = 2, sinkhorn_iterations = 4>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
-    return %w, %e : tensor<?x2xf32>, tensor<?x2xi32>
-  }
-  func.func @expert_choice(%l: tensor<?x8xf32> {moe.name = "logits"}) -> (tensor<?x4xf32>, tensor<?x4xi32>) {
-    %w, %e = moe.route %l {routing = #moe.routing<policy = expert_choice, k = 4, capacity_factor = 1.0>} : tensor<?x8xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
-    return %w, %e : tensor<?x4xf32>, tensor<?x4xi32>
-  }
-  func.func @sparse_mixer(%l: tensor<?x8xf32> {moe.name = "logits"}) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
-    %w, %e = moe.route %l {routing = #moe.routing<policy = sparse_mixer, k = 2>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
-    return %w, %e : tensor<?x2xf32>, tensor<?x2xi32>
-  }
   func.func @identity_sigmoid(%l: tensor<?x8xf32> {moe.name = "logits"}) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
     %w, %e = moe.route %l {routing = #moe.routing<k = 2, score = sigmoid>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
     return %w, %e : tensor<?x2xf32>, tensor<?x2xi32>

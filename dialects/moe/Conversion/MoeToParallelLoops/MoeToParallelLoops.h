@@ -1,0 +1,15 @@
+//===- MoeToParallelLoops.h - moe data movement to parallel loops -*- C++ -*-===//
+
+#ifndef MOE_CONVERSION_MOETOPARALLELLOOPS_MOETOPARALLELLOOPS_H
+#define MOE_CONVERSION_MOETOPARALLELLOOPS_MOETOPARALLELLOOPS_H
+
+#include "mlir/IR/PatternMatch.h"
+
+namespace mlir::moe {
+/// Patterns lowering moe.route, moe.dispatch, moe.expert_ffn, moe.combine and
+/// moe.expert_stats to one-dimensional scf.parallel loops over buffers (the
+/// form GPU code generation maps to blocks and threads).
+void populateMoeToParallelLoopsPatterns(RewritePatternSet &patterns);
+} // namespace mlir::moe
+
+#endif // MOE_CONVERSION_MOETOPARALLELLOOPS_MOETOPARALLELLOOPS_H

@@ -1,0 +1,1022 @@
+//===- MoeToParallelLoops.cpp - moe data movement to parallel loops -------===//
+//
+// Implements `convert-moe-to-parallel-loops`: the device-kernel form of
+// routing, dispatch, the fused expert FFN, combine and statistics. Every
+// kernel is a one-dimensional `scf.parallel` over a buffer whose iterations
+// are independent (each writes its own elements and reads only what earlier
+// loops wrote), so a GPU mapping needs no atomics or barriers, and the same
+// loops run sequentially on the CPU, where the integration tests check them
+// against the numpy reference.
+//
+// Arithmetic follows the CPU kernels (runtime/src/cpu/*.c) operation for
+// operation where docs/Semantics.md leaves an order open, so both lowerings
+// make the same routing decisions.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/MoeToParallelLoops/MoeToParallelLoops.h"
+#include "moe/Conversion/Passes.h"
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/Moe/Utils/Capacity.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
+
+#include <cfloat>
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_CONVERTMOETOPARALLELLOOPSPASS
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+using arith::CmpFPredicate;
+using arith::CmpIPredicate;
+
+/// Scalar, buffer and loop building blocks of the kernels. All loops are
+/// built with `b` itself, so lambdas can keep using the helpers inside
+/// loop bodies.
+class LoopBuilder {
+public:
+  LoopBuilder(RewriterBase &b, Location loc) : b(b), loc(loc) {}
+
+  //===--- constants and scalar arithmetic --------------------------------===//
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value i32(int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 32); }
+  Value i64(int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 64); }
+  Value f32(float v) {
+    return arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
+                                          llvm::APFloat(v));
+  }
+  Value boolean(bool v) { return arith::ConstantIntOp::create(b, loc, v, 1); }
+
+  Value addf(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value subf(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value mulf(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value divf(Value x, Value y) { return arith::DivFOp::create(b, loc, x, y); }
+  Value exp(Value x) { return math::ExpOp::create(b, loc, x); }
+  Value addi(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value subi(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value muli(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value divu(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
+  Value remu(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
+  Value andi(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+  Value ori(Value x, Value y) { return arith::OrIOp::create(b, loc, x, y); }
+  Value noti(Value x) { return arith::XOrIOp::create(b, loc, x, boolean(true)); }
+  Value cmpf(CmpFPredicate p, Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, p, x, y);
+  }
+  Value cmpi(CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, p, x, y);
+  }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, c, x, y);
+  }
+  Value minIdx(Value x, Value y) { return arith::MinSIOp::create(b, loc, x, y); }
+  Value toIndex(Value v) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  }
+  Value toI32(Value v) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), v);
+  }
+  Value toF32(Value v) {
+    return v.getType().isF32() ? v
+                               : arith::ExtFOp::create(b, loc, b.getF32Type(), v)
+                                     .getResult();
+  }
+  Value fromF32(Value v, Type t) {
+    return t.isF32() ? v : arith::TruncFOp::create(b, loc, t, v).getResult();
+  }
+
+  //===--- buffers --------------------------------------------------------===//
+  /// A read-only view of a tensor operand (any strides).
+  Value input(Value tensor) {
+    auto type = cast<RankedTensorType>(tensor.getType());
+    SmallVector<int64_t> dynStrides(type.getRank(), ShapedType::kDynamic);
+    auto memrefType = MemRefType::get(
+        type.getShape(), type.getElementType(),
+        StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic,
+                               dynStrides));
+    return bufferization::ToBufferOp::create(b, loc, memrefType, tensor,
+                                             /*read_only=*/true);
+  }
+  Value alloc(ArrayRef<int64_t> shape, Type elem, ValueRange dyn) {
+    return memref::AllocOp::create(b, loc, MemRefType::get(shape, elem), dyn);
+  }
+  Value alloc(RankedTensorType type, ValueRange dyn) {
+    return alloc(type.getShape(), type.getElementType(), dyn);
+  }
+  Value toTensor(Value buffer, Type tensorType) {
+    return bufferization::ToTensorOp::create(b, loc, tensorType, buffer,
+                                             b.getUnitAttr(), b.getUnitAttr());
+  }
+  Value load(Value m, ValueRange ivs) {
+    return memref::LoadOp::create(b, loc, m, ivs);
+  }
+  void store(Value v, Value m, ValueRange ivs) {
+    memref::StoreOp::create(b, loc, v, m, ivs);
+  }
+  Value dim(Value m, int64_t i) {
+    auto type = cast<ShapedType>(m.getType());
+    if (!type.isDynamicDim(i))
+      return idx(type.getDimSize(i));
+    if (isa<RankedTensorType>(type))
+      return tensor::DimOp::create(b, loc, m, i);
+    return memref::DimOp::create(b, loc, m, i);
+  }
+
+  //===--- control flow ---------------------------------------------------===//
+  /// One kernel: `body(i)` for every i in [0, n), iterations independent.
+  void parallel(Value n, function_ref<void(Value)> body) {
+    scf::ParallelOp::create(b, loc, ValueRange{idx(0)}, ValueRange{n},
+                            ValueRange{idx(1)},
+                            [&](OpBuilder &, Location, ValueRange ivs) {
+                              body(ivs[0]);
+                            });
+  }
+  /// A sequential loop over [lb, ub) carrying `inits`.
+  SmallVector<Value>
+  loop(Value lb, Value ub, ValueRange inits,
+       function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto forOp = scf::ForOp::create(
+        b, loc, lb, ub, idx(1), inits,
+        [&](OpBuilder &, Location, Value iv, ValueRange args) {
+          SmallVector<Value> next = body(iv, args);
+          scf::YieldOp::create(b, loc, next);
+        });
+    return SmallVector<Value>(forOp.getResults());
+  }
+  void loop(Value lb, Value ub, function_ref<void(Value)> body) {
+    loop(lb, ub, {}, [&](Value iv, ValueRange) -> SmallVector<Value> {
+      body(iv);
+      return {};
+    });
+  }
+  void ifThen(Value cond, function_ref<void()> then) {
+    scf::IfOp::create(b, loc, cond, [&](OpBuilder &, Location) {
+      then();
+      scf::YieldOp::create(b, loc);
+    });
+  }
+  /// A value computed only when `cond` holds, `otherwise` elsewhere.
+  Value ifValue(Value cond, Value otherwise, function_ref<Value()> then) {
+    auto ifOp = scf::IfOp::create(
+        b, loc, cond,
+        [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, then()); },
+        [&](OpBuilder &, Location) {
+          scf::YieldOp::create(b, loc, otherwise);
+        });
+    return ifOp.getResult(0);
+  }
+
+  //===--- ranking (docs/Semantics.md 1.2) --------------------------------===//
+  /// Whether (ka, a) ranks strictly before (kb, b): larger key first, NaN
+  /// after every number, equal keys by index (`higherFirst`: higher first).
+  Value ranksBefore(Value ka, Value a, Value kb, Value bIdx, bool higherFirst) {
+    Value na = cmpf(CmpFPredicate::UNO, ka, ka);
+    Value nb = cmpf(CmpFPredicate::UNO, kb, kb);
+    Value tie = cmpi(higherFirst ? CmpIPredicate::sgt : CmpIPredicate::slt, a,
+                     bIdx);
+    // ONE is false when either is NaN: then both are (na == nb), a tie.
+    Value byKey = select(cmpf(CmpFPredicate::ONE, ka, kb),
+                         cmpf(CmpFPredicate::OGT, ka, kb), tie);
+    return select(cmpi(CmpIPredicate::ne, na, nb), nb, byKey);
+  }
+
+  /// The best index in [lo, hi) by `key(i)` among those ranking strictly
+  /// after (prevKey, prev) (all of them when `first`); -1 if none.
+  std::pair<Value, Value> argBest(Value lo, Value hi,
+                                  function_ref<Value(Value)> key, Value first,
+                                  Value prevKey, Value prev, bool higherFirst) {
+    SmallVector<Value> r = loop(
+        lo, hi, {f32(0.0f), idx(-1)},
+        [&](Value i, ValueRange acc) -> SmallVector<Value> {
+          Value k = key(i);
+          Value eligible =
+              ori(first, ranksBefore(prevKey, prev, k, i, higherFirst));
+          Value better =
+              ori(cmpi(CmpIPredicate::slt, acc[1], idx(0)),
+                  ranksBefore(k, i, acc[0], acc[1], higherFirst));
+          Value take = andi(eligible, better);
+          return {select(take, k, acc[0]), select(take, i, acc[1])};
+        });
+    return {r[0], r[1]};
+  }
+
+  /// out[j] = softmax over j < n of logit(j): max by `>` from -inf, sum in
+  /// order (the CPU kernel's softmax).
+  void softmaxInto(Value n, function_ref<Value(Value)> logit, Value out,
+                   Value row) {
+    Value m = loop(idx(0), n, {f32(-INFINITY)},
+                   [&](Value j, ValueRange acc) -> SmallVector<Value> {
+                     Value l = logit(j);
+                     return {select(cmpf(CmpFPredicate::OGT, l, acc[0]), l,
+                                    acc[0])};
+                   })[0];
+    Value s = loop(idx(0), n, {f32(0.0f)},
+                   [&](Value j, ValueRange acc) -> SmallVector<Value> {
+                     Value e = exp(subf(logit(j), m));
+                     store(e, out, {row, j});
+                     return {addf(acc[0], e)};
+                   })[0];
+    loop(idx(0), n, [&](Value j) {
+      store(divf(load(out, {row, j}), s), out, {row, j});
+    });
+  }
+
+  /// experts[t, j] as an expert id (i32), -1 outside [0, E): a corrupt id
+  /// never addresses memory (Semantics 2).
+  Value expertAt(Value experts, Value t, Value j, int64_t numExperts) {
+    Value v = load(experts, {t, j});
+    Value ok = andi(cmpi(CmpIPredicate::sge, v, i32(0)),
+                    cmpi(CmpIPredicate::slt, v, i32(numExperts)));
+    return select(ok, v, i32(-1));
+  }
+
+  RewriterBase &b;
+  Location loc;
+};
+
+//===----------------------------------------------------------------------===//
+// moe.route
+//===----------------------------------------------------------------------===//
+
+struct LowerRoute : OpRewritePattern<RouteOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RouteOp op,
+                                PatternRewriter &rewriter) const override {
+    RoutingAttr r = op.getRouting();
+    RoutingPolicy policy = r.getPolicy();
+    if (policy == RoutingPolicy::Sinkhorn ||
+        policy == RoutingPolicy::ExpertChoice ||
+        policy == RoutingPolicy::SparseMixer)
+      return op.emitOpError("routing policy '")
+             << stringifyRoutingPolicy(policy)
+             << "' has no parallel-loop (GPU) lowering; supported: top_k, "
+                "top_p, threshold, grouped_top_k";
+    LoopBuilder kb(rewriter, op.getLoc());
+    auto wType = op.getWeights().getType();
+    auto eType = op.getExperts().getType();
+    int64_t numCols = op.getLogits().getType().getDimSize(1);
+    int64_t numExperts = op.getNumExperts();
+    int64_t K = r.getK();
+    int64_t n = std::min(K, numCols);
+    bool higher = r.getTieBreak() == TieBreak::HigherIndex;
+    bool grouped = policy == RoutingPolicy::GroupedTopK;
+    bool hasBias = static_cast<bool>(op.getSelectionBias());
+    bool scoreKey = hasBias || grouped;
+    ScoreFunction score = r.getScore();
+    bool selectedSoftmax = score == ScoreFunction::SoftmaxSelected;
+    float epsilon = float(r.getEpsilon());
+    bool normalize = r.getNormalize() == Normalization::Selected;
+    bool renormalisedSoftmax =
+        score == ScoreFunction::Softmax && normalize && epsilon == 0.0f;
+    float threshold = float(r.getThreshold());
+    bool skip = policy == RoutingPolicy::Threshold || threshold > 0.0f;
+
+    Value logits = kb.input(op.getLogits());
+    Value bias = hasBias ? kb.input(op.getSelectionBias()) : Value();
+    Value T = kb.dim(op.getLogits(), 0);
+    Value weights = kb.alloc(wType, wType.isDynamicDim(0) ? ValueRange{T}
+                                                         : ValueRange{});
+    Value experts = kb.alloc(eType, eType.isDynamicDim(0) ? ValueRange{T}
+                                                         : ValueRange{});
+    // Per-token scratch rows (global memory, one row per iteration).
+    Type f32 = rewriter.getF32Type();
+    Value probs = kb.alloc({ShapedType::kDynamic, numCols}, f32, T);
+    Value keys = kb.alloc({ShapedType::kDynamic, numCols}, f32, T);
+    Value sel = kb.alloc({ShapedType::kDynamic, n}, rewriter.getIndexType(), T);
+    Value cand = kb.alloc({ShapedType::kDynamic, n}, f32, T);
+    int64_t numGroups = grouped ? r.getNumGroups() : 0;
+    Value groupScores =
+        grouped ? kb.alloc({ShapedType::kDynamic, numGroups}, f32, T) : Value();
+
+    Value E1 = kb.idx(numCols);
+    kb.parallel(T, [&](Value t) {
+      auto logit = [&](Value e) { return kb.toF32(kb.load(logits, {t, e})); };
+      // 1. Scores (Semantics 1.1).
+      switch (score) {
+      case ScoreFunction::Softmax:
+      case ScoreFunction::SoftmaxSelected:
+        kb.softmaxInto(E1, logit, probs, t);
+        break;
+      case ScoreFunction::Sigmoid:
+        kb.loop(kb.idx(0), E1, [&](Value e) {
+          Value s = kb.divf(kb.f32(1.0f),
+                            kb.addf(kb.f32(1.0f),
+                                    kb.exp(kb.subf(kb.f32(0.0f), logit(e)))));
+          kb.store(s, probs, {t, e});
+        });
+        break;
+      case ScoreFunction::Identity:
+        kb.loop(kb.idx(0), E1,
+                [&](Value e) { kb.store(logit(e), probs, {t, e}); });
+        break;
+      }
+      // 2. Selection keys (Semantics 1.2).
+      kb.loop(kb.idx(0), E1, [&](Value e) {
+        Value k = !scoreKey ? logit(e) : kb.load(probs, {t, e});
+        if (hasBias)
+          k = kb.addf(k, kb.toF32(kb.load(bias, {e})));
+        kb.store(k, keys, {t, e});
+      });
+      auto key = [&](Value e) { return kb.load(keys, {t, e}); };
+      // 3. Group masking (grouped_top_k).
+      if (grouped) {
+        int64_t size = numCols / numGroups;
+        int64_t perGroup = std::min<int64_t>(r.getGroupScoreK(), size);
+        kb.loop(kb.idx(0), kb.idx(numGroups), [&](Value g) {
+          Value lo = kb.muli(g, kb.idx(size));
+          Value hi = kb.addi(lo, kb.idx(size));
+          SmallVector<Value> acc = kb.loop(
+              kb.idx(0), kb.idx(perGroup), {kb.f32(0.0f), kb.f32(0.0f), kb.idx(-1)},
+              [&](Value j, ValueRange a) -> SmallVector<Value> {
+                Value first = kb.cmpi(CmpIPredicate::eq, j, kb.idx(0));
+                auto [bk, bi] = kb.argBest(lo, hi, key, first, a[1], a[2], higher);
+                return {kb.addf(a[0], bk), bk, bi};
+              });
+          kb.store(acc[0], groupScores, {t, g});
+        });
+        float fill = r.getMaskWithZero() ? 0.0f : -INFINITY;
+        kb.loop(kb.idx(0), kb.idx(numGroups), [&](Value g) {
+          // Kept iff fewer than top_groups groups rank before it (groups
+          // tie to the lower index).
+          Value gs = kb.load(groupScores, {t, g});
+          Value before = kb.loop(
+              kb.idx(0), kb.idx(numGroups), {kb.idx(0)},
+              [&](Value h, ValueRange a) -> SmallVector<Value> {
+                Value rb = kb.ranksBefore(kb.load(groupScores, {t, h}), h, gs,
+                                          g, /*higherFirst=*/false);
+                return {kb.select(rb, kb.addi(a[0], kb.idx(1)), a[0])};
+              })[0];
+          Value masked =
+              kb.cmpi(CmpIPredicate::sge, before, kb.idx(r.getTopGroups()));
+          kb.ifThen(masked, [&] {
+            Value lo = kb.muli(g, kb.idx(size));
+            kb.loop(lo, kb.addi(lo, kb.idx(size)),
+                    [&](Value e) { kb.store(kb.f32(fill), keys, {t, e}); });
+          });
+        });
+      }
+      // 4. The n best keys, best first.
+      kb.loop(kb.idx(0), kb.idx(n), {kb.f32(0.0f), kb.idx(-1)},
+              [&](Value j, ValueRange a) -> SmallVector<Value> {
+                Value first = kb.cmpi(CmpIPredicate::eq, j, kb.idx(0));
+                auto [bk, bi] =
+                    kb.argBest(kb.idx(0), E1, key, first, a[0], a[1], higher);
+                kb.store(bi, sel, {t, j});
+                return {bk, bi};
+              });
+      auto selLogit = [&](Value j) {
+        return logit(kb.load(sel, {t, j}));
+      };
+      // 5. Candidate probabilities.
+      if (selectedSoftmax)
+        kb.softmaxInto(kb.idx(n), selLogit, cand, t);
+      else
+        kb.loop(kb.idx(0), kb.idx(n), [&](Value j) {
+          kb.store(kb.load(probs, {t, kb.load(sel, {t, j})}), cand, {t, j});
+        });
+      // 6. top_p: the shortest prefix whose mass reaches top_p.
+      Value kept = kb.idx(n);
+      if (policy == RoutingPolicy::TopP) {
+        Value topP = kb.f32(float(r.getTopP()));
+        kept = kb.loop(kb.idx(0), kb.idx(n),
+                       {kb.f32(0.0f), kb.idx(n), kb.boolean(false)},
+                       [&](Value j, ValueRange a) -> SmallVector<Value> {
+                         Value mass = kb.addf(a[0], kb.load(cand, {t, j}));
+                         Value reached =
+                             kb.cmpf(CmpFPredicate::OGE, mass, topP);
+                         Value stop = kb.andi(kb.noti(a[2]), reached);
+                         return {kb.select(a[2], a[0], mass),
+                                 kb.select(stop, kb.addi(j, kb.idx(1)), a[1]),
+                                 kb.ori(a[2], reached)};
+                       })[1];
+      }
+      // 7. Skipping: keep slots with p >= threshold, compacted in order.
+      if (skip) {
+        Value thr = kb.f32(threshold);
+        kept = kb.loop(kb.idx(0), kept, {kb.idx(0)},
+                       [&](Value j, ValueRange a) -> SmallVector<Value> {
+                         Value w = kb.load(cand, {t, j});
+                         Value keep = kb.cmpf(CmpFPredicate::OGE, w, thr);
+                         kb.ifThen(keep, [&] {
+                           kb.store(kb.load(sel, {t, j}), sel, {t, a[0]});
+                           kb.store(w, cand, {t, a[0]});
+                         });
+                         return {kb.select(keep, kb.addi(a[0], kb.idx(1)),
+                                           a[0])};
+                       })[0];
+      }
+      // 8. Softmax of the kept logits (Semantics 1.4).
+      if (selectedSoftmax || renormalisedSoftmax)
+        kb.softmaxInto(kept, selLogit, cand, t);
+      // 9. Normalise, scale, write; unused and null slots get -1 / 0.
+      Value denom = kb.f32(1.0f);
+      if (normalize) {
+        Value s = kb.loop(kb.idx(0), kept, {kb.f32(0.0f)},
+                          [&](Value j, ValueRange a) -> SmallVector<Value> {
+                            return {kb.addf(a[0], kb.load(cand, {t, j}))};
+                          })[0];
+        denom = kb.addf(s, kb.f32(epsilon));
+      }
+      Value scaling = kb.f32(float(r.getScaling()));
+      Type wElem = wType.getElementType();
+      kb.loop(kb.idx(0), kb.idx(K), [&](Value j) {
+        Value jc = kb.minIdx(j, kb.idx(n - 1));
+        Value e = kb.load(sel, {t, jc});
+        Value used = kb.andi(kb.cmpi(CmpIPredicate::slt, j, kept),
+                             kb.cmpi(CmpIPredicate::slt, e, kb.idx(numExperts)));
+        Value w = kb.load(cand, {t, jc});
+        if (normalize)
+          w = kb.divf(w, denom);
+        w = kb.mulf(w, scaling);
+        kb.store(kb.fromF32(kb.select(used, w, kb.f32(0.0f)), wElem), weights,
+                 {t, j});
+        kb.store(kb.select(used, kb.toI32(e), kb.i32(-1)), experts, {t, j});
+      });
+    });
+    rewriter.replaceOp(op, {kb.toTensor(weights, wType),
+                            kb.toTensor(experts, eType)});
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// moe.dispatch
+//===----------------------------------------------------------------------===//
+
+struct LowerDispatch : OpRewritePattern<DispatchOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(DispatchOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    LoopBuilder kb(rewriter, loc);
+    Value x = kb.input(op.getInput());
+    Value weights = kb.input(op.getWeights());
+    Value experts = kb.input(op.getExperts());
+    Value T = kb.dim(op.getInput(), 0);
+    int64_t K = op.getExperts().getType().getDimSize(1);
+    int64_t numExperts = op.getNumExperts();
+    int64_t D = op.getInput().getType().getDimSize(1);
+    auto dispType = op.getDispatched().getType();
+    CapacityAttr cap = op.getCapacityAttr();
+    Value E = kb.idx(numExperts), Kv = kb.idx(K), Dv = kb.idx(D);
+    Value pairs = kb.muli(T, Kv);
+
+    // Rows per expert segment: all T*K pairs (ragged) or the capacity C.
+    Value C, rows;
+    SmallVector<Value> dyn;
+    if (cap) {
+      C = dispType.isDynamicDim(1)
+              ? emitCapacity(rewriter, loc, cap, T, K, numExperts)
+              : kb.idx(dispType.getDimSize(1));
+      if (dispType.isDynamicDim(1))
+        dyn.push_back(C);
+      rows = kb.muli(E, C);
+    } else {
+      rows = pairs;
+      if (dispType.isDynamicDim(0))
+        dyn.push_back(rows);
+    }
+    auto rowType = op.getRowToken().getType();
+    auto countsType = op.getCounts().getType();
+    auto slotType = op.getTokenSlot().getType();
+    auto cwType = op.getCombineWeights().getType();
+    Value rowToken = kb.alloc(rowType, dyn);
+    Value counts = kb.alloc(countsType, {});
+    SmallVector<Value> tDyn;
+    if (slotType.isDynamicDim(0))
+      tDyn.push_back(T);
+    Value slots = kb.alloc(slotType, tDyn);
+    Value cw = kb.alloc(cwType, tDyn);
+    Type cwElem = cwType.getElementType();
+    // row_token / dispatched are addressed by flat row r (e * C + c).
+    auto rowIdx = [&](Value r) -> SmallVector<Value> {
+      if (!cap)
+        return {r};
+      return {kb.divu(r, C), kb.remu(r, C)};
+    };
+    auto split = [&](Value i, Value inner) -> std::pair<Value, Value> {
+      return {kb.divu(i, inner), kb.remu(i, inner)};
+    };
+
+    // No pair has a slot yet.
+    kb.parallel(pairs, [&](Value i) {
+      Value t, j;
+        std::tie(t, j) = split(i, Kv);
+      kb.store(kb.i32(-1), slots, {t, j});
+    });
+
+    if (!cap || cap.getOrder() != QueueOrder::Score) {
+      // One iteration per expert walks the pairs in queue order: ragged
+      // and `position` by (t, j), `choice_major` by (j, t).
+      if (!cap) {
+        // Ragged: segment e starts after every pair of lower experts.
+        kb.parallel(E, [&](Value e) {
+          Value e32 = kb.toI32(e);
+          Value n = kb.loop(kb.idx(0), pairs, {kb.i32(0)},
+                            [&](Value i, ValueRange a) -> SmallVector<Value> {
+                              Value t, j;
+        std::tie(t, j) = split(i, Kv);
+                              Value hit = kb.cmpi(CmpIPredicate::eq,
+                                                  kb.expertAt(experts, t, j,
+                                                              numExperts),
+                                                  e32);
+                              return {kb.select(hit, kb.addi(a[0], kb.i32(1)),
+                                                a[0])};
+                            })[0];
+          kb.store(n, counts, {e});
+        });
+      }
+      bool choiceMajor = cap && cap.getOrder() == QueueOrder::ChoiceMajor;
+      kb.parallel(E, [&](Value e) {
+        Value e32 = kb.toI32(e);
+        Value start = cap ? kb.muli(e, C) : kb.loop(kb.idx(0), e, {kb.idx(0)},
+            [&](Value f, ValueRange a) -> SmallVector<Value> {
+              return {kb.addi(a[0], kb.toIndex(kb.load(counts, {f})))};
+            })[0];
+        Value limit = cap ? kb.addi(start, C) : rows;
+        Value end = kb.loop(kb.idx(0), pairs, {start},
+            [&](Value i, ValueRange a) -> SmallVector<Value> {
+              Value o, in;
+        std::tie(o, in) = split(i, choiceMajor ? T : Kv);
+              Value t = choiceMajor ? in : o, j = choiceMajor ? o : in;
+              Value hit = kb.andi(
+                  kb.cmpi(CmpIPredicate::eq,
+                          kb.expertAt(experts, t, j, numExperts), e32),
+                  kb.cmpi(CmpIPredicate::slt, a[0], limit));
+              kb.ifThen(hit, [&] {
+                kb.store(kb.toI32(t), rowToken, rowIdx(a[0]));
+                kb.store(kb.toI32(a[0]), slots, {t, j});
+              });
+              return {kb.select(hit, kb.addi(a[0], kb.idx(1)), a[0])};
+            })[0];
+        if (cap)
+          kb.store(kb.toI32(kb.subi(end, start)), counts, {e});
+      });
+    } else {
+      // `score`: a pair's slot is the number of its expert's pairs ranking
+      // before it (weight descending, NaN last, ties by position).
+      kb.parallel(pairs, [&](Value i) {
+        Value t, j;
+        std::tie(t, j) = split(i, Kv);
+        Value e = kb.expertAt(experts, t, j, numExperts);
+        Value w = kb.toF32(kb.load(weights, {t, j}));
+        kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.i32(0)), [&] {
+          Value rank = kb.loop(kb.idx(0), pairs, {kb.idx(0)},
+              [&](Value i2, ValueRange a) -> SmallVector<Value> {
+                Value t2, j2;
+        std::tie(t2, j2) = split(i2, Kv);
+                Value same = kb.cmpi(CmpIPredicate::eq,
+                                     kb.expertAt(experts, t2, j2, numExperts), e);
+                Value before = kb.ranksBefore(kb.toF32(kb.load(weights, {t2, j2})),
+                                              i2, w, i, /*higherFirst=*/false);
+                return {kb.select(kb.andi(same, before),
+                                  kb.addi(a[0], kb.idx(1)), a[0])};
+              })[0];
+          kb.ifThen(kb.cmpi(CmpIPredicate::slt, rank, C), [&] {
+            Value r = kb.addi(kb.muli(kb.toIndex(e), C), rank);
+            kb.store(kb.toI32(t), rowToken, rowIdx(r));
+            kb.store(kb.toI32(r), slots, {t, j});
+          });
+        });
+      });
+      kb.parallel(E, [&](Value e) {
+        Value e32 = kb.toI32(e);
+        Value n = kb.loop(kb.idx(0), pairs, {kb.idx(0)},
+            [&](Value i, ValueRange a) -> SmallVector<Value> {
+              Value t, j;
+        std::tie(t, j) = split(i, Kv);
+              Value hit = kb.cmpi(CmpIPredicate::eq,
+                                  kb.expertAt(experts, t, j, numExperts), e32);
+              return {kb.select(hit, kb.addi(a[0], kb.idx(1)), a[0])};
+            })[0];
+        kb.store(kb.toI32(kb.minIdx(n, C)), counts, {e});
+      });
+    }
+
+    // Rows outside every segment: row_token -1.
+    kb.parallel(rows, [&](Value r) {
+      Value filled;
+      if (cap) {
+        Value e, c;
+        std::tie(e, c) = split(r, C);
+        filled = kb.cmpi(CmpIPredicate::slt, c,
+                         kb.toIndex(kb.load(counts, {e})));
+      } else {
+        Value total = kb.loop(kb.idx(0), E, {kb.idx(0)},
+            [&](Value e, ValueRange a) -> SmallVector<Value> {
+              return {kb.addi(a[0], kb.toIndex(kb.load(counts, {e})))};
+            })[0];
+        filled = kb.cmpi(CmpIPredicate::slt, r, total);
+      }
+      kb.ifThen(kb.noti(filled),
+                [&] { kb.store(kb.i32(-1), rowToken, rowIdx(r)); });
+    });
+
+    // Combine weights (Semantics 2.1 / 2.2).
+    bool passThrough = cap && cap.getOnDrop() == DropPolicy::PassThrough;
+    bool renormalize = cap && cap.getRenormalize();
+    kb.parallel(T, [&](Value t) {
+      Value keptSum = kb.loop(kb.idx(0), Kv, {kb.f32(0.0f)},
+          [&](Value j, ValueRange a) -> SmallVector<Value> {
+            Value w = kb.toF32(kb.load(weights, {t, j}));
+            Value isPair = kb.cmpi(CmpIPredicate::sge,
+                                   kb.expertAt(experts, t, j, numExperts),
+                                   kb.i32(0));
+            Value kept = kb.cmpi(CmpIPredicate::sge, kb.load(slots, {t, j}),
+                                 kb.i32(0));
+            Value keepW = passThrough ? isPair : kept;
+            kb.store(kb.fromF32(kb.select(keepW, w, kb.f32(0.0f)), cwElem), cw,
+                     {t, j});
+            return {kb.select(kept, kb.addf(a[0], w), a[0])};
+          })[0];
+      if (renormalize) {
+        Value eps = kb.f32(FLT_EPSILON);
+        Value useSum = kb.ori(kb.cmpf(CmpFPredicate::UNO, keptSum, keptSum),
+                              kb.cmpf(CmpFPredicate::OGT, keptSum, eps));
+        Value denom = kb.select(useSum, keptSum, eps);
+        kb.loop(kb.idx(0), Kv, [&](Value j) {
+          Value kept = kb.cmpi(CmpIPredicate::sge, kb.load(slots, {t, j}),
+                               kb.i32(0));
+          kb.ifThen(kept, [&] {
+            Value w = kb.toF32(kb.load(cw, {t, j}));
+            kb.store(kb.fromF32(kb.divf(w, denom), cwElem), cw, {t, j});
+          });
+        });
+      }
+    });
+
+    // The dispatched copy, unless a fused consumer gathers through row_token.
+    Value dispatchedTensor;
+    if (!op.getDispatched().use_empty()) {
+      Value dispatched = kb.alloc(dispType, dyn);
+      Type elem = dispType.getElementType();
+      kb.parallel(kb.muli(rows, Dv), [&](Value i) {
+        Value r, d;
+        std::tie(r, d) = split(i, Dv);
+        Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
+        Value ok = kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0));
+        Value zero = kb.fromF32(kb.f32(0.0f), elem);
+        Value v = kb.ifValue(ok, zero, [&] { return kb.load(x, {tok, d}); });
+        SmallVector<Value> at = rowIdx(r);
+        at.push_back(d);
+        kb.store(v, dispatched, at);
+      });
+      dispatchedTensor = kb.toTensor(dispatched, dispType);
+    } else {
+      dispatchedTensor = tensor::EmptyOp::create(rewriter, loc,
+                                                 dispType.getShape(),
+                                                 dispType.getElementType(), dyn);
+    }
+    rewriter.replaceOp(op, {dispatchedTensor, kb.toTensor(rowToken, rowType),
+                            kb.toTensor(counts, countsType),
+                            kb.toTensor(slots, slotType),
+                            kb.toTensor(cw, cwType)});
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// moe.expert_ffn
+//===----------------------------------------------------------------------===//
+
+/// act(x) of `#moe.ffn` (Semantics 3); gelu through the erfc polynomial of
+/// the CPU kernels (relative error < 1.2e-7), which needs only exp.
+Value activation(LoopBuilder &kb, Activation act, Value x, float alpha) {
+  switch (act) {
+  case Activation::SiLU:
+    return kb.divf(x, kb.addf(kb.f32(1.0f),
+                              kb.exp(kb.mulf(kb.f32(-alpha), x))));
+  case Activation::GELU: {
+    Value a = math::AbsFOp::create(kb.b, kb.loc,
+                                   kb.mulf(x, kb.f32(0.70710678118654752f)));
+    Value t = kb.divf(kb.f32(1.0f),
+                      kb.addf(kb.mulf(kb.f32(0.5f), a), kb.f32(1.0f)));
+    const float coeffs[] = {0.17087277f,  -0.82215223f, 1.48851587f,
+                            -1.13520398f, 0.27886807f,  -0.18628806f,
+                            0.09678418f,  0.37409196f,  1.00002368f,
+                            -1.26551223f};
+    Value p = kb.f32(coeffs[0]);
+    for (float c : ArrayRef<float>(coeffs).drop_front())
+      p = kb.addf(kb.mulf(p, t), kb.f32(c));
+    p = kb.subf(p, kb.mulf(a, a));
+    Value erfc = kb.mulf(t, kb.exp(p));
+    Value hxErfc = kb.mulf(kb.mulf(kb.f32(0.5f), x), erfc);
+    Value neg = kb.cmpf(CmpFPredicate::OLT, x, kb.f32(0.0f));
+    return kb.select(neg, hxErfc, kb.subf(x, hxErfc));
+  }
+  case Activation::GELUTanh: {
+    Value x3 = kb.mulf(kb.mulf(x, x), x);
+    Value z = kb.addf(kb.mulf(kb.f32(0.044715f), x3), x);
+    Value e = kb.exp(kb.mulf(kb.f32(-2.0f * 0.79788456080286536f), z));
+    return kb.divf(x, kb.addf(kb.f32(1.0f), e));
+  }
+  case Activation::ReLU:
+    return arith::MaximumFOp::create(kb.b, kb.loc, kb.f32(0.0f), x);
+  case Activation::Identity:
+    return x;
+  }
+  llvm_unreachable("unknown activation");
+}
+
+struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ExpertFFNOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    LoopBuilder kb(rewriter, loc);
+    FFNAttr f = op.getFfn();
+    bool glu = f.getKind() == FFNKind::GLU;
+    bool inOut = f.getLayout() == WeightLayout::InOut;
+    GateUpLayout gateUp = f.getGateUp();
+    auto resType = op.getResult().getType();
+    bool padded = resType.getRank() == 3;
+    auto w2Type = op.getW2().getType();
+    int64_t D = op.getInput().getType().getDimSize(1);
+    int64_t F = w2Type.getDimSize(inOut ? 1 : 2);
+    int64_t Dout = resType.getShape().back();
+    int64_t numExperts = w2Type.getDimSize(0);
+
+    Value x = kb.input(op.getInput());
+    Value rowToken = kb.input(op.getRowToken());
+    Value counts = kb.input(op.getCounts());
+    Value w1 = kb.input(op.getW1());
+    Value w3 = op.getW3() ? kb.input(op.getW3()) : Value();
+    Value w2 = kb.input(op.getW2());
+    Value b1 = op.getB1() ? kb.input(op.getB1()) : Value();
+    Value b2 = op.getB2() ? kb.input(op.getB2()) : Value();
+    Value T = kb.dim(op.getInput(), 0);
+    Value C = padded ? kb.dim(op.getRowToken(), 1) : Value();
+    Value rows = padded ? kb.muli(kb.idx(numExperts), C)
+                        : kb.dim(op.getRowToken(), 0);
+    auto rowIdx = [&](Value r) -> SmallVector<Value> {
+      if (!padded)
+        return {r};
+      return {kb.divu(r, C), kb.remu(r, C)};
+    };
+
+    // Expert of every row, -1 for rows outside every segment or naming no
+    // valid token.
+    Value rowExpert =
+        kb.alloc({ShapedType::kDynamic}, rewriter.getIndexType(), rows);
+    kb.parallel(rows, [&](Value r) {
+      Value e;
+      if (padded) {
+        Value seg = kb.divu(r, C);
+        Value inside = kb.cmpi(CmpIPredicate::slt, kb.remu(r, C),
+                               kb.toIndex(kb.load(counts, {seg})));
+        e = kb.select(inside, seg, kb.idx(-1));
+      } else {
+        e = kb.loop(kb.idx(0), kb.idx(numExperts), {kb.idx(0), kb.idx(-1)},
+            [&](Value ex, ValueRange a) -> SmallVector<Value> {
+              Value n = arith::MaxSIOp::create(
+                  rewriter, loc, kb.toIndex(kb.load(counts, {ex})), kb.idx(0));
+              Value end = kb.addi(a[0], n);
+              Value inside = kb.andi(kb.cmpi(CmpIPredicate::sge, r, a[0]),
+                                     kb.cmpi(CmpIPredicate::slt, r, end));
+              return {end, kb.select(inside, ex, a[1])};
+            })[1];
+      }
+      Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
+      Value tokOk = kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
+                            kb.cmpi(CmpIPredicate::slt, tok, T));
+      kb.store(kb.select(tokOk, e, kb.idx(-1)), rowExpert, {r});
+    });
+
+    // W(e, k, n) of a logical [K, N] matrix stored [E, K, N] (in_out) or
+    // [E, N, K] (out_in), in f32.
+    auto weight = [&](Value w, Value e, Value k, Value n) {
+      return kb.toF32(inOut ? kb.load(w, {e, k, n}) : kb.load(w, {e, n, k}));
+    };
+    // W1 columns of hidden unit `h`: gate and (glu) up.
+    auto gateCol = [&](Value h) {
+      return gateUp == GateUpLayout::Interleaved ? kb.muli(h, kb.idx(2)) : h;
+    };
+    auto upCol = [&](Value h) -> Value {
+      switch (gateUp) {
+      case GateUpLayout::Separate:
+        return h;
+      case GateUpLayout::Concatenated:
+        return kb.addi(h, kb.idx(F));
+      case GateUpLayout::Interleaved:
+        return kb.addi(kb.muli(h, kb.idx(2)), kb.idx(1));
+      }
+      llvm_unreachable("unknown gate/up layout");
+    };
+    Value upMatrix = gateUp == GateUpLayout::Separate ? w3 : w1;
+    float alpha = float(f.getAlpha()), shift = float(f.getUpShift()),
+          limit = float(f.getLimit());
+
+    // Hidden activations h[r, j], f32.
+    Type f32 = rewriter.getF32Type();
+    Value hidden = kb.alloc({ShapedType::kDynamic, F}, f32, rows);
+    Value Fv = kb.idx(F);
+    kb.parallel(kb.muli(rows, Fv), [&](Value i) {
+      Value r = kb.divu(i, Fv), h = kb.remu(i, Fv);
+      Value e = kb.load(rowExpert, {r});
+      Value valid = kb.cmpi(CmpIPredicate::sge, e, kb.idx(0));
+      Value v = kb.ifValue(valid, kb.f32(0.0f), [&] {
+        Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
+        Value gc = gateCol(h), uc = glu ? upCol(h) : Value();
+        SmallVector<Value> acc = kb.loop(
+            kb.idx(0), kb.idx(D),
+            glu ? ValueRange{kb.f32(0.0f), kb.f32(0.0f)}
+                : ValueRange{kb.f32(0.0f)},
+            [&](Value d, ValueRange a) -> SmallVector<Value> {
+              Value xv = kb.toF32(kb.load(x, {tok, d}));
+              SmallVector<Value> next = {
+                  kb.addf(a[0], kb.mulf(xv, weight(w1, e, d, gc)))};
+              if (glu)
+                next.push_back(
+                    kb.addf(a[1], kb.mulf(xv, weight(upMatrix, e, d, uc))));
+              return next;
+            });
+        Value g = acc[0];
+        if (b1)
+          g = kb.addf(g, kb.toF32(kb.load(b1, {e, gc})));
+        if (!glu)
+          return activation(kb, f.getActivation(), g, alpha);
+        Value u = acc[1];
+        if (b1 && gateUp != GateUpLayout::Separate)
+          u = kb.addf(u, kb.toF32(kb.load(b1, {e, uc})));
+        if (limit > 0.0f) {
+          g = arith::MinimumFOp::create(rewriter, loc, kb.f32(limit), g);
+          u = arith::MaximumFOp::create(
+              rewriter, loc, kb.f32(-limit),
+              arith::MinimumFOp::create(rewriter, loc, kb.f32(limit), u));
+        }
+        return kb.mulf(activation(kb, f.getActivation(), g, alpha),
+                       kb.addf(u, kb.f32(shift)));
+      });
+      kb.store(v, hidden, {r, h});
+    });
+
+    // Output rows: y[r, d] = h[r] W2[e][:, d] + b2[e, d]; zero outside.
+    SmallVector<Value> dyn;
+    for (int64_t i = 0; i < resType.getRank(); ++i)
+      if (resType.isDynamicDim(i))
+        dyn.push_back(kb.dim(op.getRowToken(), i));
+    Value out = kb.alloc(resType, dyn);
+    Type outElem = resType.getElementType();
+    Value Dv = kb.idx(Dout);
+    kb.parallel(kb.muli(rows, Dv), [&](Value i) {
+      Value r = kb.divu(i, Dv), d = kb.remu(i, Dv);
+      Value e = kb.load(rowExpert, {r});
+      Value valid = kb.cmpi(CmpIPredicate::sge, e, kb.idx(0));
+      Value y = kb.ifValue(valid, kb.f32(0.0f), [&] {
+        Value s = kb.loop(kb.idx(0), Fv, {kb.f32(0.0f)},
+            [&](Value h, ValueRange a) -> SmallVector<Value> {
+              return {kb.addf(a[0], kb.mulf(kb.load(hidden, {r, h}),
+                                            weight(w2, e, h, d)))};
+            })[0];
+        if (b2)
+          s = kb.addf(s, kb.toF32(kb.load(b2, {e, d})));
+        return s;
+      });
+      SmallVector<Value> at = rowIdx(r);
+      at.push_back(d);
+      kb.store(kb.fromF32(y, outElem), out, at);
+    });
+    rewriter.replaceOp(op, kb.toTensor(out, resType));
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// moe.combine
+//===----------------------------------------------------------------------===//
+
+struct LowerCombine : OpRewritePattern<CombineOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(CombineOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder kb(rewriter, op.getLoc());
+    auto eoType = cast<RankedTensorType>(op.getExpertOut().getType());
+    bool padded = eoType.getRank() == 3;
+    Value expertOut = kb.input(op.getExpertOut());
+    Value slots = kb.input(op.getTokenSlot());
+    Value weights = kb.input(op.getWeights());
+    Value passthrough =
+        op.getPassthrough() ? kb.input(op.getPassthrough()) : Value();
+    auto outType = op.getResult().getType();
+    Value T = kb.dim(op.getTokenSlot(), 0);
+    int64_t K = op.getTokenSlot().getType().getDimSize(1);
+    int64_t D = outType.getDimSize(1);
+    Value C = padded ? kb.dim(op.getExpertOut(), 1) : Value();
+    Value rows = padded ? kb.muli(kb.dim(op.getExpertOut(), 0), C)
+                        : kb.dim(op.getExpertOut(), 0);
+    Value out = kb.alloc(outType, outType.isDynamicDim(0) ? ValueRange{T}
+                                                         : ValueRange{});
+    Value Dv = kb.idx(D);
+    kb.parallel(kb.muli(T, Dv), [&](Value i) {
+      Value t = kb.divu(i, Dv), d = kb.remu(i, Dv);
+      Value acc = kb.loop(kb.idx(0), kb.idx(K), {kb.f32(0.0f)},
+          [&](Value j, ValueRange a) -> SmallVector<Value> {
+            Value s = kb.toIndex(kb.load(slots, {t, j}));
+            Value w = kb.toF32(kb.load(weights, {t, j}));
+            Value routed = kb.andi(kb.cmpi(CmpIPredicate::sge, s, kb.idx(0)),
+                                   kb.cmpi(CmpIPredicate::slt, s, rows));
+            Value next = kb.ifValue(routed, a[0], [&] {
+              SmallVector<Value> at;
+              if (padded)
+                at = {kb.divu(s, C), kb.remu(s, C), d};
+              else
+                at = {s, d};
+              return kb.addf(a[0],
+                             kb.mulf(w, kb.toF32(kb.load(expertOut, at))));
+            });
+            if (passthrough) {
+              Value dropped =
+                  kb.andi(kb.cmpi(CmpIPredicate::slt, s, kb.idx(0)),
+                          kb.cmpf(CmpFPredicate::UNE, w, kb.f32(0.0f)));
+              next = kb.ifValue(dropped, next, [&] {
+                return kb.addf(
+                    a[0], kb.mulf(w, kb.toF32(kb.load(passthrough, {t, d}))));
+              });
+            }
+            return {next};
+          })[0];
+      kb.store(kb.fromF32(acc, outType.getElementType()), out, {t, d});
+    });
+    rewriter.replaceOp(op, kb.toTensor(out, outType));
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// moe.expert_stats
+//===----------------------------------------------------------------------===//
+
+struct LowerExpertStats : OpRewritePattern<ExpertStatsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ExpertStatsOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder kb(rewriter, op.getLoc());
+    auto countsType = op.getCounts().getType();
+    auto massType = op.getGateMass().getType();
+    int64_t numExperts = countsType.getDimSize(0);
+    int64_t K = op.getExperts().getType().getDimSize(1);
+    Value experts = kb.input(op.getExperts());
+    Value weights = kb.input(op.getWeights());
+    Value T = kb.dim(op.getExperts(), 0);
+    Value counts = kb.alloc(countsType, {});
+    Value mass = kb.alloc(massType, {});
+    Value Kv = kb.idx(K);
+    kb.parallel(kb.idx(numExperts), [&](Value e) {
+      Value e32 = kb.toI32(e);
+      SmallVector<Value> acc = kb.loop(
+          kb.idx(0), kb.muli(T, Kv), {kb.i64(0), kb.f32(0.0f)},
+          [&](Value i, ValueRange a) -> SmallVector<Value> {
+            Value t = kb.divu(i, Kv), j = kb.remu(i, Kv);
+            Value hit = kb.cmpi(CmpIPredicate::eq,
+                                kb.expertAt(experts, t, j, numExperts), e32);
+            Value w = kb.toF32(kb.load(weights, {t, j}));
+            return {kb.select(hit, kb.addi(a[0], kb.i64(1)), a[0]),
+                    kb.select(hit, kb.addf(a[1], w), a[1])};
+          });
+      kb.store(acc[0], counts, {e});
+      kb.store(acc[1], mass, {e});
+    });
+    rewriter.replaceOp(op, {kb.toTensor(counts, countsType),
+                            kb.toTensor(mass, massType)});
+    return success();
+  }
+};
+
+struct ConvertMoeToParallelLoopsPass
+    : public mlir::moe::impl::ConvertMoeToParallelLoopsPassBase<
+          ConvertMoeToParallelLoopsPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateMoeToParallelLoopsPatterns(patterns);
+    walkAndApplyPatterns(getOperation(), std::move(patterns));
+    // A pattern that cannot lower its op has emitted the reason.
+    WalkResult leftover = getOperation()->walk([](Operation *op) {
+      return isa<RouteOp, DispatchOp, CombineOp, ExpertStatsOp, ExpertFFNOp>(op)
+                 ? WalkResult::interrupt()
+                 : WalkResult::advance();
+    });
+    if (leftover.wasInterrupted())
+      signalPassFailure();
+  }
+};
+
+} // namespace
+
+void mlir::moe::populateMoeToParallelLoopsPatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<LowerRoute, LowerDispatch, LowerExpertFFN, LowerCombine,
+               LowerExpertStats>(patterns.getContext());
+}

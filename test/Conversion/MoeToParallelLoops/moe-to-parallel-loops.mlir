@@ -1,0 +1,128 @@
+// RUN: moe-opt %s -convert-moe-to-parallel-loops -split-input-file | FileCheck %s
+
+// One kernel per token: scores, selection, weights; results are fresh
+// buffers handed back as tensors.
+// CHECK-LABEL: func.func @route_top_k
+//  CHECK-SAME: (%[[L:.*]]: tensor<?x8xf32>)
+//       CHECK:   %[[LB:.*]] = bufferization.to_buffer %[[L]] read_only
+//       CHECK:   %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
+//       CHECK:   %[[E:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
+//       CHECK:   scf.parallel (%[[T:.*]]) =
+//       CHECK:     math.exp
+//       CHECK:     memref.store %{{.*}}, %[[E]][%[[T]], %{{.*}}] : memref<?x2xi32>
+//       CHECK:   }
+//   CHECK-NOT:   scf.parallel
+//       CHECK:   bufferization.to_tensor %[[W]] restrict writable
+//       CHECK:   bufferization.to_tensor %[[E]] restrict writable
+func.func @route_top_k(%l: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %w, %e = moe.route %l {routing = #moe.routing<k = 2, normalize = selected>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %w, %e : tensor<?x2xf32>, tensor<?x2xi32>
+}
+
+// -----
+
+// grouped_top_k keeps per-token group scores in a scratch row.
+// CHECK-LABEL: func.func @route_grouped
+//       CHECK:   memref.alloc(%{{.*}}) : memref<?x4xf32>
+//       CHECK:   scf.parallel
+//       CHECK:     arith.constant 0xFF800000 : f32
+func.func @route_grouped(%l: tensor<?x16xf32>, %b: tensor<16xf32>) -> (tensor<?x4xf32>, tensor<?x4xi32>) {
+  %w, %e = moe.route %l bias(%b : tensor<16xf32>) {routing = #moe.routing<policy = grouped_top_k, k = 4, score = sigmoid, num_groups = 4, top_groups = 2, group_score_k = 2>} : tensor<?x16xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
+  return %w, %e : tensor<?x4xf32>, tensor<?x4xi32>
+}
+
+// -----
+
+// Ragged dispatch: slots reset, per-expert counts, per-expert claims,
+// segment tails, combine weights, then the row gather (its result is used).
+// CHECK-LABEL: func.func @dispatch_ragged
+//       CHECK:   %[[ROWS:.*]] = arith.muli %{{.*}}, %c2
+//       CHECK:   %[[RT:.*]] = memref.alloc(%[[ROWS]]) : memref<?xi32>
+//       CHECK:   %[[COUNTS:.*]] = memref.alloc() : memref<4xi32>
+//       CHECK:   scf.parallel
+//       CHECK:   scf.parallel (%{{.*}}) = (%{{.*}}) to (%c4{{.*}})
+//       CHECK:     memref.store %{{.*}}, %[[COUNTS]]
+//       CHECK:   scf.parallel (%{{.*}}) = (%{{.*}}) to (%c4{{.*}})
+//       CHECK:     memref.store %{{.*}}, %[[RT]]
+//       CHECK:   scf.parallel
+//       CHECK:   scf.parallel
+//       CHECK:   %[[D:.*]] = memref.alloc(%[[ROWS]]) : memref<?x16xf32>
+//       CHECK:   scf.parallel
+//       CHECK:     memref.store %{{.*}}, %[[D]]
+func.func @dispatch_ragged(%x: tensor<?x16xf32>, %w: tensor<?x2xf32>, %e: tensor<?x2xi32>) -> (tensor<?x16xf32>, tensor<?x2xf32>) {
+  %d, %r, %c, %s, %cw = moe.dispatch %x, %w, %e : tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32>, tensor<?x2xi32>, tensor<?x2xf32>
+  return %d, %cw : tensor<?x16xf32>, tensor<?x2xf32>
+}
+
+// -----
+
+// A fused consumer gathers through row_token: no dispatched copy.
+// CHECK-LABEL: func.func @dispatch_unused_rows
+//       CHECK:   tensor.empty
+//   CHECK-NOT:   memref<?x16xf32>
+func.func @dispatch_unused_rows(%x: tensor<?x16xf32>, %w: tensor<?x2xf32>, %e: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<4xi32>) {
+  %d, %r, %c, %s, %cw = moe.dispatch %x, %w, %e : tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32>, tensor<?x2xi32>, tensor<?x2xf32>
+  return %r, %c : tensor<?xi32>, tensor<4xi32>
+}
+
+// -----
+
+// Padded capacity in score order: one iteration per pair ranks it among its
+// expert's pairs; the capacity of a dynamic token count is computed in IR.
+// CHECK-LABEL: func.func @dispatch_score
+//       CHECK:   math.ceil
+//       CHECK:   %[[RT:.*]] = memref.alloc(%{{.*}}) : memref<4x?xi32>
+//       CHECK:   scf.parallel
+//       CHECK:     scf.if
+//       CHECK:       scf.for
+//       CHECK:         arith.cmpf ogt
+func.func @dispatch_score(%x: tensor<?x16xf32>, %w: tensor<?x2xf32>, %e: tensor<?x2xi32>) -> tensor<4x?x16xf32> {
+  %d, %r, %c, %s, %cw = moe.dispatch %x, %w, %e {capacity = #moe.capacity<factor = 1.0, order = score>} : tensor<?x16xf32>, tensor<?x2xf32>, tensor<?x2xi32> -> tensor<4x?x16xf32>, tensor<4x?xi32>, tensor<4xi32>, tensor<?x2xi32>, tensor<?x2xf32>
+  return %d : tensor<4x?x16xf32>
+}
+
+// -----
+
+// The fused expert FFN: row experts, then hidden [R, F] and output [R, D]
+// kernels, with bf16 weights widened to f32 at the load.
+// CHECK-LABEL: func.func @expert_ffn_glu_bf16
+//       CHECK:   %[[RE:.*]] = memref.alloc(%{{.*}}) : memref<?xindex>
+//       CHECK:   scf.parallel
+//       CHECK:     memref.store %{{.*}}, %[[RE]]
+//       CHECK:   %[[H:.*]] = memref.alloc(%{{.*}}) : memref<?x32xf32>
+//       CHECK:   scf.parallel
+//       CHECK:     arith.extf %{{.*}} : bf16 to f32
+//       CHECK:     memref.store %{{.*}}, %[[H]]
+//       CHECK:   %[[O:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+//       CHECK:   scf.parallel
+//       CHECK:     memref.load %[[H]]
+//       CHECK:     memref.store %{{.*}}, %[[O]]
+func.func @expert_ffn_glu_bf16(%x: tensor<?x16xf32>, %rt: tensor<?xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xbf16>, %w3: tensor<4x16x32xbf16>, %w2: tensor<4x32x16xbf16>) -> tensor<?x16xf32> {
+  %y = moe.expert_ffn %x, %rt, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xbf16>) w3(%w3 : tensor<4x16x32xbf16>) w2(%w2 : tensor<4x32x16xbf16>) {ffn = #moe.ffn<kind = glu, activation = silu>} -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// Combine: one iteration per output element sums the slots in order; a
+// dropped slot with a weight adds the pass-through row.
+// CHECK-LABEL: func.func @combine_passthrough
+//       CHECK:   scf.parallel
+//       CHECK:     scf.for
+//       CHECK:       scf.if
+//       CHECK:       arith.cmpf une
+//       CHECK:       scf.if
+func.func @combine_passthrough(%o: tensor<4x?x16xf32>, %s: tensor<?x1xi32>, %w: tensor<?x1xf32>, %x: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  %y = moe.combine %o, %s, %w passthrough(%x : tensor<?x16xf32>) : tensor<4x?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @stats
+//       CHECK:   scf.parallel (%{{.*}}) = (%{{.*}}) to (%c4{{.*}})
+//       CHECK:     arith.addi %{{.*}} : i64
+func.func @stats(%e: tensor<?x2xi32>, %w: tensor<?x2xf32>) -> (tensor<4xi64>, tensor<4xf32>) {
+  %c, %m = moe.expert_stats %e, %w : tensor<?x2xi32>, tensor<?x2xf32> -> tensor<4xi64>, tensor<4xf32>
+  return %c, %m : tensor<4xi64>, tensor<4xf32>
+}
