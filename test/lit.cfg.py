@@ -35,7 +35,7 @@ llvm_config.add_tool_substitutions(tools, tool_dirs)
 
 clang = shutil.which("clang-22", path=config.llvm_tools_dir) or shutil.which("clang-22") or "clang"
 config.substitutions.append(("%clang", clang))
-llvm_config.add_tool_substitutions(["llvm-nm", "llvm-readelf"], [config.llvm_tools_dir])
+llvm_config.add_tool_substitutions(["llvm-nm", "llvm-readelf", "llvm-objdump"], [config.llvm_tools_dir])
 
 # A Python interpreter for the frontend tests: the frontend needs only the
 # standard library.
@@ -61,5 +61,28 @@ if numpy_python:
 config.substitutions.append(("%moe_build", config.moe_obj_root))
 
 # Optional features: CUDA's ptxas for assembling PTX in GPU lowering tests.
-if shutil.which("ptxas") or os.path.exists("/usr/local/cuda/bin/ptxas"):
+ptxas = shutil.which("ptxas") or ("/usr/local/cuda/bin/ptxas"
+                                  if os.path.exists("/usr/local/cuda/bin/ptxas") else None)
+if ptxas:
     config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
+# ld.lld links HSACO for the ROCm target.
+if shutil.which("ld.lld-22") or shutil.which("ld.lld") or os.path.exists(
+        os.path.join(config.llvm_tools_dir, "ld.lld")):
+    config.available_features.add("lld")
+
+# GPU execution tests run only where a device is present: `cuda` / `rocm`
+# when the driver loads and reports at least one device.
+def _has_gpu(lib, init, count):
+    import ctypes
+    try:
+        api = ctypes.CDLL(lib)
+        n = ctypes.c_int(0)
+        return getattr(api, init)(0) == 0 and getattr(api, count)(ctypes.byref(n)) == 0 and n.value > 0
+    except (OSError, AttributeError):
+        return False
+
+if _has_gpu("libcuda.so.1", "cuInit", "cuDeviceGetCount"):
+    config.available_features.add("cuda")
+if _has_gpu("libamdhip64.so", "hipInit", "hipGetDeviceCount"):
+    config.available_features.add("rocm")

@@ -135,6 +135,9 @@ moert_status_t Load(const char *path, moert_model_s *model) {
   if (open_path.find('/') == std::string::npos)
     open_path = "./" + open_path;
   dlerror();
+  // A GPU model library loads its device code in constructors run by
+  // dlopen; errors they record are this library's.
+  moert_device_clear_error();
   model->handle = dlopen(open_path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!model->handle) {
     const char *err = dlerror();
@@ -155,6 +158,20 @@ moert_status_t Load(const char *path, moert_model_s *model) {
     return moert_status_make(MOERT_STATUS_FAILED_PRECONDITION,
                              "%s() returned NULL", MOERT_MODEL_DESCRIBE_SYMBOL);
   MOERT_RETURN_IF_ERROR(ValidateDescription(desc));
+  int device = moert_device_kind_from_name(desc->target);
+  if (device < 0)
+    return moert_status_make(MOERT_STATUS_UNIMPLEMENTED,
+                             "targets '%s', which this runtime does not run "
+                             "(cpu, cuda, rocm)",
+                             desc->target);
+  if (device != MOERT_DEVICE_CPU) {
+    // The device code was loaded (or not) by the library's constructors.
+    MOERT_RETURN_IF_ERROR(
+        moert_device_init(static_cast<moert_device_kind_t>(device)));
+    if (moert_status_t st = moert_device_status())
+      return moert::Annotate(st, StrFormat("targets %s", desc->target));
+  }
+  model->device = device;
   model->desc = desc;
   model->set_stats_sink = reinterpret_cast<moert_model_set_stats_sink_fn>(
       dlsym(model->handle, MOERT_MODEL_SET_STATS_SINK_SYMBOL));

@@ -66,6 +66,7 @@ struct moert_session_s {
   const moert_entry_desc *entry = nullptr;
   std::vector<BoundWeight> bound;            // one per argument
   std::vector<moert::AlignedBuffer> buffers; // converted / realigned weights
+  std::vector<void *> device_buffers;        // weights copied to the GPU
   bool collect_stats = true;
   std::vector<LayerAccum> layers;
   int64_t calls = 0;
@@ -74,6 +75,8 @@ struct moert_session_s {
       std::make_unique<moert::ThreadPool>(moert::ThreadPool::HardwareThreads());
 
   ~moert_session_s() {
+    for (void *p : device_buffers)
+      moert_device_free(p);
     moert_weights_release(weights);
     moert_model_release(model);
   }
@@ -183,6 +186,40 @@ moert_status_t CheckArg(const moert_entry_desc *entry, int32_t j,
 }
 
 // Binds every argument found in `weights` (see moert_session_create).
+/// `bytes` of host data in a fresh device buffer (managed memory, so a host
+/// copy fills it).
+moert_status_t ToDevice(const void *data, size_t bytes, const char *what,
+                        void **out) {
+  *out = moert_device_alloc(bytes);
+  if (!*out) {
+    moert::StatusPtr reason(moert_device_status());
+    return moert::MakeStatus(
+        MOERT_STATUS_RESOURCE_EXHAUSTED,
+        StrFormat("cannot place %s (%zu bytes) in device memory: ", what,
+                  bytes) +
+            (reason.get() ? moert_status_message(reason.get())
+                          : "no device"));
+  }
+  if (bytes)
+    std::memcpy(*out, data, bytes);
+  return nullptr;
+}
+
+/// GPU models read every argument from device memory: the bound weights are
+/// copied there once per session.
+moert_status_t UploadWeights(moert_session_s *s) {
+  for (size_t j = 0; j < s->bound.size(); ++j) {
+    BoundWeight &b = s->bound[j];
+    if (!b.bound)
+      continue;
+    void *p = nullptr;
+    MOERT_RETURN_IF_ERROR(ToDevice(b.data, b.bytes, s->entry->args[j].name, &p));
+    s->device_buffers.push_back(p);
+    b.data = p;
+  }
+  return nullptr;
+}
+
 moert_status_t BindWeights(moert_session_s *s) {
   const moert_entry_desc *entry = s->entry;
   s->bound.assign(static_cast<size_t>(entry->num_args), BoundWeight());
@@ -252,7 +289,7 @@ moert_status_t BindWeights(moert_session_s *s) {
     b.bytes = bytes;
     s->buffers.push_back(std::move(buffer));
   }
-  return nullptr;
+  return s->model->device == MOERT_DEVICE_CPU ? nullptr : UploadWeights(s);
 }
 
 void OnDispatch(void *user, int64_t num_experts, const int32_t *counts,
@@ -518,6 +555,27 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     MOERT_RETURN_IF_ERROR(
         CheckArg(entry, static_cast<int32_t>(j), refs[j], &T));
 
+  // GPU models: explicit inputs are copied into device buffers for the call.
+  const bool on_device = s->model->device != MOERT_DEVICE_CPU;
+  struct DeviceScratch {
+    std::vector<void *> blocks;
+    ~DeviceScratch() {
+      for (void *p : blocks)
+        moert_device_free(p);
+    }
+  } device_scratch;
+  if (on_device) {
+    for (size_t j = 0; j < nargs; ++j) {
+      if (!have[j])
+        continue; // bound weights are device buffers already
+      void *p = nullptr;
+      MOERT_RETURN_IF_ERROR(
+          ToDevice(refs[j].data, refs[j].bytes, entry->args[j].name, &p));
+      device_scratch.blocks.push_back(p);
+      refs[j].data = p;
+    }
+  }
+
   // Views; misaligned explicit inputs are copied into aligned scratch.
   std::vector<moert::AlignedBuffer> scratch;
   std::vector<moert_view> args(nargs);
@@ -564,11 +622,16 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
   moert_model_set_parallel_hook_fn set_hook = s->model->set_parallel_hook;
   if (set_hook)
     set_hook(&hook);
+  if (on_device)
+    moert_device_clear_error();
   int rc = entry->invoke(args.data(), results.data());
   if (set_hook)
     set_hook(nullptr);
   if (set_sink)
     set_sink(nullptr);
+  // A device error (failed launch, exhausted memory) voids the results.
+  moert::StatusPtr device_error(on_device ? moert_device_synchronize()
+                                          : nullptr);
 
   const moert_model_desc *desc = s->model->desc;
   // Which results own their `allocated` buffer (freeable, first of its kind).
@@ -591,6 +654,11 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
   };
   std::vector<bool> adopted(results.size(), false);
 
+  if (device_error.get()) {
+    free_owned(adopted);
+    return moert::Annotate(device_error.release(),
+                           EntryWhat(entry) + " on the GPU");
+  }
   if (rc != MOERT_ABI_OK) {
     free_owned(adopted);
     return moert::MakeStatus(

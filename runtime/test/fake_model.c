@@ -14,7 +14,8 @@
  *   layer 0: E = 4, counts {T, 2T, 0, T}, pairs 4T + 1, dropped 1, skipped 2
  *   layer 1: E = 2, counts {T, T},        pairs 2T,     dropped 0, skipped T
  *
- * Build variants: -DFAKE_MODEL_NO_STATS omits moert_model_set_stats_sink,
+ * Build variants: -DFAKE_MODEL_TARGET='"cuda"' claims another target,
+ * -DFAKE_MODEL_NO_STATS omits moert_model_set_stats_sink,
  * -DFAKE_MODEL_NO_DESCRIBE omits moert_model_describe as well.
  *
  * fake_model_set_variant(v) (tests only; global, not thread-safe) makes the
@@ -247,7 +248,10 @@ EXPORT const moert_model_desc *moert_model_describe(void) {
                                     invoke_dup};
   g_entries[3] = (moert_entry_desc){"ident", 1, k_x2_args, 1, k_ident_res,
                                     invoke_ident};
-  g_desc = (moert_model_desc){MOERT_MODEL_ABI_VERSION, "fake", "cpu", 4,
+#ifndef FAKE_MODEL_TARGET
+#define FAKE_MODEL_TARGET "cpu"
+#endif
+  g_desc = (moert_model_desc){MOERT_MODEL_ABI_VERSION, "fake", FAKE_MODEL_TARGET, 4,
                               g_entries, free};
   switch (g_variant) {
   case FAKE_BAD_ABI_VERSION: g_desc.abi_version = MOERT_MODEL_ABI_VERSION + 1; break;

@@ -3,6 +3,7 @@
 // moe-run --model libm.so [--entry NAME] [--weights w.safetensors]
 //         --input NAME=path.npy ... [--output NAME=path.npy ... | --output-dir DIR]
 //         [--print] [--threads N] [--time N] [--stats stats.json] [--list]
+//         [--device cpu|cuda|rocm]
 //
 // Links only libmoert (no LLVM/MLIR). Every error prints one line
 // "moe-run: error: ..." on stderr and exits with status 1.
@@ -44,6 +45,10 @@ options:
   --output NAME=FILE.npy    write result NAME to a .npy file (repeatable)
   --output-dir DIR          write every result to DIR/NAME.npy
   --print                   print the results
+  --device cpu|cuda|rocm    the device to run on; must match the library's
+                            target (moe-compile --target); checked before
+                            loading, with a clear error if the driver or a
+                            device is missing (default: the library's target)
   --threads N               threads the model's kernels use (default 0 = all
                             cores)
   --time N                  after the first (warm-up) call, run N timed calls
@@ -70,6 +75,7 @@ struct Options {
   bool list = false;
   int64_t time_calls = 0;
   int32_t threads = 0; // 0 = all cores
+  std::string device;  // "" = whatever the library targets
 };
 
 [[noreturn]] void Fail(const std::string &message) {
@@ -125,7 +131,8 @@ Options ParseOptions(int argc, char **argv) {
     }
     static const char *const kValued[] = {"--model",  "--entry",      "--weights",
                                           "--input",  "--output",     "--output-dir",
-                                          "--time",   "--stats",      "--threads"};
+                                          "--time",   "--stats",      "--threads",
+                                          "--device"};
     bool valued = std::find_if(std::begin(kValued), std::end(kValued),
                                [&](const char *k) { return name == k; }) !=
                   std::end(kValued);
@@ -150,6 +157,10 @@ Options ParseOptions(int argc, char **argv) {
       o.output_dir = value;
     } else if (name == "--stats") {
       o.stats = value;
+    } else if (name == "--device") {
+      if (moert_device_kind_from_name(value.c_str()) < 0)
+        Fail("--device expects cpu, cuda or rocm, got '" + value + "'");
+      o.device = value;
     } else if (name == "--threads") {
       char *end = nullptr;
       errno = 0;
@@ -396,8 +407,17 @@ struct Results {
 int main(int argc, char **argv) {
   Options o = ParseOptions(argc, argv);
 
+  // --device: check the device first, so a missing driver is reported as
+  // such rather than as a library that failed to load.
+  if (!o.device.empty())
+    Check(moert_device_init(static_cast<moert_device_kind_t>(
+        moert_device_kind_from_name(o.device.c_str()))));
   moert_model_t *model = nullptr;
   Check(moert_model_load(o.model.c_str(), &model));
+  if (!o.device.empty() && o.device != moert_model_target(model))
+    Fail("the model library '" + o.model + "' was compiled for " +
+         moert_model_target(model) + ", not " + o.device +
+         " (moe-compile --target=" + o.device + ")");
   moert_weights_t *weights = nullptr;
   if (!o.weights.empty())
     Check(moert_weights_load_safetensors(o.weights.c_str(), &weights));

@@ -16,8 +16,11 @@
 
 namespace mlir::moe {
 
-/// Writes the C glue source of the model library for `module`.
-LogicalResult emitModelGlue(ModuleOp module, llvm::raw_ostream &os);
+/// Writes the C glue source of the model library for `module`; `target`
+/// ("cpu", "cuda", "rocm") selects what the runtime is told and how results
+/// are freed.
+LogicalResult emitModelGlue(ModuleOp module, llvm::raw_ostream &os,
+                            StringRef target = "cpu");
 
 /// Writes the public C header of the model library for `module`.
 LogicalResult emitModelHeader(ModuleOp module, llvm::raw_ostream &os);

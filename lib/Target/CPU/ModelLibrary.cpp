@@ -18,6 +18,7 @@
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/CommandLine.h"
 #include <vector>
 #include "llvm/Support/FormatVariadic.h"
 
@@ -156,7 +157,12 @@ std::string shapeText(const TensorInfo &t) {
 
 } // namespace
 
-LogicalResult mlir::moe::emitModelGlue(ModuleOp module, raw_ostream &os) {
+LogicalResult mlir::moe::emitModelGlue(ModuleOp module, raw_ostream &os,
+                                       StringRef target) {
+  if (target != "cpu" && target != "cuda" && target != "rocm")
+    return module.emitError("unknown model-library target '")
+           << target << "' (cpu, cuda, rocm)";
+  bool cpu = target == "cpu";
   auto entries = collectEntries(module);
   if (failed(entries))
     return failure();
@@ -306,18 +312,29 @@ static void moe_result(moert_view *out, void *allocated, void *aligned,
        << c << "(args, results);\n}\n\n";
   }
 
-  // Routing statistics: forward the runtime's sink to the kernels.
-  os << "extern void moert_cpu_set_stats_sink(const moert_stats_sink *);\n"
-     << "__attribute__((visibility(\"default\")))\n"
-     << "void moert_model_set_stats_sink(const moert_stats_sink *sink) {\n"
-     << "  moert_cpu_set_stats_sink(sink);\n}\n\n";
-  // Parallelism: forward the runtime's thread pool to the kernels.
-  os << "extern void moert_cpu_set_parallel_hook(const moert_parallel_hook *);\n"
-     << "__attribute__((visibility(\"default\")))\n"
-     << "void moert_model_set_parallel_hook(const moert_parallel_hook *hook) {\n"
-     << "  moert_cpu_set_parallel_hook(hook);\n}\n\n";
-  os << "static void moe_free_result(void *allocated) { free(allocated); }\n\n"
-     << "static const moert_entry_desc moe_entries[] = {\n";
+  if (cpu) {
+    // Routing statistics: forward the runtime's sink to the kernels.
+    os << "extern void moert_cpu_set_stats_sink(const moert_stats_sink *);\n"
+       << "__attribute__((visibility(\"default\")))\n"
+       << "void moert_model_set_stats_sink(const moert_stats_sink *sink) {\n"
+       << "  moert_cpu_set_stats_sink(sink);\n}\n\n";
+    // Parallelism: forward the runtime's thread pool to the kernels.
+    os << "extern void moert_cpu_set_parallel_hook(const moert_parallel_hook "
+          "*);\n"
+       << "__attribute__((visibility(\"default\")))\n"
+       << "void moert_model_set_parallel_hook(const moert_parallel_hook *hook) "
+          "{\n"
+       << "  moert_cpu_set_parallel_hook(hook);\n}\n\n";
+    os << "static void moe_free_result(void *allocated) { free(allocated); "
+          "}\n\n";
+  } else {
+    // GPU models allocate every buffer (results included) through the
+    // runtime's device allocator (libmoert, moert/device.h).
+    os << "extern void _mlir_memref_to_llvm_free(void *);\n"
+       << "static void moe_free_result(void *allocated) { "
+          "_mlir_memref_to_llvm_free(allocated); }\n\n";
+  }
+  os << "static const moert_entry_desc moe_entries[] = {\n";
   for (const EntryInfo &e : *entries) {
     os << "  {\"" << cString(e.symbol) << "\", " << e.args.size() << ", "
        << (e.args.empty() ? "NULL" : "moe_arg_" + e.cName) << ", "
@@ -326,7 +343,8 @@ static void moe_result(moert_view *out, void *allocated, void *aligned,
        << ", moe_invoke_" << e.cName << "},\n";
   }
   os << "};\n\nstatic const moert_model_desc moe_model = {\n"
-     << "  MOERT_MODEL_ABI_VERSION, \"" << cString(model) << "\", \"cpu\", "
+     << "  MOERT_MODEL_ABI_VERSION, \"" << cString(model) << "\", \"" << target
+     << "\", "
      << entries->size() << ", moe_entries, moe_free_result};\n\n"
      << "__attribute__((visibility(\"default\")))\n"
      << "const moert_model_desc *moert_model_describe(void) { return "
@@ -372,6 +390,12 @@ LogicalResult mlir::moe::emitModelHeader(ModuleOp module, raw_ostream &os) {
   return success();
 }
 
+static llvm::cl::opt<std::string> modelTarget(
+    "moe-model-target",
+    llvm::cl::desc("Target of the model library whose glue "
+                   "--moe-to-model-glue emits: cpu, cuda or rocm"),
+    llvm::cl::init("cpu"));
+
 void mlir::moe::registerModelLibraryTranslations() {
   auto registerDialects = [](DialectRegistry &registry) {
     registerAllDialects(registry);
@@ -385,7 +409,7 @@ void mlir::moe::registerModelLibraryTranslations() {
         auto module = dyn_cast<ModuleOp>(op);
         if (!module)
           return op->emitError("expected a builtin.module");
-        return emitModelGlue(module, os);
+        return emitModelGlue(module, os, modelTarget);
       },
       registerDialects);
   TranslateFromMLIRRegistration header(

@@ -30,6 +30,7 @@
 #define MOERT_API_H
 
 #include "moert/base.h"       /* IWYU pragma: export */
+#include "moert/device.h"     /* IWYU pragma: export */
 #include "moert/model.h"      /* IWYU pragma: export */
 #include "moert/model_abi.h"  /* IWYU pragma: export */
 #include "moert/npy.h"        /* IWYU pragma: export */

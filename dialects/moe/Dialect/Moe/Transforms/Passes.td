@@ -188,4 +188,39 @@ def MoeExportEntryPointsPass : Pass<"moe-export-entry-points", "::mlir::ModuleOp
   let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
 }
 
+def MoeExpandDeviceMathPass : Pass<"moe-expand-device-math", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Rewrite math ops in GPU kernels into native instructions of the target";
+  let description = [{
+    `convert-gpu-to-nvvm` and `convert-gpu-to-rocdl` turn `math` ops into
+    calls of the vendor device libraries (libdevice's `__nv_expf`, ocml's
+    `__ocml_rsqrt_f32`, ...), which `gpu-module-to-binary` can only resolve
+    where a CUDA or ROCm installation is found at compile time, and they
+    reject the LLVM intrinsics instead. This pass expands the math ops the
+    moe lowerings produce into arithmetic around four hardware instructions
+    of the target, emitted as single-instruction inline assembly (as Triton
+    does): `exp2`, `log2`, `sqrt`, `floor` (NVIDIA `ex2.approx.ftz.f32`,
+    `lg2.approx.ftz.f32`, `sqrt.rn.f32`, `cvt.rmi.f32.f32`; AMD
+    `v_exp_f32`, `v_log_f32`, `v_sqrt_f32`, `v_floor_f32`). Model
+    libraries therefore build without any GPU toolkit.
+
+    * `exp(x) = exp2(x * log2(e))`, `log(x) = log2(x) * ln(2)`;
+    * `rsqrt(x) = 1 / sqrt(x)`, `ceil(x) = -floor(-x)`;
+    * `tanh(x) = 1 - 2 / (exp(2x) + 1)` (saturates to +-1);
+    * `erf(x) = sign(x) (1 - erfc(|x|))` with the erfc polynomial of the
+      CPU kernels (relative error < 1.2e-7);
+    * `powf(x, y) = exp2(y * log2(x))`; `absf`, `fma` in arithmetic.
+
+    f16 and bf16 operands are widened to f32 and the result narrowed back.
+    A math op without an expansion is an error naming the op.
+  }];
+  let options = [
+    Option<"target", "target", "std::string", /*default=*/"\"nvvm\"",
+           "Instruction set of the kernels: nvvm or rocdl">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::LLVM::LLVMDialect"
+  ];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
