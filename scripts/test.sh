@@ -24,9 +24,10 @@ run_suites() {
   local dir=$1
   local lit_log="$dir/lit-results.txt"
   "$LIT" -sv "$dir/test" 2>&1 | tee "$lit_log"
-  # lit's summary lines look like "  Passed: 21 (100.00%)".
+  # lit's summary lines look like "  Passed: 21 (100.00%)", padded as
+  # "  Passed     : 41 (95.35%)" when other categories are listed.
   local lit_pass lit_fail
-  lit_pass=$(awk '/^ *Passed *:/ {print $2}' "$lit_log" | tail -1)
+  lit_pass=$(sed -nE 's/^ *Passed *: *([0-9]+).*/\1/p' "$lit_log" | tail -1)
   lit_fail=$(awk '/^ *(Failed|Unresolved|Timed Out|Unexpectedly Passed) *:/ {s += $(NF-1)} END {print s+0}' "$lit_log")
   if ! [[ "$lit_pass" =~ ^[0-9]+$ ]]; then
     echo "test.sh: could not read lit's summary in $lit_log"
