@@ -1,10 +1,12 @@
 //===- FuseExperts.cpp - moe.experts with a standard FFN to moe.expert_ffn -===//
 //
-// Implements `moe-fuse-experts`. A moe.experts op qualifies when
+// Implements `moe-fuse-experts`. Per-expert loops are first raised into
+// moe.experts (RaiseExpertLoops.cpp). A moe.experts op then qualifies when
 //  * its body is exactly the FFN moe-decompose builds for a #moe.ffn form
-//    (recorded in `moe.ffn_form` / `moe.ffn_operands` and re-verified here by
-//    building the canonical body and comparing regions, so an edited body is
-//    never fused by mistake),
+//    (recorded in `moe.ffn_form` / `moe.ffn_operands`, or inferred by trying
+//    the forms its weights allow, and verified by building the canonical
+//    body and comparing regions, so an edited body is never fused by
+//    mistake),
 //  * its segments come from a moe.dispatch (so rows can be gathered through
 //    row_token instead of read from the dispatched copy), and
 //  * activations are f32 (moe.expert_ffn produces f32 rows).
@@ -14,8 +16,11 @@
 #include "moe/Dialect/Moe/Transforms/Passes.h"
 #include "moe/Dialect/Moe/Transforms/Transforms.h"
 
+#include "mlir/IR/Dominance.h"
 #include "mlir/IR/OperationSupport.h"
 #include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/CSE.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEFUSEEXPERTSPASS
@@ -53,23 +58,125 @@ FailureOr<StackedFFN> weightsByRole(ExpertsOp op) {
   return ffn;
 }
 
-/// True when `op`'s body is the canonical body of `form` over `weights`.
+/// Canonicalises and CSEs the body of `op` in place, so that bodies that
+/// differ only in constant placement, duplicated size queries or foldable
+/// ops compare equal.
+void normalizeBody(RewriterBase &rewriter, ExpertsOp op) {
+  MLIRContext *ctx = op.getContext();
+  RewritePatternSet patterns(ctx);
+  for (Dialect *dialect : ctx->getLoadedDialects())
+    dialect->getCanonicalizationPatterns(patterns);
+  for (RegisteredOperationName name : ctx->getRegisteredOperations())
+    name.getCanonicalizationPatterns(patterns, ctx);
+  (void)applyPatternsGreedily(op.getBody(), std::move(patterns));
+  DominanceInfo dom(op);
+  eliminateCommonSubExpressions(rewriter, dom, op);
+  // The greedy driver hoists constants in visiting order: put them in one
+  // order (by printed form) at the start of the body.
+  Block &body = op.getBody().front();
+  SmallVector<std::pair<std::string, Operation *>> constants;
+  for (Operation &nested : body)
+    if (nested.hasTrait<OpTrait::ConstantLike>()) {
+      std::string key;
+      llvm::raw_string_ostream os(key);
+      os << nested.getName() << " " << nested.getPropertiesAsAttribute()
+         << " " << nested.getAttrDictionary() << " "
+         << nested.getResultTypes();
+      constants.push_back({key, &nested});
+    }
+  llvm::sort(constants, [](const auto &a, const auto &b) {
+    return a.first < b.first;
+  });
+  for (auto &entry : llvm::reverse(constants))
+    entry.second->moveBefore(&body, body.begin());
+}
+
+/// True when `op`'s body is the canonical body of `form` over `weights`:
+/// exactly (what moe-decompose built), or with `normalized`, after both
+/// bodies are canonicalised and CSE'd (bodies from elsewhere).
 bool hasCanonicalBody(RewriterBase &rewriter, ExpertsOp op,
-                      const StackedFFN &weights, FFNAttr form) {
+                      const StackedFFN &weights, FFNAttr form,
+                      bool normalized = false) {
   OpBuilder::InsertionGuard guard(rewriter);
   rewriter.setInsertionPoint(op);
   auto probe = ExpertsOp::create(rewriter, op.getLoc(), op.getResult().getType(),
                                  op.getDispatched(), op.getCounts(),
                                  op.getWeights());
   buildExpertFFNBody(rewriter, op.getLoc(), probe, weights, form);
+  ExpertsOp candidate = op;
+  if (normalized) {
+    candidate = cast<ExpertsOp>(rewriter.clone(*op));
+    normalizeBody(rewriter, probe);
+    normalizeBody(rewriter, candidate);
+  }
   bool same = OperationEquivalence::isRegionEquivalentTo(
-      &probe.getBody(), &op.getBody(),
+      &probe.getBody(), &candidate.getBody(),
       OperationEquivalence::Flags::IgnoreLocations);
   rewriter.eraseOp(probe);
+  if (normalized)
+    rewriter.eraseOp(candidate);
   return same;
 }
 
+/// For a moe.experts that did not come from moe-decompose (a raised loop, a
+/// frontend's own op): the standard FFN form whose canonical body it has,
+/// recorded on the op as moe-decompose would. Candidates follow from the
+/// number and shapes of the weights: three are w1, w3, w2 (GLU, separate
+/// gate/up), two are w1, w2 (MLP, or GLU with fused gate/up when w1 has
+/// twice w2's hidden width); both weight layouts; every activation.
+LogicalResult inferFFNForm(RewriterBase &rewriter, ExpertsOp op) {
+  if (op->hasAttr(kExpertsFFNFormAttr))
+    return success();
+  ValueRange w = op.getWeights();
+  if (w.size() != 2 && w.size() != 3)
+    return failure();
+  for (Value v : w)
+    if (cast<RankedTensorType>(v.getType()).getRank() != 3)
+      return failure();
+  MLIRContext *ctx = op.getContext();
+  StackedFFN weights;
+  weights.w1 = w[0];
+  weights.w2 = w.back();
+  if (w.size() == 3)
+    weights.w3 = w[1];
+  auto w1Type = cast<RankedTensorType>(w[0].getType());
+  auto w2Type = cast<RankedTensorType>(w.back().getType());
+  SmallVector<std::pair<FFNKind, GateUpLayout>> kinds;
+  if (w.size() == 3)
+    kinds.push_back({FFNKind::GLU, GateUpLayout::Separate});
+  else
+    kinds = {{FFNKind::MLP, GateUpLayout::Separate},
+             {FFNKind::GLU, GateUpLayout::Concatenated},
+             {FFNKind::GLU, GateUpLayout::Interleaved}};
+  for (WeightLayout layout : {WeightLayout::InOut, WeightLayout::OutIn}) {
+    // Hidden width F from w2 ([E, F, D] in_out, [E, D, F] out_in); w1's
+    // hidden dimension must be F (or 2F when fused).
+    int64_t f = w2Type.getDimSize(layout == WeightLayout::InOut ? 1 : 2);
+    int64_t f1 = w1Type.getDimSize(layout == WeightLayout::InOut ? 2 : 1);
+    for (auto [kind, gateUp] : kinds) {
+      if (f1 != (gateUp == GateUpLayout::Separate ? f : 2 * f))
+        continue;
+      for (Activation act :
+           {Activation::SiLU, Activation::GELU, Activation::GELUTanh,
+            Activation::ReLU, Activation::Identity}) {
+        auto form = FFNAttr::get(ctx, kind, act, gateUp, layout, Real{1.0},
+                                 Real{0.0}, Real{0.0});
+        if (!hasCanonicalBody(rewriter, op, weights, form,
+                              /*normalized=*/true))
+          continue;
+        op->setAttr(kExpertsFFNFormAttr, form);
+        op->setAttr(kExpertsFFNRolesAttr, weights.rolesAttr(rewriter));
+        return success();
+      }
+    }
+  }
+  return failure();
+}
+
 LogicalResult fuseOne(RewriterBase &rewriter, ExpertsOp op) {
+  bool inferred = !op->hasAttr(kExpertsFFNFormAttr);
+  if (failed(inferFFNForm(rewriter, op)))
+    return failure();
   auto form = op->getAttrOfType<FFNAttr>(kExpertsFFNFormAttr);
   if (!form)
     return failure();
@@ -78,7 +185,12 @@ LogicalResult fuseOne(RewriterBase &rewriter, ExpertsOp op) {
       !op.getResult().getType().getElementType().isF32())
     return failure();
   FailureOr<StackedFFN> weights = weightsByRole(op);
-  if (failed(weights) || !hasCanonicalBody(rewriter, op, *weights, form))
+  // Exactly the canonical body, or (a body canonicalised since
+  // moe-decompose, or one inferred) the same after normalisation.
+  if (failed(weights) ||
+      (!hasCanonicalBody(rewriter, op, *weights, form, /*normalized=*/inferred) &&
+       (inferred || !hasCanonicalBody(rewriter, op, *weights, form,
+                                      /*normalized=*/true))))
     return failure();
   rewriter.setInsertionPoint(op);
   auto fused = ExpertFFNOp::create(
@@ -93,6 +205,9 @@ struct MoeFuseExpertsPass
     : public mlir::moe::impl::MoeFuseExpertsPassBase<MoeFuseExpertsPass> {
   void runOnOperation() override {
     IRRewriter rewriter(&getContext());
+    // Horizontal first (traced per-expert loops -> moe.experts), then
+    // vertical (moe.experts with a standard FFN body -> moe.expert_ffn).
+    raiseExpertLoops(rewriter, getOperation());
     fuseExperts(rewriter, getOperation());
   }
 };

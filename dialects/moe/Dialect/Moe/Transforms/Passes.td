@@ -66,9 +66,17 @@ def MoeDecomposePass : Pass<"moe-decompose"> {
 def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
   let summary = "Fuse token gather and the expert FFN into moe.expert_ffn";
   let description = [{
-    Rewrites a `moe.experts` whose body is a standard FFN form (as built by
-    `moe-decompose`, re-verified structurally) and whose segments come from a
-    `moe.dispatch` into `moe.expert_ffn`:
+    Horizontal fusion first: a per-expert loop as a frontend traces it (an
+    `scf.for` over the E experts that slices each expert's ragged segment
+    `[offset, offset + count)` and its weights `W[e]`, computes, and inserts
+    the rows into a zero-filled accumulator) becomes one `moe.experts` over
+    the stacked weights. Padded-layout loops are not raised yet.
+
+    Then vertical fusion: a `moe.experts` whose body is a standard FFN form
+    (as built by `moe-decompose`, or inferred for raised and foreign bodies
+    by trying the forms its weights allow; verified structurally after
+    canonicalisation) and whose segments come from a `moe.dispatch` becomes
+    `moe.expert_ffn`:
 
     * the token gather is fused into the first product's operand loads (the
       op reads `input[row_token[r]]`; the dispatch then no longer copies rows
@@ -78,8 +86,7 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
       on row x F tiles).
 
     Bodies that are not a recognised form are left to the generic loop
-    lowering (`convert-moe-to-linalg`). Run it right after `moe-decompose`:
-    canonicalising the body first changes it and prevents recognition.
+    lowering (`convert-moe-to-linalg`).
 
     ```mlir
     %d, %rows, %counts, %slots, %cw = moe.dispatch %x, %w, %e : ...
@@ -89,6 +96,8 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
            w2(%w2 : ...) {ffn = #moe.ffn<>} -> tensor<?x64xf32>
     ```
   }];
+  // Raising creates moe.experts in modules that may hold no moe op yet.
+  let dependentDialects = ["::mlir::moe::MoeDialect"];
 }
 
 //===----------------------------------------------------------------------===//

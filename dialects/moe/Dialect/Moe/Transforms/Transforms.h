@@ -45,6 +45,12 @@ inline constexpr llvm::StringLiteral kExpertsFFNRolesAttr = "moe.ffn_operands";
 void buildExpertFFNBody(OpBuilder &b, Location loc, ExpertsOp expertsOp,
                         const StackedFFN &weights, FFNAttr ffn);
 
+/// Raises per-expert loops as a frontend traces them (an scf.for over the E
+/// experts slicing each expert's ragged segment and weights, computing, and
+/// inserting the rows into a zero-filled accumulator) into moe.experts.
+/// Returns the number of raised loops.
+int64_t raiseExpertLoops(RewriterBase &rewriter, Operation *root);
+
 /// Rewrites moe.experts ops whose body is exactly a standard FFN form and
 /// whose segments come from a moe.dispatch into moe.expert_ffn, which reads
 /// the tokens through the dispatch's row_token (gather fusion) and keeps the
