@@ -75,9 +75,11 @@ def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mli
       (`position`, `choice_major`), or one iteration per pair counts the
       pairs ranking before it (`score`); row gathers are one iteration per
       element;
-    * expert_ffn: one iteration per hidden element `(row, f)` computes the
-      activated gate/up products into an `[R, F]` f32 buffer, one iteration
-      per output element `(row, d)` the down product;
+    * expert_ffn: every expert's segment is cut into tiles of 4 rows (a
+      tile table, one launch for all experts); one iteration per
+      `(tile, f)` computes the activated gate/up products of the tile's rows
+      into an `[R, F]` f32 buffer, loading each weight element once for the
+      tile, and one iteration per `(tile, d)` the down product;
     * combine and expert_stats: one iteration per output element / expert.
 
     Operands cross into memrefs with `bufferization.to_buffer` (read-only),

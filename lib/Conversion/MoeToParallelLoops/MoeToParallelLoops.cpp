@@ -733,6 +733,8 @@ Value activation(LoopBuilder &kb, Activation act, Value x, float alpha) {
 
 struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
   using OpRewritePattern::OpRewritePattern;
+  /// Rows per tile: each weight element loaded serves this many rows.
+  static constexpr int64_t kTileRows = 4;
   LogicalResult matchAndRewrite(ExpertFFNOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -767,33 +769,59 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       return {kb.divu(r, C), kb.remu(r, C)};
     };
 
-    // Expert of every row, -1 for rows outside every segment or naming no
-    // valid token.
-    Value rowExpert =
-        kb.alloc({ShapedType::kDynamic}, rewriter.getIndexType(), rows);
-    kb.parallel(rows, [&](Value r) {
-      Value e;
-      if (padded) {
-        Value seg = kb.divu(r, C);
-        Value inside = kb.cmpi(CmpIPredicate::slt, kb.remu(r, C),
-                               kb.toIndex(kb.load(counts, {seg})));
-        e = kb.select(inside, seg, kb.idx(-1));
-      } else {
-        e = kb.loop(kb.idx(0), kb.idx(numExperts), {kb.idx(0), kb.idx(-1)},
-            [&](Value ex, ValueRange a) -> SmallVector<Value> {
-              Value n = arith::MaxSIOp::create(
-                  rewriter, loc, kb.toIndex(kb.load(counts, {ex})), kb.idx(0));
-              Value end = kb.addi(a[0], n);
-              Value inside = kb.andi(kb.cmpi(CmpIPredicate::sge, r, a[0]),
-                                     kb.cmpi(CmpIPredicate::slt, r, end));
-              return {end, kb.select(inside, ex, a[1])};
-            })[1];
-      }
-      Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
-      Value tokOk = kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
-                            kb.cmpi(CmpIPredicate::slt, tok, T));
-      kb.store(kb.select(tokOk, e, kb.idx(-1)), rowExpert, {r});
+    // Row tiles: every expert's segment is cut into tiles of kTileRows
+    // rows, so a thread computing one column of a tile loads each weight
+    // element once for all its rows. Tile s of the table belongs to expert
+    // tileExpert[s] (-1: unused slot) and covers tileRows[s] rows from row
+    // tileRow[s]. At most rows / kTileRows + E tiles exist.
+    Value TR = kb.idx(kTileRows);
+    Value maxTiles = kb.addi(arith::CeilDivUIOp::create(rewriter, loc, rows, TR),
+                             kb.idx(numExperts));
+    Type indexType = rewriter.getIndexType();
+    Value tileExpert = kb.alloc({ShapedType::kDynamic}, indexType, maxTiles);
+    Value tileRow = kb.alloc({ShapedType::kDynamic}, indexType, maxTiles);
+    Value tileRows = kb.alloc({ShapedType::kDynamic}, indexType, maxTiles);
+    kb.parallel(maxTiles, [&](Value t) {
+      // Walk the experts' segments (clamped to the rows that exist, as the
+      // CPU kernel does) counting tiles until the one holding slot t.
+      SmallVector<Value> found = kb.loop(
+          kb.idx(0), kb.idx(numExperts),
+          {kb.idx(0), kb.idx(0), kb.idx(-1), kb.idx(0), kb.idx(0)},
+          [&](Value e, ValueRange a) -> SmallVector<Value> {
+            Value rowStart = padded ? kb.muli(e, C) : a[1];
+            Value limit = padded ? C : kb.subi(rows, kb.minIdx(a[1], rows));
+            Value n = arith::MaxSIOp::create(
+                rewriter, loc, kb.toIndex(kb.load(counts, {e})), kb.idx(0));
+            n = kb.minIdx(n, limit);
+            Value tiles = arith::CeilDivUIOp::create(rewriter, loc, n, TR);
+            Value end = kb.addi(a[0], tiles);
+            Value hit = kb.andi(kb.cmpi(CmpIPredicate::sge, t, a[0]),
+                                kb.cmpi(CmpIPredicate::slt, t, end));
+            Value first = kb.muli(kb.subi(t, a[0]), TR);
+            return {end, kb.addi(a[1], n), kb.select(hit, e, a[2]),
+                    kb.select(hit, kb.addi(rowStart, first), a[3]),
+                    kb.select(hit, kb.minIdx(TR, kb.subi(n, first)), a[4])};
+          });
+      kb.store(found[2], tileExpert, {t});
+      kb.store(found[3], tileRow, {t});
+      kb.store(found[4], tileRows, {t});
     });
+    // The token of row j of tile t, or -1 past the tile or for a row naming
+    // no valid token (such rows produce zeros).
+    auto tileTokens = [&](Value t) {
+      Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+      SmallVector<Value> toks;
+      for (int64_t j = 0; j < kTileRows; ++j) {
+        Value inTile = kb.cmpi(CmpIPredicate::slt, kb.idx(j), n);
+        Value r = kb.addi(r0, kb.minIdx(kb.idx(j), kb.subi(n, kb.idx(1))));
+        Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
+        Value ok = kb.andi(inTile,
+                           kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
+                                   kb.cmpi(CmpIPredicate::slt, tok, T)));
+        toks.push_back(kb.select(ok, tok, kb.idx(-1)));
+      }
+      return toks;
+    };
 
     // W(e, k, n) of a logical [K, N] matrix stored [E, K, N] (in_out) or
     // [E, N, K] (out_in), in f32.
@@ -819,51 +847,65 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
     float alpha = float(f.getAlpha()), shift = float(f.getUpShift()),
           limit = float(f.getLimit());
 
-    // Hidden activations h[r, j], f32.
+    // Hidden activations h[r, j], f32: one iteration per (tile, unit).
     Type f32 = rewriter.getF32Type();
     Value hidden = kb.alloc({ShapedType::kDynamic, F}, f32, rows);
     Value Fv = kb.idx(F);
-    kb.parallel(kb.muli(rows, Fv), [&](Value i) {
-      Value r = kb.divu(i, Fv), h = kb.remu(i, Fv);
-      Value e = kb.load(rowExpert, {r});
-      Value valid = kb.cmpi(CmpIPredicate::sge, e, kb.idx(0));
-      Value v = kb.ifValue(valid, kb.f32(0.0f), [&] {
-        Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
+    auto epilogue = [&](Value e, Value g, Value u, Value gc, Value uc) {
+      if (b1)
+        g = kb.addf(g, kb.toF32(kb.load(b1, {e, gc})));
+      if (!glu)
+        return activation(kb, f.getActivation(), g, alpha);
+      if (b1 && gateUp != GateUpLayout::Separate)
+        u = kb.addf(u, kb.toF32(kb.load(b1, {e, uc})));
+      if (limit > 0.0f) {
+        g = arith::MinimumFOp::create(rewriter, loc, kb.f32(limit), g);
+        u = arith::MaximumFOp::create(
+            rewriter, loc, kb.f32(-limit),
+            arith::MinimumFOp::create(rewriter, loc, kb.f32(limit), u));
+      }
+      return kb.mulf(activation(kb, f.getActivation(), g, alpha),
+                     kb.addf(u, kb.f32(shift)));
+    };
+    kb.parallel(kb.muli(maxTiles, Fv), [&](Value i) {
+      Value t = kb.divu(i, Fv), h = kb.remu(i, Fv);
+      Value e = kb.load(tileExpert, {t});
+      kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
+        SmallVector<Value> toks = tileTokens(t);
         Value gc = gateCol(h), uc = glu ? upCol(h) : Value();
+        int64_t perRow = glu ? 2 : 1;
+        SmallVector<Value> init(kTileRows * perRow, kb.f32(0.0f));
         SmallVector<Value> acc = kb.loop(
-            kb.idx(0), kb.idx(D),
-            glu ? ValueRange{kb.f32(0.0f), kb.f32(0.0f)}
-                : ValueRange{kb.f32(0.0f)},
+            kb.idx(0), kb.idx(D), init,
             [&](Value d, ValueRange a) -> SmallVector<Value> {
-              Value xv = kb.toF32(kb.load(x, {tok, d}));
-              SmallVector<Value> next = {
-                  kb.addf(a[0], kb.mulf(xv, weight(w1, e, d, gc)))};
-              if (glu)
-                next.push_back(
-                    kb.addf(a[1], kb.mulf(xv, weight(upMatrix, e, d, uc))));
+              // Each weight element once for the whole tile.
+              Value wg = weight(w1, e, d, gc);
+              Value wu = glu ? weight(upMatrix, e, d, uc) : Value();
+              SmallVector<Value> next;
+              for (int64_t j = 0; j < kTileRows; ++j) {
+                Value ok = kb.cmpi(CmpIPredicate::sge, toks[j], kb.idx(0));
+                Value row = kb.select(ok, toks[j], kb.idx(0));
+                Value xv = kb.select(ok, kb.toF32(kb.load(x, {row, d})),
+                                     kb.f32(0.0f));
+                next.push_back(kb.addf(a[j * perRow], kb.mulf(xv, wg)));
+                if (glu)
+                  next.push_back(kb.addf(a[j * perRow + 1], kb.mulf(xv, wu)));
+              }
               return next;
             });
-        Value g = acc[0];
-        if (b1)
-          g = kb.addf(g, kb.toF32(kb.load(b1, {e, gc})));
-        if (!glu)
-          return activation(kb, f.getActivation(), g, alpha);
-        Value u = acc[1];
-        if (b1 && gateUp != GateUpLayout::Separate)
-          u = kb.addf(u, kb.toF32(kb.load(b1, {e, uc})));
-        if (limit > 0.0f) {
-          g = arith::MinimumFOp::create(rewriter, loc, kb.f32(limit), g);
-          u = arith::MaximumFOp::create(
-              rewriter, loc, kb.f32(-limit),
-              arith::MinimumFOp::create(rewriter, loc, kb.f32(limit), u));
-        }
-        return kb.mulf(activation(kb, f.getActivation(), g, alpha),
-                       kb.addf(u, kb.f32(shift)));
+        Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+        for (int64_t j = 0; j < kTileRows; ++j)
+          kb.ifThen(kb.cmpi(CmpIPredicate::slt, kb.idx(j), n), [&] {
+            Value v = epilogue(e, acc[j * perRow],
+                               glu ? acc[j * perRow + 1] : Value(), gc, uc);
+            kb.store(v, hidden, {kb.addi(r0, kb.idx(j)), h});
+          });
       });
-      kb.store(v, hidden, {r, h});
     });
 
-    // Output rows: y[r, d] = h[r] W2[e][:, d] + b2[e, d]; zero outside.
+    // Output rows: y[r, d] = h[r] W2[e][:, d] + b2[e, d], one iteration per
+    // (tile, column); rows outside every segment (or without a valid
+    // token) stay zero.
     SmallVector<Value> dyn;
     for (int64_t i = 0; i < resType.getRank(); ++i)
       if (resType.isDynamicDim(i))
@@ -871,23 +913,45 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
     Value out = kb.alloc(resType, dyn);
     Type outElem = resType.getElementType();
     Value Dv = kb.idx(Dout);
-    kb.parallel(kb.muli(rows, Dv), [&](Value i) {
-      Value r = kb.divu(i, Dv), d = kb.remu(i, Dv);
-      Value e = kb.load(rowExpert, {r});
-      Value valid = kb.cmpi(CmpIPredicate::sge, e, kb.idx(0));
-      Value y = kb.ifValue(valid, kb.f32(0.0f), [&] {
-        Value s = kb.loop(kb.idx(0), Fv, {kb.f32(0.0f)},
-            [&](Value h, ValueRange a) -> SmallVector<Value> {
-              return {kb.addf(a[0], kb.mulf(kb.load(hidden, {r, h}),
-                                            weight(w2, e, h, d)))};
-            })[0];
-        if (b2)
-          s = kb.addf(s, kb.toF32(kb.load(b2, {e, d})));
-        return s;
-      });
+    auto outAt = [&](Value r, Value d) {
       SmallVector<Value> at = rowIdx(r);
       at.push_back(d);
-      kb.store(kb.fromF32(y, outElem), out, at);
+      return at;
+    };
+    kb.parallel(kb.muli(rows, Dv), [&](Value i) {
+      kb.store(kb.fromF32(kb.f32(0.0f), outElem), out,
+               outAt(kb.divu(i, Dv), kb.remu(i, Dv)));
+    });
+    kb.parallel(kb.muli(maxTiles, Dv), [&](Value i) {
+      Value t = kb.divu(i, Dv), d = kb.remu(i, Dv);
+      Value e = kb.load(tileExpert, {t});
+      kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
+        SmallVector<Value> toks = tileTokens(t);
+        Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+        SmallVector<Value> hRows;
+        for (int64_t j = 0; j < kTileRows; ++j)
+          hRows.push_back(
+              kb.addi(r0, kb.minIdx(kb.idx(j), kb.subi(n, kb.idx(1)))));
+        SmallVector<Value> init(kTileRows, kb.f32(0.0f));
+        SmallVector<Value> acc = kb.loop(
+            kb.idx(0), Fv, init,
+            [&](Value h, ValueRange a) -> SmallVector<Value> {
+              Value w = weight(w2, e, h, d);
+              SmallVector<Value> next;
+              for (int64_t j = 0; j < kTileRows; ++j)
+                next.push_back(
+                    kb.addf(a[j], kb.mulf(kb.load(hidden, {hRows[j], h}), w)));
+              return next;
+            });
+        for (int64_t j = 0; j < kTileRows; ++j)
+          kb.ifThen(kb.cmpi(CmpIPredicate::sge, toks[j], kb.idx(0)), [&] {
+            Value y = acc[j];
+            if (b2)
+              y = kb.addf(y, kb.toF32(kb.load(b2, {e, d})));
+            kb.store(kb.fromF32(y, outElem), out,
+                     outAt(kb.addi(r0, kb.idx(j)), d));
+          });
+      });
     });
     rewriter.replaceOp(op, kb.toTensor(out, resType));
     return success();
