@@ -14,12 +14,24 @@ import subprocess
 from typing import Dict, List, Optional, Sequence, Tuple
 
 #: Pipeline stages: the stage name -> moe-opt arguments that produce it from
-#: frontend output. "moe" parses and verifies only (the canonical printed
-#: form); "decomposed" expands every moe.layer into route/dispatch/experts/
-#: combine.
+#: frontend output, so each step of the compiler can be dumped:
+#:   "moe"         parses and verifies only (the canonical printed form);
+#:   "decomposed"  every moe.layer as route/dispatch/experts/combine;
+#:   "fused"       standard expert FFNs fused into moe.expert_ffn;
+#:   "loops"       data movement and experts as the parallel loops the GPU
+#:                 targets map to kernels;
+#:   "llvm"        the CPU model: LLVM dialect calling the runtime kernels;
+#:   "nvvm", "rocdl"  host LLVM dialect plus embedded PTX / GCN assembly
+#:                 (moe-translate --moe-extract-device-code prints it).
 STAGES: Dict[str, Tuple[str, ...]] = {
     "moe": (),
     "decomposed": ("-moe-decompose",),
+    "fused": ("-moe-decompose", "-moe-fuse-experts"),
+    "loops": ("-moe-decompose", "-moe-fuse-experts", "-canonicalize",
+              "-convert-moe-to-linalg", "-convert-moe-to-parallel-loops"),
+    "llvm": ("-moe-lower-to-cpu-pipeline",),
+    "nvvm": ("-moe-lower-to-nvvm-pipeline",),
+    "rocdl": ("-moe-lower-to-rocdl-pipeline=format=isa",),
 }
 
 TOOL_NAME = "moe-opt"

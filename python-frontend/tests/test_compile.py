@@ -54,8 +54,9 @@ class RunTest(unittest.TestCase):
     def test_stage_table(self):
         self.assertEqual(STAGES["moe"], ())
         self.assertEqual(stage_args("decomposed"), ("-moe-decompose",))
-        with self.assertRaisesRegex(ValueError, "unknown stage 'llvm'"):
-            stage_args("llvm")
+        self.assertEqual(stage_args("nvvm"), ("-moe-lower-to-nvvm-pipeline",))
+        with self.assertRaisesRegex(ValueError, "unknown stage 'ptx'"):
+            stage_args("ptx")
 
     def test_passes_arguments_and_stdin(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +91,16 @@ class RealToolTest(unittest.TestCase):
         out = compile_ir(MoELayer(16, 32, 4, Routing(k=2)).to_mlir(), "decomposed")
         for op in ("moe.route", "moe.dispatch", "moe.experts", "moe.combine"):
             self.assertIn(op, out)
+
+    def test_every_stage(self):
+        text = MoELayer(16, 32, 4, Routing(k=2)).to_mlir()
+        self.assertIn("moe.expert_ffn", compile_ir(text, "fused"))
+        self.assertIn("scf.parallel", compile_ir(text, "loops"))
+        self.assertIn("llvm.func", compile_ir(text, "llvm"))
+        nvvm = compile_ir(text, "nvvm")
+        self.assertIn("#nvvm.target", nvvm)
+        self.assertIn(".target sm_80", nvvm)
+        self.assertIn("amdgcn-amd-amdhsa--gfx90a", compile_ir(text, "rocdl"))
 
 
 if __name__ == "__main__":
