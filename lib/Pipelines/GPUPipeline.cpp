@@ -52,7 +52,8 @@ std::string hostStages(StringRef format, StringRef toolkit) {
 void mlir::moe::buildMoeLowerToNVVMPipeline(
     OpPassManager &pm, const MoeNVVMPipelineOptions &options) {
   std::string stages = detail::bufferizedStages(
-      /*fuseExperts=*/true, /*parallelLoops=*/true, options.exportEntryPoints);
+      /*fuseExperts=*/true, /*parallelLoops=*/true, options.exportEntryPoints,
+      options.tileRows);
   stages += kernelStages(options.blockSize);
   stages += (llvm::Twine("nvvm-attach-target{chip=") + options.chip +
              " features=" + options.features +
@@ -67,7 +68,8 @@ void mlir::moe::buildMoeLowerToNVVMPipeline(
 void mlir::moe::buildMoeLowerToROCDLPipeline(
     OpPassManager &pm, const MoeROCDLPipelineOptions &options) {
   std::string stages = detail::bufferizedStages(
-      /*fuseExperts=*/true, /*parallelLoops=*/true, options.exportEntryPoints);
+      /*fuseExperts=*/true, /*parallelLoops=*/true, options.exportEntryPoints,
+      options.tileRows);
   stages += kernelStages(options.blockSize);
   std::string attach = "rocdl-attach-target{chip=" + options.chip;
   if (!options.features.empty())

@@ -23,13 +23,15 @@ namespace mlir::moe::detail {
 /// their canonical form. No CSE before bufferization: it would merge the
 /// zero-filled accumulators of different products into one tensor.
 inline std::string bufferizedStages(bool fuseExperts, bool parallelLoops,
-                                    bool exportEntryPoints) {
+                                    bool exportEntryPoints,
+                                    int64_t tileRows = 8) {
   std::string s = "moe-decompose,";
   if (fuseExperts)
     s += "moe-fuse-experts,";
   s += "canonicalize,convert-moe-to-linalg,";
-  s += parallelLoops ? "convert-moe-to-parallel-loops,"
-                     : "convert-moe-to-runtime,";
+  s += parallelLoops ? "convert-moe-to-parallel-loops{tile-rows=" +
+                           std::to_string(tileRows) + "},"
+                     : std::string("convert-moe-to-runtime,");
   if (exportEntryPoints)
     s += "moe-export-entry-points,";
   s += "canonicalize,"

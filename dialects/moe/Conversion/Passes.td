@@ -75,7 +75,7 @@ def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mli
       (`position`, `choice_major`), or one iteration per pair counts the
       pairs ranking before it (`score`); row gathers are one iteration per
       element;
-    * expert_ffn: every expert's segment is cut into tiles of 4 rows (a
+    * expert_ffn: every expert's segment is cut into tiles of `tile-rows` rows (a
       tile table, one launch for all experts); one iteration per
       `(tile, f)` computes the activated gate/up products of the tile's rows
       into an `[R, F]` f32 buffer, loading each weight element once for the
@@ -88,6 +88,11 @@ def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mli
     `sparse_mixer` routing policies, which need cross-token or iterative
     passes.
   }];
+  let options = [
+    Option<"tileRows", "tile-rows", "int64_t", /*default=*/"8",
+           "Rows of an expert-FFN tile: each weight element loaded serves "
+           "this many rows (in [1, 64]; more rows, more registers per thread)">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::bufferization::BufferizationDialect",

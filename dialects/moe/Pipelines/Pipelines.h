@@ -51,6 +51,11 @@ struct MoeGPUPipelineOptionsBase : public PassPipelineOptions<Derived> {
       *this, "block-size",
       llvm::cl::desc("Threads per block of every parallel-loop kernel"),
       llvm::cl::init(256)};
+  typename Base::template Option<int64_t> tileRows{
+      *this, "tile-rows",
+      llvm::cl::desc("Rows of an expert-FFN tile (each weight element loaded "
+                     "serves this many rows)"),
+      llvm::cl::init(16)};
   typename Base::template Option<int64_t> optLevel{
       *this, "opt-level",
       llvm::cl::desc("Optimisation level of the device code (0-3)"),

@@ -732,9 +732,10 @@ Value activation(LoopBuilder &kb, Activation act, Value x, float alpha) {
 }
 
 struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerExpertFFN(MLIRContext *ctx, int64_t tileRows)
+      : OpRewritePattern(ctx), kTileRows(tileRows) {}
   /// Rows per tile: each weight element loaded serves this many rows.
-  static constexpr int64_t kTileRows = 4;
+  int64_t kTileRows;
   LogicalResult matchAndRewrite(ExpertFFNOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -1062,9 +1063,16 @@ struct LowerExpertStats : OpRewritePattern<ExpertStatsOp> {
 struct ConvertMoeToParallelLoopsPass
     : public mlir::moe::impl::ConvertMoeToParallelLoopsPassBase<
           ConvertMoeToParallelLoopsPass> {
+  using ConvertMoeToParallelLoopsPassBase::ConvertMoeToParallelLoopsPassBase;
   void runOnOperation() override {
+    if (tileRows < 1 || tileRows > 64) {
+      getOperation().emitError("convert-moe-to-parallel-loops: tile-rows must "
+                               "be in [1, 64], got ")
+          << tileRows.getValue();
+      return signalPassFailure();
+    }
     RewritePatternSet patterns(&getContext());
-    populateMoeToParallelLoopsPatterns(patterns);
+    populateMoeToParallelLoopsPatterns(patterns, tileRows);
     walkAndApplyPatterns(getOperation(), std::move(patterns));
     // A pattern that cannot lower its op has emitted the reason.
     WalkResult leftover = getOperation()->walk([](Operation *op) {
@@ -1079,8 +1087,9 @@ struct ConvertMoeToParallelLoopsPass
 
 } // namespace
 
-void mlir::moe::populateMoeToParallelLoopsPatterns(
-    RewritePatternSet &patterns) {
-  patterns.add<LowerRoute, LowerDispatch, LowerExpertFFN, LowerCombine,
-               LowerExpertStats>(patterns.getContext());
+void mlir::moe::populateMoeToParallelLoopsPatterns(RewritePatternSet &patterns,
+                                                    int64_t tileRows) {
+  patterns.add<LowerRoute, LowerDispatch, LowerCombine, LowerExpertStats>(
+      patterns.getContext());
+  patterns.add<LowerExpertFFN>(patterns.getContext(), tileRows);
 }

@@ -21,3 +21,11 @@ func.func @sparse_mixer(%l: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32
   %w, %e = moe.route %l {routing = #moe.routing<policy = sparse_mixer, k = 2>} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
   return %w, %e : tensor<?x2xf32>, tensor<?x2xi32>
 }
+
+// -----
+
+// RUN: not moe-opt %s -convert-moe-to-parallel-loops=tile-rows=0 -split-input-file 2>&1 | FileCheck %s --check-prefix=TILE
+// TILE: error: convert-moe-to-parallel-loops: tile-rows must be in [1, 64], got 0
+func.func @any() {
+  return
+}

@@ -126,3 +126,15 @@ func.func @stats(%e: tensor<?x2xi32>, %w: tensor<?x2xf32>) -> (tensor<4xi64>, te
   %c, %m = moe.expert_stats %e, %w : tensor<?x2xi32>, tensor<?x2xf32> -> tensor<4xi64>, tensor<4xf32>
   return %c, %m : tensor<4xi64>, tensor<4xf32>
 }
+
+// -----
+
+// With tile-rows=2 each (tile, unit) iteration keeps 2 rows x (gate, up)
+// accumulators.
+// RUN: moe-opt %s -convert-moe-to-parallel-loops=tile-rows=2 -split-input-file | FileCheck %s --check-prefix=TILE2
+// TILE2-LABEL: func.func @expert_ffn_tile2
+//       TILE2:   scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (f32, f32, f32, f32)
+func.func @expert_ffn_tile2(%x: tensor<?x16xf32>, %rt: tensor<?xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) -> tensor<?x16xf32> {
+  %y = moe.expert_ffn %x, %rt, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w3(%w3 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) {ffn = #moe.ffn<kind = glu, activation = silu>} -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}

@@ -8,8 +8,10 @@
 namespace mlir::moe {
 /// Patterns lowering moe.route, moe.dispatch, moe.expert_ffn, moe.combine and
 /// moe.expert_stats to one-dimensional scf.parallel loops over buffers (the
-/// form GPU code generation maps to blocks and threads).
-void populateMoeToParallelLoopsPatterns(RewritePatternSet &patterns);
+/// form GPU code generation maps to blocks and threads). The expert FFN
+/// works on tiles of `tileRows` rows.
+void populateMoeToParallelLoopsPatterns(RewritePatternSet &patterns,
+                                        int64_t tileRows = 8);
 } // namespace mlir::moe
 
 #endif // MOE_CONVERSION_MOETOPARALLELLOOPS_MOETOPARALLELLOOPS_H
