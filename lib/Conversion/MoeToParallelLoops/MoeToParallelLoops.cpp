@@ -17,6 +17,7 @@
 #include "moe/Conversion/MoeToParallelLoops/MoeToParallelLoops.h"
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/Moe/Utils/BufferBridge.h"
 #include "moe/Dialect/Moe/Utils/Capacity.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -99,26 +100,16 @@ public:
   }
 
   //===--- buffers --------------------------------------------------------===//
-  /// A read-only view of a tensor operand (any strides).
-  Value input(Value tensor) {
-    auto type = cast<RankedTensorType>(tensor.getType());
-    SmallVector<int64_t> dynStrides(type.getRank(), ShapedType::kDynamic);
-    auto memrefType = MemRefType::get(
-        type.getShape(), type.getElementType(),
-        StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic,
-                               dynStrides));
-    return bufferization::ToBufferOp::create(b, loc, memrefType, tensor,
-                                             /*read_only=*/true);
-  }
+  /// Tensors in and out (BufferBridge.h).
+  Value input(Value tensor) { return readOnlyBuffer(b, loc, tensor); }
   Value alloc(ArrayRef<int64_t> shape, Type elem, ValueRange dyn) {
-    return memref::AllocOp::create(b, loc, MemRefType::get(shape, elem), dyn);
+    return allocBuffer(b, loc, shape, elem, dyn);
   }
   Value alloc(RankedTensorType type, ValueRange dyn) {
     return alloc(type.getShape(), type.getElementType(), dyn);
   }
   Value toTensor(Value buffer, Type tensorType) {
-    return bufferization::ToTensorOp::create(b, loc, tensorType, buffer,
-                                             b.getUnitAttr(), b.getUnitAttr());
+    return bufferResult(b, loc, buffer, tensorType);
   }
   Value load(Value m, ValueRange ivs) {
     return memref::LoadOp::create(b, loc, m, ivs);

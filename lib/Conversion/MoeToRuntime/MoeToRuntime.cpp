@@ -15,6 +15,7 @@
 #include "moe/Conversion/MoeToRuntime/MoeToRuntime.h"
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/Moe/Utils/BufferBridge.h"
 #include "moe/Dialect/Moe/Utils/Capacity.h"
 #include "moe/Dialect/Moe/Utils/TensorBuilder.h"
 
@@ -75,15 +76,7 @@ public:
 
   /// A read-only view of a tensor operand, as a generic memref.
   Value input(Value tensor) {
-    auto type = cast<RankedTensorType>(tensor.getType());
-    SmallVector<int64_t> dynStrides(type.getRank(), ShapedType::kDynamic);
-    auto memrefType = MemRefType::get(
-        type.getShape(), type.getElementType(),
-        StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic,
-                               dynStrides));
-    Value buffer = bufferization::ToBufferOp::create(b, loc, memrefType, tensor,
-                                                     /*read_only=*/true);
-    return castGeneric(buffer);
+    return castGeneric(readOnlyBuffer(b, loc, tensor));
   }
 
   /// A generic memref with a zero leading size: an absent optional operand.
@@ -94,14 +87,12 @@ public:
 
   /// A fresh buffer of `type` (identity layout); `dynSizes` for `?` dims.
   Value alloc(RankedTensorType type, ValueRange dynSizes) {
-    return memref::AllocOp::create(
-        b, loc, MemRefType::get(type.getShape(), type.getElementType()),
-        dynSizes);
+    return allocBuffer(b, loc, type.getShape(), type.getElementType(),
+                       dynSizes);
   }
 
   Value toTensor(Value buffer, Type tensorType) {
-    return bufferization::ToTensorOp::create(b, loc, tensorType, buffer,
-                                             b.getUnitAttr(), b.getUnitAttr());
+    return bufferResult(b, loc, buffer, tensorType);
   }
 
   Value i64(int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 64); }
