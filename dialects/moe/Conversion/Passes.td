@@ -71,10 +71,13 @@ def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mli
       arg-best over the strict rank order of docs/Semantics.md 1.2),
       grouped masking, top_p prefix, threshold skipping and normalisation
       follow the CPU kernel's operation order;
-    * dispatch: one iteration per expert claims its pairs in queue order
-      (`position`, `choice_major`), or one iteration per pair counts the
-      pairs ranking before it (`score`); row gathers are one iteration per
-      element;
+    * dispatch: a counting sort in queue order (`position`,
+      `choice_major`; ragged is `position` without capacity) parallel over
+      (chunk of 256 queue positions, expert): per-chunk histograms, a
+      per-expert prefix over chunks (the counts), then per-chunk claims, so
+      no iteration walks more than 256 pairs; for `score` one iteration per
+      pair counts the pairs ranking before it; row gathers are one
+      iteration per element;
     * expert_ffn: every expert's segment is cut into tiles of `tile-rows` rows (a
       tile table, one launch for all experts); one iteration per
       `(tile, f)` computes the activated gate/up products of the tile's rows

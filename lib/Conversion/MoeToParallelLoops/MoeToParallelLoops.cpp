@@ -449,6 +449,8 @@ struct LowerRoute : OpRewritePattern<RouteOp> {
 
 struct LowerDispatch : OpRewritePattern<DispatchOp> {
   using OpRewritePattern::OpRewritePattern;
+  /// Pairs of the queue one counting-sort iteration walks.
+  static constexpr int64_t kQueueChunk = 256;
   LogicalResult matchAndRewrite(DispatchOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -510,51 +512,85 @@ struct LowerDispatch : OpRewritePattern<DispatchOp> {
     });
 
     if (!cap || cap.getOrder() != QueueOrder::Score) {
-      // One iteration per expert walks the pairs in queue order: ragged
-      // and `position` by (t, j), `choice_major` by (j, t).
-      if (!cap) {
-        // Ragged: segment e starts after every pair of lower experts.
-        kb.parallel(E, [&](Value e) {
-          Value e32 = kb.toI32(e);
-          Value n = kb.loop(kb.idx(0), pairs, {kb.i32(0)},
-                            [&](Value i, ValueRange a) -> SmallVector<Value> {
-                              Value t, j;
-        std::tie(t, j) = split(i, Kv);
-                              Value hit = kb.cmpi(CmpIPredicate::eq,
-                                                  kb.expertAt(experts, t, j,
-                                                              numExperts),
-                                                  e32);
-                              return {kb.select(hit, kb.addi(a[0], kb.i32(1)),
-                                                a[0])};
-                            })[0];
-          kb.store(n, counts, {e});
-        });
-      }
+      // A counting sort in queue order (ragged and `position`: by (t, j);
+      // `choice_major`: by (j, t)), parallel over (chunk of the queue,
+      // expert) so no iteration walks more than kQueueChunk pairs:
+      //  1. hist[c, e] = pairs of expert e in chunk c;
+      //  2. per expert, hist becomes the exclusive prefix over chunks (the
+      //     expert's pairs before chunk c) and counts[e] the total (capped
+      //     at C when padded);
+      //  3. per (chunk, expert), the chunk's pairs of e take consecutive
+      //     slots from there, in queue order.
       bool choiceMajor = cap && cap.getOrder() == QueueOrder::ChoiceMajor;
-      kb.parallel(E, [&](Value e) {
+      Value chunk = kb.idx(kQueueChunk);
+      Value numChunks = arith::CeilDivUIOp::create(rewriter, loc, pairs, chunk);
+      Value hist = kb.alloc({ShapedType::kDynamic, numExperts},
+                            rewriter.getIndexType(), numChunks);
+      // Pair q of the queue as (t, j).
+      auto pairAt = [&](Value q) {
+        Value o, in;
+        std::tie(o, in) = split(q, choiceMajor ? T : Kv);
+        return choiceMajor ? std::make_pair(in, o) : std::make_pair(o, in);
+      };
+      // Calls `body(q, t, j, hit, acc)` over chunk c's pairs of expert e,
+      // carrying one index accumulator; returns its final value.
+      auto walkChunk = [&](Value c, Value e, Value init,
+                           function_ref<Value(Value, Value, Value, Value,
+                                              Value)> body) {
+        Value lo = kb.muli(c, chunk);
+        Value hi = kb.minIdx(kb.addi(lo, chunk), pairs);
         Value e32 = kb.toI32(e);
-        Value start = cap ? kb.muli(e, C) : kb.loop(kb.idx(0), e, {kb.idx(0)},
-            [&](Value f, ValueRange a) -> SmallVector<Value> {
-              return {kb.addi(a[0], kb.toIndex(kb.load(counts, {f})))};
+        return kb.loop(lo, hi, {init},
+                       [&](Value q, ValueRange acc) -> SmallVector<Value> {
+                         auto [t, j] = pairAt(q);
+                         Value hit = kb.cmpi(
+                             CmpIPredicate::eq,
+                             kb.expertAt(experts, t, j, numExperts), e32);
+                         return {body(q, t, j, hit, acc[0])};
+                       })[0];
+      };
+      kb.parallel(kb.muli(numChunks, E), [&](Value i) {
+        Value c, e;
+        std::tie(c, e) = split(i, E);
+        Value n = walkChunk(c, e, kb.idx(0),
+                            [&](Value, Value, Value, Value hit, Value acc) {
+                              return kb.select(hit, kb.addi(acc, kb.idx(1)),
+                                               acc);
+                            });
+        kb.store(n, hist, {c, e});
+      });
+      kb.parallel(E, [&](Value e) {
+        Value total = kb.loop(kb.idx(0), numChunks, {kb.idx(0)},
+            [&](Value c, ValueRange acc) -> SmallVector<Value> {
+              Value n = kb.load(hist, {c, e});
+              kb.store(acc[0], hist, {c, e});
+              return {kb.addi(acc[0], n)};
             })[0];
-        Value limit = cap ? kb.addi(start, C) : rows;
-        Value end = kb.loop(kb.idx(0), pairs, {start},
-            [&](Value i, ValueRange a) -> SmallVector<Value> {
-              Value o, in;
-        std::tie(o, in) = split(i, choiceMajor ? T : Kv);
-              Value t = choiceMajor ? in : o, j = choiceMajor ? o : in;
-              Value hit = kb.andi(
-                  kb.cmpi(CmpIPredicate::eq,
-                          kb.expertAt(experts, t, j, numExperts), e32),
-                  kb.cmpi(CmpIPredicate::slt, a[0], limit));
-              kb.ifThen(hit, [&] {
-                kb.store(kb.toI32(t), rowToken, rowIdx(a[0]));
-                kb.store(kb.toI32(a[0]), slots, {t, j});
-              });
-              return {kb.select(hit, kb.addi(a[0], kb.idx(1)), a[0])};
-            })[0];
-        if (cap)
-          kb.store(kb.toI32(kb.subi(end, start)), counts, {e});
+        kb.store(kb.toI32(cap ? kb.minIdx(total, C) : total), counts, {e});
+      });
+      kb.parallel(kb.muli(numChunks, E), [&](Value i) {
+        Value c, e;
+        std::tie(c, e) = split(i, E);
+        // Where expert e's rows start: after every lower expert's pairs
+        // (ragged) or at e * C (padded).
+        Value segment = cap ? kb.muli(e, C)
+                            : kb.loop(kb.idx(0), e, {kb.idx(0)},
+                                  [&](Value f, ValueRange a) -> SmallVector<Value> {
+                                    return {kb.addi(a[0], kb.toIndex(kb.load(
+                                                              counts, {f})))};
+                                  })[0];
+        Value limit = cap ? C : pairs;
+        walkChunk(c, e, kb.load(hist, {c, e}),
+                  [&](Value, Value t, Value j, Value hit, Value local) {
+                    Value take = kb.andi(
+                        hit, kb.cmpi(CmpIPredicate::slt, local, limit));
+                    kb.ifThen(take, [&] {
+                      Value r = kb.addi(segment, local);
+                      kb.store(kb.toI32(t), rowToken, rowIdx(r));
+                      kb.store(kb.toI32(r), slots, {t, j});
+                    });
+                    return kb.select(hit, kb.addi(local, kb.idx(1)), local);
+                  });
       });
     } else {
       // `score`: a pair's slot is the number of its expert's pairs ranking

@@ -33,16 +33,22 @@ func.func @route_grouped(%l: tensor<?x16xf32>, %b: tensor<16xf32>) -> (tensor<?x
 
 // -----
 
-// Ragged dispatch: slots reset, per-expert counts, per-expert claims,
-// segment tails, combine weights, then the row gather (its result is used).
+// Ragged dispatch: slots reset, then a counting sort parallel over
+// (queue chunk of 256 pairs, expert): histogram, per-expert exclusive
+// prefix (and counts), claims; then segment tails, combine weights and the
+// row gather (its result is used).
 // CHECK-LABEL: func.func @dispatch_ragged
 //       CHECK:   %[[ROWS:.*]] = arith.muli %{{.*}}, %c2
 //       CHECK:   %[[RT:.*]] = memref.alloc(%[[ROWS]]) : memref<?xi32>
 //       CHECK:   %[[COUNTS:.*]] = memref.alloc() : memref<4xi32>
 //       CHECK:   scf.parallel
+//       CHECK:   %[[CHUNKS:.*]] = arith.ceildivui %[[ROWS]], %c256
+//       CHECK:   %[[HIST:.*]] = memref.alloc(%[[CHUNKS]]) : memref<?x4xindex>
+//       CHECK:   scf.parallel
+//       CHECK:     memref.store %{{.*}}, %[[HIST]]
 //       CHECK:   scf.parallel (%{{.*}}) = (%{{.*}}) to (%c4{{.*}})
 //       CHECK:     memref.store %{{.*}}, %[[COUNTS]]
-//       CHECK:   scf.parallel (%{{.*}}) = (%{{.*}}) to (%c4{{.*}})
+//       CHECK:   scf.parallel
 //       CHECK:     memref.store %{{.*}}, %[[RT]]
 //       CHECK:   scf.parallel
 //       CHECK:   scf.parallel
