@@ -795,6 +795,16 @@ MOERT_API_EXPORT moert_status_t moert_session_create(
   return Create(model, entry_index, weights, true, out_session);
 }
 
+MOERT_API_EXPORT void moert_session_set_stats_enabled(moert_session_t *session,
+                                                      int enabled) {
+  if (session)
+    session->collect_stats = enabled != 0;
+}
+
+MOERT_API_EXPORT int moert_session_stats_enabled(const moert_session_t *session) {
+  return session && session->collect_stats ? 1 : 0;
+}
+
 MOERT_API_EXPORT void moert_session_release(moert_session_t *session) {
   delete session;
 }

@@ -862,3 +862,74 @@ TEST(ExpertFfn, InconsistentDescriptorsWriteNothing) {
 }
 
 } // namespace
+
+//===----------------------------------------------------------------------===//
+// Dense products (moert_cpu_matmul)
+//===----------------------------------------------------------------------===//
+
+namespace {
+moert_memref_2d Mat(float *data, int64_t rows, int64_t cols, int64_t ld,
+                    int64_t col_stride = 1) {
+  moert_memref_2d m;
+  m.allocated = m.aligned = data;
+  m.offset = 0;
+  m.sizes[0] = rows;
+  m.sizes[1] = cols;
+  m.strides[0] = ld;
+  m.strides[1] = col_stride;
+  return m;
+}
+} // namespace
+
+TEST(Matmul, EqualsTheLoopsBitForBitWithAnyHook) {
+  const int64_t M = 37, K = 70, N = 13;
+  std::vector<float> a(M * K), b(K * N), init(M * N), want(M * N);
+  uint32_t seed = 7;
+  auto rnd = [&] {
+    seed = seed * 1664525u + 1013904223u;
+    return static_cast<float>((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+  };
+  for (float &v : a) v = rnd();
+  for (float &v : b) v = rnd();
+  for (float &v : init) v = rnd();
+  // The generated loops: init + sum in k order, one rounding per operation.
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      volatile float acc = init[i * N + j];
+      for (int64_t k = 0; k < K; ++k) {
+        volatile float p = a[i * K + k] * b[k * N + j];
+        acc = acc + p;
+      }
+      want[i * N + j] = acc;
+    }
+  for (int threads : {1, 2, 5}) {
+    ThreadPoolHook pool{threads};
+    moert_parallel_hook hook = {&pool, threads, ThreadPoolHook::ParallelFor};
+    HookGuard guard(threads > 1 ? &hook : nullptr);
+    std::vector<float> out(M * N, -1.0f);
+    moert_memref_2d ma = Mat(a.data(), M, K, K), mb = Mat(b.data(), K, N, N),
+                    mi = Mat(init.data(), M, N, N), mo = Mat(out.data(), M, N, N);
+    _mlir_ciface_moert_cpu_matmul(&ma, &mb, &mi, &mo);
+    EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * 4))
+        << threads << " threads";
+  }
+  // Non-unit column strides take the element-wise path, same values.
+  std::vector<float> out2(M * N * 2, -1.0f);
+  moert_memref_2d ma = Mat(a.data(), M, K, K), mb = Mat(b.data(), K, N, N),
+                  mi = Mat(init.data(), M, N, N),
+                  mo = Mat(out2.data(), M, N, 2 * N, 2);
+  _mlir_ciface_moert_cpu_matmul(&ma, &mb, &mi, &mo);
+  for (int64_t i = 0; i < M * N; ++i)
+    ASSERT_EQ(out2[2 * i], want[i]) << i;
+}
+
+TEST(Matmul, MismatchedShapesDoNothing) {
+  float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 1, 1, 1, 1, 1}, init[4] = {0},
+        out[4] = {9, 9, 9, 9};
+  moert_memref_2d ma = Mat(a, 2, 3, 3), mb = Mat(b, 2, 3, 3), // K mismatch
+      mi = Mat(init, 2, 2, 2), mo = Mat(out, 2, 2, 2);
+  _mlir_ciface_moert_cpu_matmul(&ma, &mb, &mi, &mo);
+  EXPECT_EQ(out[0], 9.0f);
+  _mlir_ciface_moert_cpu_matmul(nullptr, &mb, &mi, &mo);
+  EXPECT_EQ(out[3], 9.0f);
+}

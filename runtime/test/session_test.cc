@@ -436,6 +436,36 @@ TEST_F(SessionTest, FailedCallsLeaveNoStatistics) {
   EXPECT_EQ(moert_session_call_count(session.s), 0);
 }
 
+TEST_F(SessionTest, StatisticsCanBeTurnedOff) {
+  SessionPtr session;
+  ASSERT_TRUE(IsOk(moert_session_create(model_.m, add_, nullptr, &session.s)));
+  EXPECT_EQ(moert_session_stats_enabled(session.s), 1);
+  TensorPtr x(F32({1, 4}, {1, 2, 3, 4}));
+  TensorPtr w(F32({4}, {1, 1, 1, 1}));
+  moert_named_tensor in[] = {{"x", x.get()}, {"w", w.get()}};
+  TensorPtr y;
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 2, y.out(), 1)));
+  moert_session_set_stats_enabled(session.s, 0);
+  EXPECT_EQ(moert_session_stats_enabled(session.s), 0);
+  // Off: the call runs, counts, and leaves the statistics as they were;
+  // even a model reporting bad statistics is not checked.
+  SetFakeVariant(kFakeNegativeStat);
+  TensorPtr y2;
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 2, y2.out(), 1)));
+  SetFakeVariant(0);
+  EXPECT_EQ(moert_session_call_count(session.s), 2);
+  moert_layer_stats l0;
+  ASSERT_TRUE(IsOk(moert_session_stats(session.s, 0, &l0)));
+  EXPECT_EQ(l0.num_reports, 1);
+  moert_session_set_stats_enabled(session.s, 1);
+  TensorPtr y3;
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 2, y3.out(), 1)));
+  ASSERT_TRUE(IsOk(moert_session_stats(session.s, 0, &l0)));
+  EXPECT_EQ(l0.num_reports, 2);
+  moert_session_set_stats_enabled(nullptr, 1); // a no-op
+  EXPECT_EQ(moert_session_stats_enabled(nullptr), 0);
+}
+
 TEST_F(SessionTest, ModelWithoutStatsReportsNone) {
   ModelPtr nostats;
   ASSERT_TRUE(IsOk(moert_model_load(MOERT_FAKE_MODEL_NOSTATS_PATH, &nostats.m)));

@@ -28,7 +28,7 @@ def ConvertMoeToLinalgPass : Pass<"convert-moe-to-linalg"> {
 }
 
 def ConvertMoeToRuntimePass : Pass<"convert-moe-to-runtime", "::mlir::ModuleOp"> {
-  let summary = "Lower routing, dispatch, combine and statistics to runtime kernel calls";
+  let summary = "Lower routing, dispatch, combine, statistics and dense f32 products to runtime kernel calls";
   let description = [{
     `moe.route`, `moe.dispatch`, `moe.combine` and `moe.expert_stats` are
     data-dependent and cheap next to the expert products; on CPU they become
@@ -43,11 +43,18 @@ def ConvertMoeToRuntimePass : Pass<"convert-moe-to-runtime", "::mlir::ModuleOp">
 
     The CPU kernels take f32 routing values (logits, weights); activations may
     be f32, f16 or bf16.
+
+    f32 `linalg.matmul` ops with the default maps (the router product of
+    every layer, other dense products of the model) become
+    `moert_cpu_matmul`, which computes the same sums in the same order but
+    vectorised and on the runtime's threads; other element types stay on
+    the generic loops.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::bufferization::BufferizationDialect",
     "::mlir::func::FuncDialect",
+    "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::tensor::TensorDialect"

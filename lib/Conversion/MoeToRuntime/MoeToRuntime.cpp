@@ -22,6 +22,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -379,6 +380,32 @@ struct LowerExpertStats : OpRewritePattern<ExpertStatsOp> {
   }
 };
 
+/// f32 linalg.matmul (the router product of every layer) ->
+/// moert_cpu_matmul, which computes the same sums in the same order,
+/// vectorised and on the runtime's threads.
+struct LowerMatmul : OpRewritePattern<linalg::MatmulOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(linalg::MatmulOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.hasPureTensorSemantics() || op.hasUserDefinedMaps())
+      return failure();
+    for (Value v : {op.getInputs()[0], op.getInputs()[1], op.getOutputs()[0]}) {
+      auto type = dyn_cast<RankedTensorType>(v.getType());
+      if (!type || type.getRank() != 2 || !type.getElementType().isF32())
+        return failure();
+    }
+    KernelCallBuilder kb(rewriter, op.getLoc(), op);
+    auto outType = cast<RankedTensorType>(op.getResultTypes()[0]);
+    Value init = op.getOutputs()[0];
+    Value out = kb.alloc(outType, kb.dynSizesFrom(outType, init));
+    kb.call("moert_cpu_matmul", {kb.input(op.getInputs()[0]),
+                                 kb.input(op.getInputs()[1]), kb.input(init),
+                                 kb.castGeneric(out)});
+    rewriter.replaceOp(op, kb.toTensor(out, outType));
+    return success();
+  }
+};
+
 struct ConvertMoeToRuntimePass
     : public mlir::moe::impl::ConvertMoeToRuntimePassBase<
           ConvertMoeToRuntimePass> {
@@ -406,6 +433,5 @@ struct ConvertMoeToRuntimePass
 
 void mlir::moe::populateMoeToRuntimePatterns(RewritePatternSet &patterns) {
   patterns.add<LowerRoute, LowerDispatch, LowerCombine, LowerExpertStats,
-               LowerExpertFFN>(
-      patterns.getContext());
+               LowerExpertFFN, LowerMatmul>(patterns.getContext());
 }

@@ -159,6 +159,15 @@ MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_stats(
     moert_memref_1d *gate_mass);
 
 
+/* Dense f32 product (linalg.matmul): out[M, N] = init[M, N] + a[M, K] x
+ * b[K, N], every element accumulated in k order with one rounding per
+ * multiply and per add (exactly what the generated loops compute), rows of
+ * the output split across the parallel hook's threads. The router product
+ * of every layer takes this path. Does nothing when the shapes disagree. */
+MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_matmul(
+    moert_memref_2d *a, moert_memref_2d *b, moert_memref_2d *init,
+    moert_memref_2d *out);
+
 /*===----------------------------------------------------------------------===*
  * Expert FFN (moe.experts with a #moe.ffn body)
  *===----------------------------------------------------------------------===*/

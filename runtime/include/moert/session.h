@@ -168,6 +168,16 @@ MOERT_API_EXPORT moert_status_t moert_session_stats_json(
 /* Clears the statistics and the call count. */
 MOERT_API_EXPORT void moert_session_stats_reset(moert_session_t *session);
 
+/* Turns the collection of routing statistics on (the default) or off for
+ * later calls. Collecting costs time in the model (per-expert output norms
+ * for the importance, per-layer counting), so timing and serving loops that
+ * do not read the statistics turn it off. The statistics then cover only
+ * the calls made while it was on; moert_session_call_count still counts
+ * every successful call. */
+MOERT_API_EXPORT void moert_session_set_stats_enabled(moert_session_t *session,
+                                                      int enabled);
+MOERT_API_EXPORT int moert_session_stats_enabled(const moert_session_t *session);
+
 #ifdef __cplusplus
 }
 #endif

@@ -368,6 +368,12 @@ void moert_cpu_set_parallel_hook(const moert_parallel_hook *hook) {
   }
 }
 
+const moert_parallel_hook *moert_cpu_parallel_hook(void) {
+  return tl_hook_set && tl_hook.parallel_for && tl_hook.num_threads > 1
+             ? &tl_hook
+             : NULL;
+}
+
 void moert_expert_ffn_set_tuning(const moert_expert_ffn_tuning *t) {
   if (t) {
     tl_tuning = *t;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "dtype.h" /* MOERT_INTERNAL */
+#include "moert/cpu_kernels.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,11 @@ MOERT_INTERNAL void moert_expert_ffn_set_tuning(const moert_expert_ffn_tuning *t
 
 /* The MOERT_FFN_ISA_* the kernel would use on this thread now. */
 MOERT_INTERNAL int moert_expert_ffn_isa(void);
+
+/* The parallel hook installed on this thread (moert_cpu_set_parallel_hook)
+ * when it offers more than one thread, else NULL: the other kernels share
+ * it. */
+MOERT_INTERNAL const moert_parallel_hook *moert_cpu_parallel_hook(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,103 @@
+/*===- matmul.c - Dense f32 products (linalg.matmul) on the CPU -----------===*
+ *
+ * out = init + a x b for the dense products a model has besides its experts
+ * (the router of every layer, and whatever ordinary linalg.matmul the model
+ * holds). The generated scalar loops reload and store the accumulator for
+ * every k; here four output rows at a time stay in the cache, each row of b
+ * is read once per four rows and the inner loop over the output columns is
+ * vectorised (AVX-512 or AVX2 picked at load time by target_clones).
+ * Every element is still init + sum over k in order of a*b with one
+ * rounding per operation (no FMA contraction: -ffp-contract=off), so the
+ * results equal the loops' bit for bit.
+ *
+ *===----------------------------------------------------------------------===*/
+
+#include "expert_ffn_internal.h"
+#include "kernel_util.h"
+
+#define MOERT_MM_ROWS 4 /* output rows per block */
+
+typedef struct {
+  const moert_memref_2d *a, *b, *init, *out;
+  int64_t M, N, K;
+} Matmul;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MOERT_MM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MOERT_MM_CLONES
+#endif
+
+/* c[0..n) += s * b[0..n): the vectorised core. */
+MOERT_MM_CLONES
+static void axpy(float *restrict c, const float *restrict b, float s, int64_t n) {
+  for (int64_t j = 0; j < n; ++j)
+    c[j] = c[j] + s * b[j];
+}
+
+static float *row_f32(const moert_memref_2d *m, int64_t i) {
+  return (float *)m->aligned + m->offset + i * m->strides[0];
+}
+
+/* Rows [r0, r1) of the output, unit column strides. */
+static void rows_contiguous(const Matmul *p, int64_t r0, int64_t r1) {
+  for (int64_t i0 = r0; i0 < r1; i0 += MOERT_MM_ROWS) {
+    int64_t i1 = i0 + MOERT_MM_ROWS < r1 ? i0 + MOERT_MM_ROWS : r1;
+    for (int64_t i = i0; i < i1; ++i)
+      if (row_f32(p->out, i) != row_f32(p->init, i))
+        memcpy(row_f32(p->out, i), row_f32(p->init, i),
+               (size_t)p->N * sizeof(float));
+    for (int64_t k = 0; k < p->K; ++k) {
+      const float *brow = row_f32(p->b, k);
+      for (int64_t i = i0; i < i1; ++i)
+        axpy(row_f32(p->out, i), brow,
+             MOERT_F32_2D(p->a, i, k), p->N);
+    }
+  }
+}
+
+/* Any strides: the same order of operations, element by element. */
+static void rows_strided(const Matmul *p, int64_t r0, int64_t r1) {
+  for (int64_t i = r0; i < r1; ++i)
+    for (int64_t j = 0; j < p->N; ++j) {
+      float acc = MOERT_F32_2D(p->init, i, j);
+      for (int64_t k = 0; k < p->K; ++k)
+        acc = acc + MOERT_F32_2D(p->a, i, k) * MOERT_F32_2D(p->b, k, j);
+      MOERT_F32_2D(p->out, i, j) = acc;
+    }
+}
+
+static int contiguous(const Matmul *p) {
+  return p->b->strides[1] == 1 && p->init->strides[1] == 1 &&
+         p->out->strides[1] == 1;
+}
+
+static void run_blocks(void *arg, int64_t begin, int64_t end) {
+  const Matmul *p = (const Matmul *)arg;
+  int64_t r0 = begin * MOERT_MM_ROWS;
+  int64_t r1 = end * MOERT_MM_ROWS < p->M ? end * MOERT_MM_ROWS : p->M;
+  if (contiguous(p))
+    rows_contiguous(p, r0, r1);
+  else
+    rows_strided(p, r0, r1);
+}
+
+void _mlir_ciface_moert_cpu_matmul(moert_memref_2d *a, moert_memref_2d *b,
+                                   moert_memref_2d *init, moert_memref_2d *out) {
+  if (!a || !b || !init || !out)
+    return;
+  Matmul p = {a, b, init, out, a->sizes[0], b->sizes[1], a->sizes[1]};
+  if (p.M < 0 || p.N < 0 || p.K < 0 || b->sizes[0] != p.K ||
+      init->sizes[0] != p.M || init->sizes[1] != p.N ||
+      out->sizes[0] != p.M || out->sizes[1] != p.N)
+    return;
+  int64_t blocks = (p.M + MOERT_MM_ROWS - 1) / MOERT_MM_ROWS;
+  if (blocks == 0)
+    return;
+  const moert_parallel_hook *hook = moert_cpu_parallel_hook();
+  /* Threads only pay off for products of some size. */
+  if (hook && blocks > 1 && p.M * p.N * p.K >= (int64_t)1 << 18)
+    hook->parallel_for(hook->user, blocks, run_blocks, &p);
+  else
+    run_blocks(&p, 0, blocks);
+}
