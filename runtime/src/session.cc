@@ -217,6 +217,8 @@ moert_status_t UploadWeights(moert_session_s *s) {
     s->device_buffers.push_back(p);
     b.data = p;
   }
+  // The converted / realigned host copies are no longer read.
+  s->buffers.clear();
   return nullptr;
 }
 
