@@ -8,8 +8,9 @@ the same run.
 
 For every configuration, token count and thread count it reports the time
 per call of the compiled model (moe-compile + moe-run, weights from a
-.safetensors file), GFLOP/s of the expert work actually done, GB/s of
-distinct expert weights touched, and ratios against:
+.safetensors file; at T <= 8 also with cold caches, moe-run --cold, the
+honest weight bandwidth of a decode step), GFLOP/s of the expert work
+actually done, GB/s of distinct expert weights touched, and ratios against:
   * loop:   a Hugging Face style per-expert loop on OpenBLAS (bench/baselines.c)
   * sgemm:  OpenBLAS cblas_sgemm on an equal-FLOP shape (rate ratio)
   * torch:  PyTorch eager, HF Mixtral-style block, when /usr/bin/python3 has torch
@@ -74,6 +75,17 @@ def layer_mlir(name, D, F, E, k, S, FS, form):
   }
 }
 """ % (name.replace("-", "_"), ", ".join(args), D, D, D, E, " ".join(ops), routing, ffn, D, D)
+
+
+def timed_calls(T, runs):
+    """Calls to time: like the baselines, which take the best of at least
+    ~0.5 s of repeats, short calls get enough repeats for a stable minimum
+    (200 at T <= 8, 20 at T <= 64); longer ones take --runs."""
+    if T <= 8:
+        return max(runs, 200)
+    if T <= 64:
+        return max(runs, 20)
+    return runs
 
 
 def run(cmd, env=None):
@@ -178,11 +190,19 @@ def main():
             np.save(xin, x)
             for th in threads:
                 stats = os.path.join(work, "stats.json")
-                out = run([os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
-                           "--input", "x=" + xin, "--time", str(a.runs), "--threads", str(th),
-                           "--stats", stats])
+                cmd = [os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
+                       "--input", "x=" + xin, "--time", str(timed_calls(T, a.runs)),
+                       "--threads", str(th), "--stats", stats]
+                out = run(cmd)
                 m = re.search(r"mean ([0-9.]+) ms, min ([0-9.]+) ms", out)
                 ms = float(m.group(2))
+                # Decode sizes are memory bound: their weight bandwidth is
+                # measured with cold caches (moe-run --cold), since a repeated
+                # token would find part of its experts' weights in the LLC.
+                cold_ms = float("nan")
+                if T <= 8:
+                    out = run(cmd + ["--cold"])
+                    cold_ms = float(re.search(r"min ([0-9.]+) ms", out).group(1))
                 st_json = json.load(open(stats))
                 counts = st_json["layers"][0]["tokens_per_expert"]
                 active = sum(1 for c in counts if c > 0)
@@ -200,21 +220,26 @@ def main():
                 row = dict(config=name, T=T, threads=th, ms=ms, gflops=flops / ms / 1e6,
                            max_share=max(counts) / max(1, sum(counts)),
                            gbps=wbytes / ms / 1e6, loop_ms=loop_ms, sgemm_gflops=sg[1],
-                           torch_ms=torch_ms, dram_gbps=bw[th])
+                           torch_ms=torch_ms, dram_gbps=bw[th], cold_ms=cold_ms,
+                           cold_gbps=wbytes / cold_ms / 1e6)
                 rows.append(row)
-                print("%-14s T=%-5d th=%d  %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s  x loop %5.2f  x sgemm-rate %5.2f  x torch %s  (DRAM %.1f GB/s)"
+                print("%-14s T=%-5d th=%d  %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s  x loop %5.2f  x sgemm-rate %5.2f  x torch %s  (DRAM %.1f GB/s)%s"
                       % (name, T, th, ms, row["gflops"], row["gbps"], loop_ms / ms,
                          row["gflops"] / sg[1] if sg[1] else float("nan"),
-                         "%.2f" % (torch_ms / ms) if torch_ms == torch_ms else "n/a", bw[th]), flush=True)
+                         "%.2f" % (torch_ms / ms) if torch_ms == torch_ms else "n/a", bw[th],
+                         "  cold %.3f ms = %.1f GB/s" % (cold_ms, row["cold_gbps"])
+                         if cold_ms == cold_ms else ""), flush=True)
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=1)
     if a.markdown:
         with open(a.markdown, "w") as f:
-            f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
-            f.write("|---|---|---|---|---|---|---|---|---|\n")
+            f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s) | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
+            f.write("|---|---|---|---|---|---|---|---|---|---|\n")
             for r in rows:
-                f.write("| %s | %d | %d | %.3f | %.1f | %.1f | %s | %.2f | %s |\n" % (
-                    r["config"], r["T"], r["threads"], r["ms"], r["gflops"], r["gbps"],
+                cold = ("%.3f (%.1f)" % (r["cold_ms"], r["cold_gbps"])
+                        if r["cold_ms"] == r["cold_ms"] else "")
+                f.write("| %s | %d | %d | %.3f | %.1f | %.1f | %s | %s | %.2f | %s |\n" % (
+                    r["config"], r["T"], r["threads"], r["ms"], r["gflops"], r["gbps"], cold,
                     "%.2fx" % (r["loop_ms"] / r["ms"]) if r["loop_ms"] == r["loop_ms"] else "n/a",
                     r["gflops"] / r["sgemm_gflops"] if r["sgemm_gflops"] else float("nan"),
                     "%.2fx" % (r["torch_ms"] / r["ms"]) if r["torch_ms"] == r["torch_ms"] else "n/a"))

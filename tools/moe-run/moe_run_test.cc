@@ -179,6 +179,15 @@ TEST_F(MoeRunTest, Time) {
   EXPECT_TRUE(Contains(ReadFile(stats), "\"calls\": 1"));
 }
 
+TEST_F(MoeRunTest, TimeWithColdCaches) {
+  RunResult r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add",
+                         "--weights", weights_, "--input", "x=" + x_, "--time",
+                         "2", "--cold"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(Contains(r.output, "2 calls after 1 warm-up (cold caches): mean"))
+      << r.output;
+}
+
 TEST_F(MoeRunTest, CallErrors) {
   RunResult r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add",
                      "--input", "x=" + x_});
