@@ -16,5 +16,5 @@ fi
 bash scripts/build.sh > /dev/null
 lscpu | grep -E "Model name|^CPU\(s\)|L2|L3" | sed 's/^/# /'
 /usr/bin/python3 bench/run_bench.py --tokens "${TOKENS:-1,8,64,512,2048}" \
-  --threads "${THREADS:-1,2}" --configs "${CONFIGS:-mixtral-small,deepseek-fine,switch}" \
+  --threads "${THREADS:-1,2}" --configs "${CONFIGS:-mixtral-small,deepseek-fine,switch,mixtral-skewed}" \
   --markdown bench/results.md --json bench/results.json
