@@ -2,7 +2,7 @@
 # Reruns the CPU benchmark with one command: installs what it needs
 # (OpenBLAS for the baselines, numpy for the data), builds moe-mlir, runs
 # bench/run_bench.py and writes the table to bench/results.md.
-#   TOKENS=1,8,64,512,2048 THREADS=1,2 CONFIGS=mixtral-small,deepseek-fine,switch
+#   TOKENS=1,8,64,512,2048 THREADS=1,2 CONFIGS=mixtral-small,deepseek-fine,switch,mixtral-skewed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
