@@ -24,11 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake_gpu_memory.h"
+
 typedef int CUresult;
 enum { OK = 0, ERR_INVALID_VALUE = 1, ERR_NOT_FOUND = 500, ERR_INVALID_IMAGE = 200 };
 
 #define MAX_KERNELS 4096
-#define MAX_BLOCKS 65536
 
 typedef struct {
   char name[128];
@@ -36,10 +37,7 @@ typedef struct {
 
 static Kernel kernels[MAX_KERNELS];
 static int num_kernels;
-static long modules, found, launches, allocs, frees, errors;
-static void *blocks[MAX_BLOCKS];
-static size_t block_bytes[MAX_BLOCKS];
-static size_t live_bytes;
+static long modules, found, launches, errors;
 
 static void fail(const char *what, const char *detail) {
   ++errors;
@@ -51,7 +49,8 @@ __attribute__((destructor)) static void report(void) {
   fprintf(stderr,
           "fake-cuda: modules=%ld kernels-found=%ld launches=%ld allocs=%ld "
           "frees=%ld live-bytes=%zu errors=%ld\n",
-          modules, found, launches, allocs, frees, live_bytes, errors);
+          modules, found, launches, fake_allocs, fake_frees, fake_live_bytes,
+          errors);
 }
 
 CUresult cuInit(unsigned flags) { return flags == 0 ? OK : ERR_INVALID_VALUE; }
@@ -136,30 +135,16 @@ CUresult cuMemAllocManaged(uint64_t *ptr, size_t bytes, unsigned flags) {
     fail("cuMemAllocManaged arguments", NULL);
     return ERR_INVALID_VALUE;
   }
-  void *p = calloc(1, bytes);
-  for (int i = 0; i < MAX_BLOCKS; ++i)
-    if (!blocks[i]) {
-      blocks[i] = p;
-      block_bytes[i] = bytes;
-      live_bytes += bytes;
-      ++allocs;
-      *ptr = (uint64_t)(uintptr_t)p;
-      return OK;
-    }
-  free(p);
-  return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  void *p = fake_alloc(bytes);
+  if (!p)
+    return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  *ptr = (uint64_t)(uintptr_t)p;
+  return OK;
 }
 
 CUresult cuMemFree_v2(uint64_t ptr) {
-  void *p = (void *)(uintptr_t)ptr;
-  for (int i = 0; i < MAX_BLOCKS; ++i)
-    if (blocks[i] == p) {
-      free(p);
-      blocks[i] = NULL;
-      live_bytes -= block_bytes[i];
-      ++frees;
-      return OK;
-    }
+  if (fake_free((void *)(uintptr_t)ptr))
+    return OK;
   fail("cuMemFree of memory not allocated by cuMemAllocManaged", NULL);
   return ERR_INVALID_VALUE;
 }

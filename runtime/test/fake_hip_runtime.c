@@ -19,11 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake_gpu_memory.h"
+
 typedef int hipError_t;
 enum { OK = 0, ERR_INVALID_VALUE = 1, ERR_INVALID_IMAGE = 200, ERR_NOT_FOUND = 500 };
 
 #define MAX_MODULES 1024
-#define MAX_BLOCKS 65536
 
 typedef struct {
   const unsigned char *image;
@@ -32,10 +33,7 @@ typedef struct {
 
 static Module mods[MAX_MODULES];
 static int num_mods;
-static long modules, found, launches, allocs, frees, errors;
-static void *blocks[MAX_BLOCKS];
-static size_t block_bytes[MAX_BLOCKS];
-static size_t live_bytes;
+static long modules, found, launches, errors;
 static char found_names[MAX_MODULES][128];
 
 static void fail(const char *what, const char *detail) {
@@ -48,7 +46,8 @@ __attribute__((destructor)) static void report(void) {
   fprintf(stderr,
           "fake-hip: modules=%ld kernels-found=%ld launches=%ld allocs=%ld "
           "frees=%ld live-bytes=%zu errors=%ld\n",
-          modules, found, launches, allocs, frees, live_bytes, errors);
+          modules, found, launches, fake_allocs, fake_frees, fake_live_bytes,
+          errors);
 }
 
 hipError_t hipInit(unsigned flags) { return flags == 0 ? OK : ERR_INVALID_VALUE; }
@@ -123,29 +122,13 @@ hipError_t hipMallocManaged(void **ptr, size_t bytes, unsigned flags) {
     fail("hipMallocManaged arguments", NULL);
     return ERR_INVALID_VALUE;
   }
-  void *p = calloc(1, bytes);
-  for (int i = 0; i < MAX_BLOCKS; ++i)
-    if (!blocks[i]) {
-      blocks[i] = p;
-      block_bytes[i] = bytes;
-      live_bytes += bytes;
-      ++allocs;
-      *ptr = p;
-      return OK;
-    }
-  free(p);
-  return 2;
+  *ptr = fake_alloc(bytes);
+  return *ptr ? OK : 2; /* hipErrorOutOfMemory */
 }
 
 hipError_t hipFree(void *p) {
-  for (int i = 0; i < MAX_BLOCKS; ++i)
-    if (blocks[i] == p) {
-      free(p);
-      blocks[i] = NULL;
-      live_bytes -= block_bytes[i];
-      ++frees;
-      return OK;
-    }
+  if (fake_free(p))
+    return OK;
   fail("hipFree of memory not allocated by hipMallocManaged", NULL);
   return ERR_INVALID_VALUE;
 }

@@ -307,14 +307,7 @@ static void moert_ffn_pf_w2(const Ffn *P, const MatV *w2, PfCursor *c,
 #define MR 4
 #define ISA_FN
 #define ISA_AI static inline __attribute__((always_inline))
-#include "expert_ffn_kernels.h"
-#undef NAME
-#undef VP
-#undef VF
-#undef VL
-#undef MR
-#undef ISA_FN
-#undef ISA_AI
+#include "expert_ffn_kernels.h" /* undefines the parameters */
 
 #if MOERT_FFN_X86
 #define NAME(x) x##_avx2
@@ -324,14 +317,7 @@ static void moert_ffn_pf_w2(const Ffn *P, const MatV *w2, PfCursor *c,
 #define MR 6
 #define ISA_FN __attribute__((target(MOERT_Y_TARGET)))
 #define ISA_AI MOERT_YI
-#include "expert_ffn_kernels.h"
-#undef NAME
-#undef VP
-#undef VF
-#undef VL
-#undef MR
-#undef ISA_FN
-#undef ISA_AI
+#include "expert_ffn_kernels.h" /* undefines the parameters */
 
 #define NAME(x) x##_avx512
 #define VP z_
@@ -340,14 +326,7 @@ static void moert_ffn_pf_w2(const Ffn *P, const MatV *w2, PfCursor *c,
 #define MR 8
 #define ISA_FN __attribute__((target(MOERT_Z_TARGET)))
 #define ISA_AI MOERT_ZI
-#include "expert_ffn_kernels.h"
-#undef NAME
-#undef VP
-#undef VF
-#undef VL
-#undef MR
-#undef ISA_FN
-#undef ISA_AI
+#include "expert_ffn_kernels.h" /* undefines the parameters */
 #endif
 
 /*===----------------------------------------------------------------------===*

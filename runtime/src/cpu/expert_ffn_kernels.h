@@ -8,7 +8,9 @@
  *   MR       rows of the GEMM register tile (the tile is MR x 2 vectors);
  *   ISA_FN   attributes of the non-inline functions (target(...));
  *   ISA_AI   attributes of the inline helpers;
- *   NAME(x)  the instance's name of function x.
+ *   NAME(x)  the instance's name of function x;
+ *
+ * and undefines them at its end, ready for the next instance.
  *
  * Everything here is `static`. The kernels (see expert_ffn.c for the plan):
  *
@@ -750,3 +752,11 @@ static const MoertFfnOps NAME(ops) = {NAME(gemm_rows), NAME(dec1), NAME(dec2),
 #undef V
 #undef VCAT
 #undef VCAT2
+/* The instance's parameters too, so the next instance can define them. */
+#undef NAME
+#undef VP
+#undef VF
+#undef VL
+#undef MR
+#undef ISA_FN
+#undef ISA_AI

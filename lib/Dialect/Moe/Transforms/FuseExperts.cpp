@@ -174,23 +174,23 @@ LogicalResult inferFFNForm(RewriterBase &rewriter, ExpertsOp op) {
 }
 
 LogicalResult fuseOne(RewriterBase &rewriter, ExpertsOp op) {
-  bool inferred = !op->hasAttr(kExpertsFFNFormAttr);
-  if (failed(inferFFNForm(rewriter, op)))
-    return failure();
-  auto form = op->getAttrOfType<FFNAttr>(kExpertsFFNFormAttr);
-  if (!form)
-    return failure();
+  // The cheap preconditions first: inference builds and compares bodies.
   auto dispatch = op.getDispatched().getDefiningOp<DispatchOp>();
   if (!dispatch || !dispatch.getInput().getType().getElementType().isF32() ||
       !op.getResult().getType().getElementType().isF32())
     return failure();
+  // An inferred form was verified while inferring it; a recorded one is
+  // checked here: exactly the canonical body, or (canonicalised since
+  // moe-decompose) the same after normalisation.
+  bool inferred = !op->hasAttr(kExpertsFFNFormAttr);
+  if (failed(inferFFNForm(rewriter, op)))
+    return failure();
+  auto form = op->getAttrOfType<FFNAttr>(kExpertsFFNFormAttr);
   FailureOr<StackedFFN> weights = weightsByRole(op);
-  // Exactly the canonical body, or (a body canonicalised since
-  // moe-decompose, or one inferred) the same after normalisation.
-  if (failed(weights) ||
-      (!hasCanonicalBody(rewriter, op, *weights, form, /*normalized=*/inferred) &&
-       (inferred || !hasCanonicalBody(rewriter, op, *weights, form,
-                                      /*normalized=*/true))))
+  if (!form || failed(weights))
+    return failure();
+  if (!inferred && !hasCanonicalBody(rewriter, op, *weights, form) &&
+      !hasCanonicalBody(rewriter, op, *weights, form, /*normalized=*/true))
     return failure();
   rewriter.setInsertionPoint(op);
   auto fused = ExpertFFNOp::create(

@@ -1,0 +1,51 @@
+/*===- fake_gpu_memory.h - Allocation tracking of the stand-in drivers ----===*
+ *
+ * The managed-memory bookkeeping fake_cuda_driver.c and fake_hip_runtime.c
+ * share: every block is host memory, recorded so frees can be matched and
+ * the bytes still live reported at exit.
+ *
+ *===----------------------------------------------------------------------===*/
+
+#ifndef MOERT_TEST_FAKE_GPU_MEMORY_H
+#define MOERT_TEST_FAKE_GPU_MEMORY_H
+
+#include <stddef.h>
+#include <stdlib.h>
+
+#define FAKE_MAX_BLOCKS 65536
+
+static void *fake_blocks[FAKE_MAX_BLOCKS];
+static size_t fake_block_bytes[FAKE_MAX_BLOCKS];
+static size_t fake_live_bytes;
+static long fake_allocs, fake_frees;
+
+/* A zeroed block of `bytes`, recorded; NULL when the table is full. */
+static void *fake_alloc(size_t bytes) {
+  for (int i = 0; i < FAKE_MAX_BLOCKS; ++i)
+    if (!fake_blocks[i]) {
+      void *p = calloc(1, bytes);
+      if (!p)
+        return NULL;
+      fake_blocks[i] = p;
+      fake_block_bytes[i] = bytes;
+      fake_live_bytes += bytes;
+      ++fake_allocs;
+      return p;
+    }
+  return NULL;
+}
+
+/* Frees a recorded block; 0 if `p` is not one. */
+static int fake_free(void *p) {
+  for (int i = 0; i < FAKE_MAX_BLOCKS; ++i)
+    if (fake_blocks[i] == p) {
+      free(p);
+      fake_blocks[i] = NULL;
+      fake_live_bytes -= fake_block_bytes[i];
+      ++fake_frees;
+      return 1;
+    }
+  return 0;
+}
+
+#endif /* MOERT_TEST_FAKE_GPU_MEMORY_H */
