@@ -16,9 +16,11 @@
  *       runtime/src/cpu/dtype.c -lopenblas -lpthread -lm -o /tmp/expert_ffn_bench
  * Run: /tmp/expert_ffn_bench [--threads N] [--layout in_out|out_in]
  *        [--dtype f32|f16|bf16] [--reps N] [--tokens 1,8,64,512]
- *        [--isa auto|avx2|scalar] [--hugepages]
+ *        [--isa auto|avx2|scalar] [--hugepages] [--kernel-only] [--skew P]
  * --hugepages: madvise(MADV_HUGEPAGE) on every large buffer (weights
- * included), for the kernel and OpenBLAS alike.
+ * included), for the kernel and OpenBLAS alike. --skew P: a token's first
+ * choice is expert 0 with probability P (0.5: expert 0 gets about half of
+ * the tokens).
  *
  *===----------------------------------------------------------------------===*/
 
@@ -243,8 +245,10 @@ typedef struct {
   int32_t *row_token, *counts;
 } Batch;
 
-/* Uniform top-2 routing, ragged segments sorted by expert. */
-static void make_batch(Batch *b, int64_t T) {
+/* Top-2 routing, ragged segments sorted by expert: uniform, except that
+ * with probability skew a token's first choice is expert 0 (skew = 0.5
+ * gives expert 0 about half of the tokens, the benchmark's skewed case). */
+static void make_batch(Batch *b, int64_t T, double skew) {
   b->T = T;
   b->R = T * K_;
   b->x = (float *)alloc_weights((size_t)(T * D_), 4);
@@ -256,6 +260,8 @@ static void make_batch(Batch *b, int64_t T) {
   int32_t *choice = (int32_t *)malloc((size_t)b->R * 4);
   for (int64_t t = 0; t < T; ++t) {
     int32_t a = (int32_t)(rnd() % E_), c;
+    if (skew > 0 && (double)(rnd() % 1000000) < skew * 1e6)
+      a = 0;
     do
       c = (int32_t)(rnd() % E_);
     while (c == a);
@@ -357,6 +363,7 @@ int main(int argc, char **argv) {
   int64_t row_block = 0, f_block = 0, k_block = 0, decode_rows = 0;
   int kernel_only = 0;
   int ntok = 4;
+  double skew = 0.0;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--threads") && i + 1 < argc)
       threads = atoi(argv[++i]);
@@ -373,6 +380,8 @@ int main(int argc, char **argv) {
       k_block = atoll(argv[++i]);
     else if (!strcmp(argv[i], "--dec") && i + 1 < argc)
       decode_rows = atoll(argv[++i]);
+    else if (!strcmp(argv[i], "--skew") && i + 1 < argc)
+      skew = atof(argv[++i]);
     else if (!strcmp(argv[i], "--kernel-only"))
       kernel_only = 1;
     else if (!strcmp(argv[i], "--hugepages"))
@@ -389,7 +398,7 @@ int main(int argc, char **argv) {
     } else {
       fprintf(stderr, "usage: %s [--threads N] [--layout in_out|out_in] "
                       "[--dtype f32|f16|bf16] [--reps N] [--tokens 1,8,...] "
-                      "[--isa auto|avx2|scalar] [--hugepages] [--kernel-only]\n"
+                      "[--isa auto|avx2|scalar] [--hugepages] [--kernel-only] [--skew P]\n"
                       "  tuning: [--rb rows] [--fb cols] [--kc depth] [--dec rows]\n", argv[0]);
       return 2;
     }
@@ -417,7 +426,7 @@ int main(int argc, char **argv) {
   for (int ti = 0; ti < ntok; ++ti) {
     int64_t T = tokens[ti];
     Batch b;
-    make_batch(&b, T);
+    make_batch(&b, T, skew);
     const double flops = 2.0 * (double)b.R * (3.0 * D_ * F_);
     int r = reps > 0 ? reps : T >= 512 ? 5 : T >= 64 ? 10 : 20;
     Timing t;

@@ -712,7 +712,9 @@ TEST(ExpertFfn, BitIdenticalUnderAnyHook) {
             EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)))
                 << "threads " << threads << " mode " << mode << " chunk " << chunk;
             EXPECT_GE(pool.calls, 1);
-            // The big expert is split: more tasks than experts.
+            // One group of GEMM blocks per thread (on 2 threads the 150-row
+            // expert is shared between them, see ExpertFfnPlan) plus the
+            // decode tasks: more work items than experts.
             EXPECT_GT(pool.tasks, 8);
           }
       // Real threads.
@@ -749,6 +751,120 @@ TEST(ExpertFfn, DecodeParallelBitIdentical) {
 
     std::vector<float> got = OutRows(p);
     EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
+  }
+}
+
+// The GEMM work plan: one group of row blocks per thread.
+struct Plan {
+  int64_t groups;
+  std::vector<int64_t> rows, cost;
+};
+
+Plan MakePlan(const std::vector<int64_t> &counts, int64_t threads) {
+  Plan p;
+  p.rows.assign(threads, -1);
+  p.cost.assign(threads, -1);
+  p.groups = moert_expert_ffn_plan(counts.data(), (int64_t)counts.size(), threads,
+                                   p.rows.data(), p.cost.data());
+  return p;
+}
+
+// Default tuning: row blocks of <= 256 rows, a block costs its rows + 8,
+// experts with < 48 rows take the decode path (not planned here).
+TEST(ExpertFfnPlan, HotExpertIsSharedBetweenThreads) {
+  // One expert holds more rows than a thread's share: whole experts would
+  // leave 724 (3 blocks of it) against 540; sharing it costs one more
+  // packing and balances the threads.
+  Plan p = MakePlan({700, 100, 100, 100, 100, 100}, 2);
+  ASSERT_EQ(p.groups, 2);
+  EXPECT_EQ(p.rows[0] + p.rows[1], 1200);
+  EXPECT_LT(p.rows[0], 700);
+  EXPECT_EQ(p.cost[0] + p.cost[1], 1200 + 8 * (3 + 5 + 1));
+  EXPECT_LE(std::abs(p.cost[0] - p.cost[1]), 16);
+}
+
+TEST(ExpertFfnPlan, SkewedMixtralIsBalanced) {
+  // Mixtral-small at T = 512 with half of the tokens picking expert 0 (the
+  // benchmark's skewed case): at most a block of imbalance.
+  Plan p = MakePlan({312, 103, 97, 102, 99, 102, 102, 107}, 2);
+  ASSERT_EQ(p.groups, 2);
+  EXPECT_EQ(p.rows[0] + p.rows[1], 1024);
+  EXPECT_LE(std::abs(p.cost[0] - p.cost[1]), 8);
+}
+
+TEST(ExpertFfnPlan, BalancedExpertsStayWhole) {
+  Plan p = MakePlan({138, 130, 115, 137, 126, 123, 134, 121}, 2);
+  ASSERT_EQ(p.groups, 2);
+  EXPECT_EQ(p.rows[0] + p.rows[1], 1024);
+  // No expert is split: 8 blocks, each packing once.
+  EXPECT_EQ(p.cost[0] + p.cost[1], 1024 + 8 * 8);
+  EXPECT_LE(std::abs(p.cost[0] - p.cost[1]), 8);
+}
+
+TEST(ExpertFfnPlan, SerialIsOneGroupOfEverything) {
+  Plan p = MakePlan({300, 0, 47, 48, 600}, 1);
+  ASSERT_EQ(p.groups, 1);
+  EXPECT_EQ(p.rows[0], 300 + 48 + 600); // 47 rows: decode path
+  EXPECT_EQ(p.cost[0], 948 + 8 * (2 + 1 + 3));
+}
+
+TEST(ExpertFfnPlan, NothingToPlan) {
+  Plan p = MakePlan({0, 10, 47}, 4);
+  EXPECT_EQ(p.groups, 0);
+  EXPECT_EQ(MakePlan({}, 2).groups, 0);
+  std::vector<int64_t> r(1), c(1);
+  EXPECT_EQ(moert_expert_ffn_plan(nullptr, 3, 1, r.data(), c.data()), -1);
+  EXPECT_EQ(moert_expert_ffn_plan(r.data(), 1, 0, r.data(), c.data()), -1);
+  moert_expert_ffn_tuning t = Tuning(MOERT_FFN_ISA_AUTO, MOERT_FFN_PATH_AUTO);
+  t.no_heap = 1;
+  TuneGuard g(t);
+  EXPECT_EQ(MakePlan({100, 100}, 2).groups, -1);
+}
+
+// Random routings on 1..8 threads: every GEMM row planned once, at most one
+// group per thread, and the busiest thread within a block of the even share.
+TEST(ExpertFfnPlan, RandomRoutingsAreBalanced) {
+  uint32_t seed = 12345u;
+  auto rnd = [&seed](uint32_t n) {
+    seed = seed * 1664525u + 1013904223u;
+    return (seed >> 8) % n;
+  };
+  for (int trial = 0; trial < 2000; ++trial) {
+    const int64_t threads = 1 + rnd(8);
+    const int64_t experts = 1 + rnd(64);
+    std::vector<int64_t> counts(experts);
+    const uint32_t scale = 1 + rnd(4) * 400;
+    int64_t rows = 0, cost = 0;
+    for (auto &c : counts) {
+      c = rnd(scale);
+      if (rnd(10) == 0)
+        c *= 6; // hot experts
+      if (c >= 48) {
+        rows += c;
+        cost += c + 8 * ((c + 255) / 256);
+      }
+    }
+    Plan p = MakePlan(counts, threads);
+    SCOPED_TRACE(testing::Message() << "trial " << trial << " threads " << threads);
+    ASSERT_GE(p.groups, rows > 0 ? 1 : 0);
+    ASSERT_LE(p.groups, threads);
+    int64_t got = 0, busiest = 0;
+    for (int64_t g = 0; g < threads; ++g) {
+      got += p.rows[g];
+      busiest = std::max(busiest, p.cost[g]);
+      if (g >= p.groups)
+        EXPECT_EQ(p.rows[g], 0);
+    }
+    EXPECT_EQ(got, rows);
+    // Beyond the even share: a piece too small to split (< 32 rows, rounded
+    // to 8) and its block's packing, or one whole expert when whole
+    // experts balance better.
+    int64_t largest = 0;
+    for (int64_t c : counts)
+      if (c >= 48)
+        largest = std::max(largest, c + 8 * ((c + 255) / 256));
+    const int64_t share = (cost + threads - 1) / threads;
+    EXPECT_LE(busiest, std::max(share + 32 + 4 + 16, largest)) << "share " << share;
   }
 }
 

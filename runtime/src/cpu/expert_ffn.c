@@ -42,9 +42,12 @@
  *    thread count allows (one chunk per expert when serial).
  *
  * Parallelism comes from the thread-local hook (moert_cpu_set_parallel_hook):
- * one parallel_for over the GEMM tasks (largest first) and the phase 1 tasks,
- * one over the phase 2 tasks. Large experts are split into row blocks (at
- * least 32 rows) so that every thread gets ~3 tasks; decode chunks are
+ * one parallel_for over one group of GEMM row blocks per thread, then the
+ * phase 1 tasks; one over the phase 2 tasks. The GEMM groups are planned
+ * from a cost model (rows, plus the weight packing every block does): whole
+ * experts largest first, or, when one expert holds more than a thread's
+ * share (skewed routing), experts split at the thread boundaries, whichever
+ * leaves the busiest thread less to do (ffn_plan_gemm). Decode chunks are
  * sized so the task count is a multiple of the thread count. Tasks write
  * disjoint outputs and every output element is one fixed chain of
  * operations that depends on the shapes only (never on row blocks, chunks,
@@ -93,7 +96,8 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_K_BLOCK 256
 #define MOERT_FFN_N_BLOCK 256 /* output columns per packed W2 block */
 #define MOERT_FFN_DECODE_ROWS 48
-#define MOERT_FFN_MIN_SPLIT 32  /* smallest row block made for parallelism */
+#define MOERT_FFN_MIN_SPLIT 32  /* smallest piece of an expert split between threads */
+#define MOERT_FFN_PACK_ROWS 8   /* cost of packing an expert's weights, in rows */
 #define MOERT_FFN_DEC_MIN_CHUNK 64 /* fewest columns of a decode task */
 #define MOERT_FFN_DEC_KBYTES (192 * 1024) /* weight bytes per decode K block */
 #ifndef MOERT_FFN_OI_AHEAD
@@ -577,24 +581,37 @@ typedef struct {
   float **orow;     /* per computed row: its output row */
   float **hrow;     /* per decode row: its hidden row */
   const FfnTask *tasks;
+  /* Work item g < ngroups runs tasks [gofs[g], gofs[g + 1]) in order; item
+   * ngroups + i runs task gofs[ngroups] + i. */
+  const int64_t *gofs;
+  int64_t ngroups;
 } FfnCtx;
+
+static void ffn_run_task(const FfnCtx *c, const FfnTask *k) {
+  switch (k->type) {
+  case TASK_GEMM:
+    c->ops->gemm_rows(c->P, c->tn, k->e, c->xr + k->i0, c->orow + k->i0, k->n);
+    break;
+  case TASK_DEC1:
+    c->ops->dec1(c->P, k->e, c->xr + k->i0, k->n, k->c0, k->c1, c->hrow + k->i0,
+                 0);
+    break;
+  default:
+    c->ops->dec2(c->P, k->e, (const float *const *)c->hrow + k->i0, k->n,
+                 c->orow + k->i0, k->c0, k->c1);
+    break;
+  }
+}
 
 static void ffn_run_tasks(void *arg, int64_t begin, int64_t end) {
   const FfnCtx *c = (const FfnCtx *)arg;
-  for (int64_t t = begin; t < end; ++t) {
-    const FfnTask *k = &c->tasks[t];
-    switch (k->type) {
-    case TASK_GEMM:
-      c->ops->gemm_rows(c->P, c->tn, k->e, c->xr + k->i0, c->orow + k->i0, k->n);
-      break;
-    case TASK_DEC1:
-      c->ops->dec1(c->P, k->e, c->xr + k->i0, k->n, k->c0, k->c1,
-                   c->hrow + k->i0, 0);
-      break;
-    default:
-      c->ops->dec2(c->P, k->e, (const float *const *)c->hrow + k->i0, k->n,
-                   c->orow + k->i0, k->c0, k->c1);
-      break;
+  for (int64_t w = begin; w < end; ++w) {
+    if (w < c->ngroups) {
+      for (int64_t t = c->gofs[w]; t < c->gofs[w + 1]; ++t)
+        ffn_run_task(c, &c->tasks[t]);
+    } else {
+      const int64_t base = c->gofs ? c->gofs[c->ngroups] : 0;
+      ffn_run_task(c, &c->tasks[base + w - c->ngroups]);
     }
   }
 }
@@ -643,6 +660,225 @@ static int64_t ffn_chunk(int64_t n, int64_t parts) {
 static int ffn_decode(const MoertFfnTune *tn, int64_t n) {
   return tn->path == MOERT_FFN_PATH_DECODE ||
          (tn->path == MOERT_FFN_PATH_AUTO && n < tn->decode_rows);
+}
+
+/* Blocks of at most rb rows that n rows are cut into. */
+static int64_t ffn_blocks(int64_t n, int64_t rb) {
+  return n > 0 ? (n + rb - 1) / rb : 0;
+}
+
+/* Estimated cost of n rows of one expert on the GEMM path, in rows. */
+static int64_t ffn_cost(int64_t n, int64_t rb) {
+  return n + MOERT_FFN_PACK_ROWS * ffn_blocks(n, rb);
+}
+
+/* Appends the GEMM tasks of rows [i0, i0 + n) of expert e: ffn_blocks(n, rb)
+ * blocks of equal size (multiples of 8 rows, but for the last). */
+static int64_t ffn_emit_blocks(FfnTask *tasks, int64_t nt, int64_t e,
+                               int64_t i0, int64_t n, int64_t rb) {
+  const int64_t nb = ffn_blocks(n, rb);
+  const int64_t bs = ((n + nb - 1) / nb + 7) / 8 * 8;
+  for (int64_t i = 0; i < n; i += bs) {
+    FfnTask t = {TASK_GEMM, e, i0 + i, n - i < bs ? n - i : bs, 0, 0};
+    tasks[nt++] = t;
+  }
+  return nt;
+}
+
+/* Two ways of dealing the GEMM-path experts (expert e: rows [est[e],
+ * est[e + 1])) out to nthr threads as groups of tasks, one group per thread
+ * (group g: tasks [gofs[g], gofs[g + 1])). Both use a cost model in rows: a
+ * block of m rows costs m + MOERT_FFN_PACK_ROWS, the second term being the
+ * packing of the expert's weights that every block does (both terms scale
+ * with D x F, so the ratio holds for every shape). The planner keeps the
+ * plan whose busiest thread has less to do:
+ *
+ *  - whole experts, largest first to the least loaded thread (LPT): no
+ *    weights packed twice; balanced when no expert is much larger than
+ *    another;
+ *  - in expert order, each thread's share filled exactly, splitting the
+ *    expert at the boundary (pieces of at least MOERT_FFN_MIN_SPLIT rows):
+ *    at most nthr - 1 experts pack their weights once more, but a hot expert
+ *    holding half of the rows is shared between threads. Dynamic scheduling
+ *    of per-expert blocks cannot balance that case (9 blocks on 2 threads
+ *    leave one thread ~10% more work than the other).
+ *
+ * Tasks within a group run in order on one thread; groups are handed out
+ * dynamically, so a thread that starts late only delays its own group. */
+
+/* The split plan: writes the tasks and gofs, returns the number of groups
+ * and the largest group's cost in *busiest. */
+static int64_t ffn_plan_split(const MoertFfnTune *tn, const int64_t *est,
+                              int64_t E, int64_t nthr, FfnTask *tasks,
+                              int64_t *gofs, int64_t *busiest) {
+  const int64_t rb = tn->row_block;
+  int64_t left = 0; /* cost of the rows not yet dealt out */
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = est[e + 1] - est[e];
+    if (n > 0 && !ffn_decode(tn, n))
+      left += ffn_cost(n, rb);
+  }
+  int64_t ng = 0, nt = 0, fill = 0;
+  int64_t share = (left + nthr - 1) / nthr;
+  *busiest = 0;
+  gofs[0] = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = est[e + 1] - est[e];
+    if (n == 0 || ffn_decode(tn, n))
+      continue;
+    int64_t i = 0;
+    while (i < n) {
+      const int64_t r = n - i, cost = ffn_cost(r, rb);
+      const int64_t room = share - fill;
+      int64_t take = r;
+      if (ng < nthr - 1 && cost > room) {
+        /* The rows that fill the room, to a multiple of 8; an empty group
+         * takes at least a minimal piece. */
+        int64_t m = room - MOERT_FFN_PACK_ROWS * ffn_blocks(room, rb);
+        m = (m + 4) / 8 * 8;
+        if (fill == 0 && m < MOERT_FFN_MIN_SPLIT)
+          m = MOERT_FFN_MIN_SPLIT;
+        if (r - m < MOERT_FFN_MIN_SPLIT)
+          take = r;
+        else if (m >= MOERT_FFN_MIN_SPLIT)
+          take = m;
+        else /* a piece too small to split off: overshoot or stop here */
+          take = cost - room <= room ? r : 0;
+      }
+      if (take > 0) {
+        nt = ffn_emit_blocks(tasks, nt, e, est[e] + i, take, rb);
+        fill += ffn_cost(take, rb);
+        left += ffn_cost(r - take, rb) - cost;
+        i += take;
+      }
+      if (fill > *busiest)
+        *busiest = fill;
+      if (ng < nthr - 1 && (take < r || fill >= share)) {
+        /* This group is full (and not empty: fill > 0): close it and size
+         * the remaining groups' shares from what is left. */
+        gofs[++ng] = nt;
+        fill = 0;
+        share = (left + (nthr - ng) - 1) / (nthr - ng);
+      }
+    }
+  }
+  if (nt > gofs[ng])
+    gofs[++ng] = nt;
+  return ng;
+}
+
+typedef struct {
+  int64_t cost, e;
+} FfnExpertCost;
+
+static int ffn_by_cost_desc(const void *a, const void *b) {
+  const FfnExpertCost *x = (const FfnExpertCost *)a, *y = (const FfnExpertCost *)b;
+  if (x->cost != y->cost)
+    return x->cost > y->cost ? -1 : 1;
+  return x->e < y->e ? -1 : x->e > y->e; /* deterministic order */
+}
+
+/* The whole-expert plan: group[e] = the thread of GEMM expert e (-1 for the
+ * others), using order (E entries) and load (nthr entries) as scratch;
+ * returns the largest group's cost. */
+static int64_t ffn_plan_whole(const MoertFfnTune *tn, const int64_t *est,
+                              int64_t E, int64_t nthr, int64_t *group,
+                              FfnExpertCost *order, int64_t *load) {
+  int64_t no = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = est[e + 1] - est[e];
+    group[e] = -1;
+    if (n > 0 && !ffn_decode(tn, n)) {
+      FfnExpertCost c = {ffn_cost(n, tn->row_block), e};
+      order[no++] = c;
+    }
+  }
+  qsort(order, (size_t)no, sizeof *order, ffn_by_cost_desc);
+  for (int64_t g = 0; g < nthr; ++g)
+    load[g] = 0;
+  int64_t busiest = 0;
+  for (int64_t i = 0; i < no; ++i) {
+    int64_t g = 0;
+    for (int64_t h = 1; h < nthr; ++h)
+      if (load[h] < load[g])
+        g = h;
+    group[order[i].e] = g;
+    load[g] += order[i].cost;
+    if (load[g] > busiest)
+      busiest = load[g];
+  }
+  return busiest;
+}
+
+/* Plans the GEMM tasks (see above); returns the number of groups. Without
+ * scratch memory for the whole-expert plan, the split plan is used. */
+static int64_t ffn_plan_gemm(const Ffn *P, const MoertFfnTune *tn,
+                             const int64_t *est, int64_t nthr, FfnTask *tasks,
+                             int64_t *gofs) {
+  const int64_t E = P->E;
+  int64_t split_busiest;
+  const int64_t ng = ffn_plan_split(tn, est, E, nthr, tasks, gofs, &split_busiest);
+  if (nthr == 1)
+    return ng;
+  int64_t *group = (int64_t *)moert_ffn_alloc(
+      P, (size_t)(E + nthr) * sizeof(int64_t) + (size_t)E * sizeof(FfnExpertCost));
+  if (!group)
+    return ng;
+  int64_t *load = group + E;
+  FfnExpertCost *order = (FfnExpertCost *)(load + nthr);
+  const int64_t whole_busiest = ffn_plan_whole(tn, est, E, nthr, group, order, load);
+  if (whole_busiest > split_busiest) {
+    free(group);
+    return ng;
+  }
+  int64_t nt = 0, nw = 0;
+  gofs[0] = 0;
+  for (int64_t g = 0; g < nthr; ++g) {
+    for (int64_t e = 0; e < E; ++e)
+      if (group[e] == g)
+        nt = ffn_emit_blocks(tasks, nt, e, est[e], est[e + 1] - est[e], tn->row_block);
+    if (nt > gofs[nw])
+      gofs[++nw] = nt;
+  }
+  free(group);
+  return nw;
+}
+
+int64_t moert_expert_ffn_plan(const int64_t *counts, int64_t E, int64_t nthr,
+                              int64_t *rows, int64_t *cost) {
+  if (E < 0 || nthr < 1 || (E > 0 && !counts) || !rows || !cost)
+    return -1;
+  Ffn P;
+  memset(&P, 0, sizeof P);
+  P.E = E;
+  P.no_heap = tl_tuning_set && tl_tuning.no_heap;
+  const MoertFfnTune tn = moert_ffn_tune();
+  int64_t *est = (int64_t *)moert_ffn_alloc(&P, (size_t)(E + 1) * sizeof(*est));
+  int64_t *gofs = (int64_t *)moert_ffn_alloc(&P, (size_t)(nthr + 1) * sizeof(*gofs));
+  int64_t ntask = nthr;
+  if (est)
+    est[0] = 0;
+  for (int64_t e = 0; est && e < E; ++e) {
+    const int64_t n = counts[e] > 0 ? counts[e] : 0;
+    est[e + 1] = est[e] + n;
+    ntask += ffn_blocks(n, tn.row_block);
+  }
+  FfnTask *tasks = (FfnTask *)moert_ffn_alloc(&P, (size_t)ntask * sizeof(*tasks));
+  int64_t ng = -1;
+  if (est && gofs && tasks) {
+    ng = ffn_plan_gemm(&P, &tn, est, nthr, tasks, gofs);
+    for (int64_t g = 0; g < nthr; ++g)
+      rows[g] = cost[g] = 0;
+    for (int64_t g = 0; g < ng; ++g)
+      for (int64_t t = gofs[g]; t < gofs[g + 1]; ++t) {
+        rows[g] += tasks[t].n;
+        cost[g] += ffn_cost(tasks[t].n, tn.row_block);
+      }
+  }
+  free(est);
+  free(gofs);
+  free(tasks);
+  return ng;
 }
 
 static void ffn_zero_row(const moert_memref_2d *out, const Ffn *P, int64_t r) {
@@ -757,26 +993,13 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     return;
   }
 
-  /* Plan. GEMM row blocks: at most row_block rows, smaller (down to
-   * MOERT_FFN_MIN_SPLIT) when that gives every thread ~3 tasks. */
+  /* Plan. */
   const int64_t nthr = hook ? hook->num_threads : 1;
-  int64_t gemm_rows = 0, dec_rows = 0;
+  int64_t dec_rows = 0;
   for (int64_t e = 0; e < E; ++e) {
     int64_t n = est[e + 1] - est[e];
-    const int dec = ffn_decode(&tn, n);
-    if (dec)
+    if (ffn_decode(&tn, n))
       dec_rows += n;
-    else
-      gemm_rows += n;
-  }
-  int64_t mb = tn.row_block;
-  if (nthr > 1 && gemm_rows > 0) {
-    int64_t want = (gemm_rows + 3 * nthr - 1) / (3 * nthr);
-    want = (want + 7) / 8 * 8;
-    if (want < MOERT_FFN_MIN_SPLIT)
-      want = MOERT_FFN_MIN_SPLIT;
-    if (want < mb)
-      mb = want;
   }
   /* Decode chunks: as wide as possible (in_out rows are then streamed
    * sequentially). Chunking never changes a result bit. */
@@ -804,8 +1027,10 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     if (dec)
       ntask += (n + MOERT_DEC_MAX_ROWS - 1) / MOERT_DEC_MAX_ROWS * (nfc + ndc);
     else
-      ntask += (n + mb - 1) / mb;
+      ntask += ffn_blocks(n, tn.row_block);
   }
+  /* Splitting experts between threads adds at most one block per thread. */
+  ntask += nthr;
   FfnTask *tasks = (FfnTask *)moert_ffn_alloc(&P, (size_t)ntask * sizeof(*tasks));
   float **hrow = (float **)moert_ffn_alloc(&P, (size_t)nrows * sizeof(*hrow));
   float *hbuf = dec_rows > 0 ? (float *)moert_ffn_alloc(&P, (size_t)dec_rows * (size_t)P.F *
@@ -822,28 +1047,23 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     free(est);
     return;
   }
-  /* Phase A: GEMM blocks (largest first), then decode phase 1; phase B:
+  /* Phase A: one group of GEMM blocks per thread, then the decode phase 1
+   * tasks (handed out dynamically to whichever thread is free); phase B:
    * decode phase 2. */
-  int64_t na = 0, hused = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    int64_t n = est[e + 1] - est[e];
-    if (n == 0)
-      continue;
-    const int dec = ffn_decode(&tn, n);
-    if (dec)
-      continue;
-    int64_t nb = (n + mb - 1) / mb;
-    int64_t bs = ((n + nb - 1) / nb + 7) / 8 * 8;
-    for (int64_t i = 0; i < n; i += bs) {
-      FfnTask t = {TASK_GEMM, e, est[e] + i, n - i < bs ? n - i : bs, 0, 0};
-      int64_t j = na++;
-      while (j > 0 && tasks[j - 1].n < t.n) { /* stable, by size descending */
-        tasks[j] = tasks[j - 1];
-        --j;
-      }
-      tasks[j] = t;
-    }
+  int64_t *gofs = (int64_t *)moert_ffn_alloc(&P, (size_t)(nthr + 1) * sizeof(*gofs));
+  if (!gofs) {
+    free(tasks);
+    free(hrow);
+    free(hbuf);
+    for (int64_t e = 0; e < E; ++e)
+      ops->row_fallback(&P, e, xr + est[e], est[e + 1] - est[e], orow + est[e]);
+    free(xr);
+    free(orow);
+    free(est);
+    return;
   }
+  const int64_t ngroups = ffn_plan_gemm(&P, &tn, est, nthr, tasks, gofs);
+  int64_t na = gofs[ngroups], hused = 0;
   for (int64_t e = 0; e < E; ++e) {
     int64_t n = est[e + 1] - est[e];
     const int dec = ffn_decode(&tn, n);
@@ -878,11 +1098,14 @@ void _mlir_ciface_moert_cpu_expert_ffn(
       }
     }
   }
-  FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks};
-  ffn_parallel(hook, phase_a, &ctx);
+  FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks, gofs, ngroups};
+  ffn_parallel(hook, ngroups + (phase_a - gofs[ngroups]), &ctx);
   ctx.tasks = tasks + phase_a;
+  ctx.gofs = NULL;
+  ctx.ngroups = 0;
   ffn_parallel(hook, na - phase_a, &ctx);
 
+  free(gofs);
   free(tasks);
   free(hrow);
   free(hbuf);

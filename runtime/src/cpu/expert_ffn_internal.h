@@ -47,6 +47,16 @@ MOERT_INTERNAL void moert_expert_ffn_set_tuning(const moert_expert_ffn_tuning *t
 /* The MOERT_FFN_ISA_* the kernel would use on this thread now. */
 MOERT_INTERNAL int moert_expert_ffn_isa(void);
 
+/* The GEMM-path work plan the kernel would make on nthr threads for experts
+ * with counts[e] rows (e < E), under this thread's tuning: the experts'
+ * row blocks dealt out as one group per thread (expert_ffn.c). Writes the
+ * rows of each group to rows[g] and its estimated cost (in rows, packing
+ * included) to cost[g] (nthr entries each) and returns the number of
+ * groups, or -1 when the plan cannot be made (no memory, nthr < 1). */
+MOERT_INTERNAL int64_t moert_expert_ffn_plan(const int64_t *counts, int64_t E,
+                                             int64_t nthr, int64_t *rows,
+                                             int64_t *cost);
+
 /* The parallel hook installed on this thread (moert_cpu_set_parallel_hook)
  * when it offers more than one thread, else NULL: the other kernels share
  * it. */
