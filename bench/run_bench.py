@@ -40,11 +40,19 @@ CONFIGS = {
     # Mixtral-small with a router bias of 0.75 on expert 0: about half of
     # the tokens pick expert 0 (a quarter of all pairs), the skewed case.
     "mixtral-skewed": (1024, 3584, 8, 2, 0, 0, "glu"),
+    # Mixtral-small with bf16 expert weights (f32 activations and
+    # accumulation): the same routing, half the weight bytes.
+    "mixtral-bf16": (1024, 3584, 8, 2, 0, 0, "glu"),
 }
 SKEW_BIAS = 0.75
 
 
+def weight_type(name):
+    return "bf16" if name.endswith("bf16") else "f32"
+
+
 def layer_mlir(name, D, F, E, k, S, FS, form):
+    wt = weight_type(name)
     ffn = "#moe.ffn<>" if form == "glu" else "#moe.ffn<kind = mlp, activation = relu>"
     args = ['%%x: tensor<?x%dxf32> {moe.name = "x"}' % D,
             '%%router: tensor<%dx%dxf32> {moe.name = "router"}' % (D, E)]
@@ -52,18 +60,17 @@ def layer_mlir(name, D, F, E, k, S, FS, form):
     if name.endswith("skewed"):
         args.append('%%router_bias: tensor<%dxf32> {moe.name = "router_bias"}' % E)
         ops.append("router_bias(%%router_bias : tensor<%dxf32>)" % E)
-    args.append('%%w1: tensor<%dx%dx%dxf32> {moe.name = "w1"}' % (E, D, F))
-    ops.append("w1(%%w1 : tensor<%dx%dx%dxf32>)" % (E, D, F))
-    if form == "glu":
-        args.append('%%w3: tensor<%dx%dx%dxf32> {moe.name = "w3"}' % (E, D, F))
-        ops.append("w3(%%w3 : tensor<%dx%dx%dxf32>)" % (E, D, F))
-    args.append('%%w2: tensor<%dx%dx%dxf32> {moe.name = "w2"}' % (E, F, D))
-    ops.append("w2(%%w2 : tensor<%dx%dx%dxf32>)" % (E, F, D))
+    for w, shape in (("w1", (E, D, F)), ("w3", (E, D, F)), ("w2", (E, F, D))):
+        if w == "w3" and form != "glu":
+            continue
+        t = "tensor<%sx%s>" % ("x".join(map(str, shape)), wt)
+        args.append('%%%s: %s {moe.name = "%s"}' % (w, t, w))
+        ops.append("%s(%%%s : %s)" % (w, w, t))
     if S:
         for w, shape in (("shared_w1", (S, D, FS)), ("shared_w3", (S, D, FS)), ("shared_w2", (S, FS, D))):
             if w == "shared_w3" and form != "glu":
                 continue
-            t = "tensor<%sxf32>" % "x".join(map(str, shape))
+            t = "tensor<%sx%s>" % ("x".join(map(str, shape)), wt)
             args.append('%%%s: %s {moe.name = "%s"}' % (w, t, w))
             ops.append("%s(%%%s : %s)" % (w, w, t))
     routing = "#moe.routing<k = %d, normalize = selected>" % k
@@ -207,13 +214,14 @@ def main():
                 counts = st_json["layers"][0]["tokens_per_expert"]
                 active = sum(1 for c in counts if c > 0)
                 flops = 2.0 * (T * k + T * S * (FS / F if F else 0)) * mats * D * F
-                wbytes = (active * mats * D * F + S * mats * D * FS) * 4
-                plain = form == "glu" and not S and not name.endswith("skewed")
+                wbytes = (active * mats * D * F + S * mats * D * FS) * (2 if weight_type(name) == "bf16" else 4)
+                # The baselines run the plain f32 Mixtral block.
+                plain = form == "glu" and not S and name == "mixtral-small"
                 loop_ms = baseline(baselines, ["loop", D, F, E, k, T], th)[0] if plain else float("nan")
                 M = max(1, T * k)
                 sg = baseline(baselines, ["sgemm", M, mats * F, D], th)
                 torch_ms = float("nan")
-                if has_torch and form == "glu" and not name.endswith("skewed"):
+                if has_torch and form == "glu" and name in ("mixtral-small", "deepseek-fine"):
                     tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
                                 str(T), str(th), str(S), str(FS)])
                     torch_ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
@@ -229,6 +237,15 @@ def main():
                          "%.2f" % (torch_ms / ms) if torch_ms == torch_ms else "n/a", bw[th],
                          "  cold %.3f ms = %.1f GB/s" % (cold_ms, row["cold_gbps"])
                          if cold_ms == cold_ms else ""), flush=True)
+    # bf16 weights against f32 (same routing, same run).
+    f32 = {(r["T"], r["threads"]): r for r in rows if r["config"] == "mixtral-small"}
+    bf16 = [(r, f32.get((r["T"], r["threads"]))) for r in rows if r["config"] == "mixtral-bf16"]
+    bf16 = [(b, f) for b, f in bf16 if f]
+    for b, f in bf16:
+        print("bf16/f32 T=%-5d th=%d  %.3f / %.3f ms = %.2f%s" % (
+            b["T"], b["threads"], b["ms"], f["ms"], b["ms"] / f["ms"],
+            "  cold %.3f / %.3f ms = %.2f" % (b["cold_ms"], f["cold_ms"], b["cold_ms"] / f["cold_ms"])
+            if b["cold_ms"] == b["cold_ms"] else ""))
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=1)
     if a.markdown:
@@ -243,6 +260,15 @@ def main():
                     "%.2fx" % (r["loop_ms"] / r["ms"]) if r["loop_ms"] == r["loop_ms"] else "n/a",
                     r["gflops"] / r["sgemm_gflops"] if r["sgemm_gflops"] else float("nan"),
                     "%.2fx" % (r["torch_ms"] / r["ms"]) if r["torch_ms"] == r["torch_ms"] else "n/a"))
+            if bf16:
+                f.write("\n| T | threads | f32 weights ms | bf16 weights ms | bf16 / f32 | cold f32 ms | cold bf16 ms | cold bf16 / f32 |\n")
+                f.write("|---|---|---|---|---|---|---|---|\n")
+                for b, r in bf16:
+                    cold = b["cold_ms"] == b["cold_ms"]
+                    f.write("| %d | %d | %.3f | %.3f | %.2f | %s | %s | %s |\n" % (
+                        b["T"], b["threads"], r["ms"], b["ms"], b["ms"] / r["ms"],
+                        "%.3f" % r["cold_ms"] if cold else "", "%.3f" % b["cold_ms"] if cold else "",
+                        "%.2f" % (b["cold_ms"] / r["cold_ms"]) if cold else ""))
     return 0
 
 

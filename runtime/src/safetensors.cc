@@ -260,6 +260,23 @@ moert_status_t Finish(std::unique_ptr<moert_weights_s> weights,
   return nullptr;
 }
 
+// Copies the file image into huge-page-advised memory owned by the weights,
+// then validates it.
+moert_status_t CopyAndFinish(const void *data, size_t size, const char *what,
+                             moert_weights_t **out_weights) {
+  std::unique_ptr<moert_weights_s> weights(new (std::nothrow) moert_weights_s());
+  if (!weights)
+    return moert_status_make(MOERT_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  weights->copy.reset(moert::LargeAlloc(size));
+  if (!weights->copy)
+    return moert_status_make(MOERT_STATUS_RESOURCE_EXHAUSTED,
+                             "out of memory copying %zu bytes", size);
+  if (size > 0)
+    std::memcpy(weights->copy.get(), data, size);
+  const uint8_t *base = static_cast<const uint8_t *>(weights->copy.get());
+  return Finish(std::move(weights), base, size, what, out_weights);
+}
+
 } // namespace
 
 extern "C" {
@@ -291,18 +308,29 @@ MOERT_API_EXPORT moert_status_t moert_weights_parse_safetensors(
   *out_weights = nullptr;
   if (!data && size > 0)
     return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT, "data is NULL");
-  std::unique_ptr<moert_weights_s> weights(new (std::nothrow) moert_weights_s());
-  if (!weights)
-    return moert_status_make(MOERT_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-  weights->copy.reset(moert::AlignedAlloc(size));
-  if (!weights->copy)
-    return moert_status_make(MOERT_STATUS_RESOURCE_EXHAUSTED,
-                             "out of memory copying %zu bytes", size);
-  if (size > 0)
-    std::memcpy(weights->copy.get(), data, size);
-  const uint8_t *base = static_cast<const uint8_t *>(weights->copy.get());
-  return Finish(std::move(weights), base, size, "safetensors buffer",
-                out_weights);
+  return CopyAndFinish(data, size, "safetensors buffer", out_weights);
+}
+
+MOERT_API_EXPORT moert_status_t moert_weights_load_safetensors_ex(
+    const char *path, moert_weights_placement placement,
+    moert_weights_t **out_weights) {
+  if (placement == MOERT_WEIGHTS_MAP)
+    return moert_weights_load_safetensors(path, out_weights);
+  if (!out_weights)
+    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
+                             "out_weights is NULL");
+  *out_weights = nullptr;
+  if (placement != MOERT_WEIGHTS_HUGE_PAGES)
+    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
+                             "unknown weights placement %d",
+                             static_cast<int>(placement));
+  if (!path)
+    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT, "path is NULL");
+  std::unique_ptr<moert::MappedFile> file;
+  MOERT_RETURN_IF_ERROR(
+      moert::Annotate(moert::MappedFile::Open(path, &file), "safetensors file"));
+  std::string what = "safetensors file '" + std::string(path) + "'";
+  return CopyAndFinish(file->data(), file->size(), what.c_str(), out_weights);
 }
 
 MOERT_API_EXPORT moert_status_t moert_weights_create_empty(

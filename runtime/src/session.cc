@@ -264,7 +264,7 @@ moert_status_t BindWeights(moert_session_s *s) {
                         d.name, moert_dtype_name(ref.dtype),
                         moert_dtype_name(d.dtype)));
     size_t bytes = count * moert_dtype_size(d.dtype);
-    moert::AlignedBuffer buffer(moert::AlignedAlloc(bytes));
+    moert::AlignedBuffer buffer(moert::LargeAlloc(bytes));
     if (!buffer)
       return moert_status_make(MOERT_STATUS_RESOURCE_EXHAUSTED,
                                "out of memory converting weight '%s' (%zu "

@@ -27,6 +27,16 @@ struct WeightsPtr {
     return ::testing::AssertionFailure() << "out param not cleared";
   if (file_msg.find(path) == std::string::npos)
     return ::testing::AssertionFailure() << "no path in: " << file_msg;
+  // Read into huge-page memory instead of mapped: the same checks.
+  s = moert_weights_load_safetensors_ex(path.c_str(), MOERT_WEIGHTS_HUGE_PAGES, &w);
+  file_msg = moert_status_message(s);
+  auto r2 = IsError(s, code, parts);
+  if (!r2)
+    return r2;
+  if (w != nullptr)
+    return ::testing::AssertionFailure() << "out param not cleared (huge pages)";
+  if (file_msg.find(path) == std::string::npos)
+    return ::testing::AssertionFailure() << "no path in: " << file_msg;
   return IsError(moert_weights_parse_safetensors(image.data(), image.size(), &w),
                  code, parts);
 }
@@ -147,6 +157,55 @@ TEST(Safetensors, EscapedNames) {
   ASSERT_TRUE(IsOk(
       moert_weights_parse_safetensors(image.data(), image.size(), &w.w)));
   EXPECT_NE(moert_weights_find(w.w, "a\"b\xc3\xa9"), nullptr);
+}
+
+// Placements: the file mapped or read into (huge-page advised) memory give
+// the same tensors; a large tensor takes the 2 MiB-aligned allocation.
+TEST(Safetensors, PlacementsLoadTheSameTensors) {
+  TempDir dir;
+  std::string path = dir.File("big.safetensors");
+  const int64_t n = int64_t(3) << 20; // 12 MiB of f32
+  std::vector<float> values(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    values[static_cast<size_t>(i)] = static_cast<float>(i % 1000003) * 0.5f;
+  std::string data(reinterpret_cast<const char *>(values.data()),
+                   values.size() * sizeof(float));
+  WriteFile(path, OneTensor(R"({"dtype": "F32", "shape": [3, 1048576], "data_offsets": [0, )" +
+                                std::to_string(data.size()) + "]}",
+                            data));
+  WeightsPtr mapped, copied;
+  ASSERT_TRUE(IsOk(moert_weights_load_safetensors_ex(path.c_str(), MOERT_WEIGHTS_MAP,
+                                                     &mapped.w)));
+  ASSERT_TRUE(IsOk(moert_weights_load_safetensors_ex(
+      path.c_str(), MOERT_WEIGHTS_HUGE_PAGES, &copied.w)));
+  const moert_tensor_t *a = moert_weights_find(mapped.w, "t");
+  const moert_tensor_t *b = moert_weights_find(copied.w, "t");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(moert_tensor_const_data(a), moert_tensor_const_data(b));
+  EXPECT_EQ(Shape(b), (std::vector<int64_t>{3, 1048576}));
+  EXPECT_EQ(Values<float>(b), values);
+  EXPECT_EQ(Values<float>(a), values);
+}
+
+TEST(Safetensors, PlacementArguments) {
+  TempDir dir;
+  std::string path = dir.File("ok.safetensors");
+  WriteFile(path, ValidImage());
+  moert_weights_t *w = reinterpret_cast<moert_weights_t *>(0x1);
+  EXPECT_TRUE(IsError(moert_weights_load_safetensors_ex(
+                          path.c_str(), static_cast<moert_weights_placement>(7), &w),
+                      MOERT_STATUS_INVALID_ARGUMENT, {"unknown weights placement 7"}));
+  EXPECT_EQ(w, nullptr);
+  EXPECT_TRUE(IsError(moert_weights_load_safetensors_ex(nullptr, MOERT_WEIGHTS_HUGE_PAGES, &w),
+                      MOERT_STATUS_INVALID_ARGUMENT, {"path is NULL"}));
+  EXPECT_TRUE(IsError(moert_weights_load_safetensors_ex(path.c_str(), MOERT_WEIGHTS_HUGE_PAGES,
+                                                        nullptr),
+                      MOERT_STATUS_INVALID_ARGUMENT, {"out_weights is NULL"}));
+  std::string missing = dir.File("nope.safetensors");
+  EXPECT_TRUE(IsError(moert_weights_load_safetensors_ex(missing.c_str(),
+                                                        MOERT_WEIGHTS_HUGE_PAGES, &w),
+                      MOERT_STATUS_NOT_FOUND, {missing}));
 }
 
 TEST(Safetensors, MissingFile) {

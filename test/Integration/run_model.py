@@ -189,6 +189,8 @@ def main():
     p.add_argument("--no-stats", action="store_true")
     p.add_argument("--kernels", default="runtime",
                    help="moe-compile --kernels (runtime or loops; cpu only)")
+    p.add_argument("--weights-placement", choices=["huge-pages", "map"],
+                   help="moe-run --weights-placement (default: moe-run's)")
     p.add_argument("--target", default="cpu", choices=["cpu", "cuda", "rocm"],
                    help="moe-compile --target and moe-run --device; GPU "
                         "models report no routing statistics")
@@ -245,6 +247,8 @@ def main():
             stats = os.path.join(work, "stats.json")
             cmd = [os.path.join(bindir, "moe-run"), "--model", lib, "--entry", entry,
                    "--weights", st, "--device", a.target]
+            if a.weights_placement:
+                cmd += ["--weights-placement", a.weights_placement]
             if not a.no_stats:
                 cmd += ["--stats", stats]
             for n, path in input_files:

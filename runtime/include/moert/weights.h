@@ -49,8 +49,30 @@ typedef struct moert_weights_s moert_weights_t;
 MOERT_API_EXPORT moert_status_t moert_weights_load_safetensors(
     const char *path, moert_weights_t **out_weights);
 
+/* Where moert_weights_load_safetensors_ex puts the file's bytes. */
+typedef enum moert_weights_placement {
+  /* Mapped read-only: no copy, pages shared with the page cache (and with
+   * other processes mapping the file). What moert_weights_load_safetensors
+   * does. */
+  MOERT_WEIGHTS_MAP = 0,
+  /* Read into process memory that is advised to be backed by transparent
+   * huge pages (madvise(MADV_HUGEPAGE); ordinary pages where the system has
+   * them disabled). Costs a copy of the file, and memory for it, at load
+   * time; in return the kernels streaming the expert weights (decode steps,
+   * weight packing) take far fewer TLB misses (a few percent faster CPU
+   * calls, docs/performance.md). */
+  MOERT_WEIGHTS_HUGE_PAGES = 1
+} moert_weights_placement;
+
+/* As moert_weights_load_safetensors, with the bytes placed as `placement`
+ * says. INVALID_ARGUMENT for an unknown placement. */
+MOERT_API_EXPORT moert_status_t moert_weights_load_safetensors_ex(
+    const char *path, moert_weights_placement placement,
+    moert_weights_t **out_weights);
+
 /* As moert_weights_load_safetensors on an in-memory file image; the bytes are
- * copied, `data` need not outlive the call. `data` may be NULL when `size` is
+ * copied (into memory placed as MOERT_WEIGHTS_HUGE_PAGES), `data` need not
+ * outlive the call. `data` may be NULL when `size` is
  * 0 (which is an error: too short). */
 MOERT_API_EXPORT moert_status_t moert_weights_parse_safetensors(
     const void *data, size_t size, moert_weights_t **out_weights);

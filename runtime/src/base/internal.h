@@ -58,6 +58,12 @@ private:
 /// 64-byte aligned heap memory (at least one byte is allocated, so the
 /// pointer is never NULL on success).
 void *AlignedAlloc(size_t bytes);
+/// As AlignedAlloc; buffers of 2 MiB or more are 2 MiB aligned and advised
+/// to be backed by transparent huge pages (madvise(MADV_HUGEPAGE)), where
+/// the system allows it. Kernels that stream weights (decode steps, weight
+/// packing) otherwise miss the TLB on every 4 KiB page. Freed by
+/// AlignedFree.
+void *LargeAlloc(size_t bytes);
 void AlignedFree(void *ptr);
 
 struct AlignedDeleter {

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "base/internal.h"
 
 struct moert_status_s {
@@ -81,6 +83,20 @@ void *AlignedAlloc(size_t bytes) {
   void *p = nullptr;
   if (posix_memalign(&p, 64, bytes) != 0)
     return nullptr;
+  return p;
+}
+
+void *LargeAlloc(size_t bytes) {
+  constexpr size_t kHugePage = size_t(2) << 20;
+  if (bytes < kHugePage)
+    return AlignedAlloc(bytes);
+  void *p = nullptr;
+  if (posix_memalign(&p, kHugePage, bytes) != 0)
+    return nullptr;
+#ifdef MADV_HUGEPAGE
+  // Advice only: without transparent huge pages this fails harmlessly.
+  (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
   return p;
 }
 
