@@ -4,7 +4,7 @@ the same run.
 
     /usr/bin/python3 bench/run_bench.py [--tokens 1,8,64,512,2048] [--rounds N]
         [--threads 1,2] [--configs mixtral-small,deepseek-fine,switch,mixtral-skewed,mixtral-bf16]
-        [--runs N] [--markdown FILE] [--quick]
+        [--runs N] [--markdown FILE] [--json FILE]
 
 For every configuration, token count and thread count it reports the time
 per call of the compiled model (moe-compile + moe-run, weights from a
