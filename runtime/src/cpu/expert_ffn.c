@@ -33,7 +33,7 @@
  *  - Decode path (< decode_rows rows). Memory bound: every weight is
  *    streamed from memory once per task, unpacked, converted on load.
  *    in_out matrices: 4 rows x 64 columns register tiles over K blocks of
- *    ~192 KiB of weights (L2), the next block prefetched as whole stored
+ *    ~64 KiB of weights (L2), the next block prefetched as whole stored
  *    rows (sequential memory); out_in matrices: 4 x 4 dot products of
  *    contiguous stored rows, the next rows prefetched. Phase 1 tasks
  *    (expert, <= 64 rows, F chunk) write the hidden activations
@@ -99,7 +99,12 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_MIN_SPLIT 32  /* smallest piece of an expert split between threads */
 #define MOERT_FFN_PACK_ROWS 8   /* cost of packing an expert's weights, in rows */
 #define MOERT_FFN_DEC_MIN_CHUNK 64 /* fewest columns of a decode task */
-#define MOERT_FFN_DEC_KBYTES (192 * 1024) /* weight bytes per decode K block */
+#ifndef MOERT_FFN_DEC_KBYTES
+/* Weight bytes per decode K block. 64 KiB streams 5-20% faster than 192 KiB
+ * once the weights sit on huge pages (bench/run_bench.py, cold decode rows),
+ * the same without them. */
+#define MOERT_FFN_DEC_KBYTES (64 * 1024)
+#endif
 #ifndef MOERT_FFN_OI_AHEAD
 #define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */
 #endif
