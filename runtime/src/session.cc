@@ -8,6 +8,10 @@
 #include <memory>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <emmintrin.h> // _mm_clflush, _mm_mfence
+#endif
+
 #include "model_internal.h"
 #include "thread_pool.h"
 
@@ -805,6 +809,26 @@ MOERT_API_EXPORT void moert_session_set_stats_enabled(moert_session_t *session,
 
 MOERT_API_EXPORT int moert_session_stats_enabled(const moert_session_t *session) {
   return session && session->collect_stats ? 1 : 0;
+}
+
+MOERT_API_EXPORT int moert_session_evict_weights(const moert_session_t *session) {
+#if defined(__x86_64__)
+  if (!session || session->model->device != MOERT_DEVICE_CPU)
+    return 0;
+  for (const BoundWeight &b : session->bound) {
+    if (!b.bound || !b.data || b.bytes == 0)
+      continue;
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(b.data) & ~uintptr_t(63);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(b.data) + b.bytes;
+    for (uintptr_t p = begin; p < end; p += 64)
+      _mm_clflush(reinterpret_cast<const void *>(p));
+  }
+  _mm_mfence();
+  return 1;
+#else
+  (void)session;
+  return 0;
+#endif
 }
 
 MOERT_API_EXPORT void moert_session_release(moert_session_t *session) {

@@ -74,6 +74,25 @@ TEST_F(SessionTest, BindsMissingArgumentsFromWeightsByName) {
   EXPECT_EQ(Values<float>(y.get()), (std::vector<float>{1, 2, 3, 5}));
 }
 
+// Flushing the bound weights out of the caches changes nothing a call sees.
+TEST_F(SessionTest, EvictWeightsKeepsResults) {
+  WeightsPtr weights;
+  weights.w = WeightsW("F32", Bytes<float>({1, 2, 3, 4}), 4);
+  SessionPtr session;
+  ASSERT_TRUE(IsOk(moert_session_create(model_.m, add_, weights.w, &session.s)));
+  TensorPtr x(F32({1, 4}, {0, 0, 0, 1}));
+  moert_named_tensor in[] = {{"x", x.get()}};
+#if defined(__x86_64__)
+  EXPECT_EQ(moert_session_evict_weights(session.s), 1);
+#else
+  EXPECT_EQ(moert_session_evict_weights(session.s), 0);
+#endif
+  TensorPtr y;
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 1, y.out(), 1)));
+  EXPECT_EQ(Values<float>(y.get()), (std::vector<float>{1, 2, 3, 5}));
+  EXPECT_EQ(moert_session_evict_weights(nullptr), 0);
+}
+
 TEST_F(SessionTest, ConvertsBf16WeightsToF32OnceAtBind) {
   // bf16 1.5, -2, 0.25, 3 (exact).
   WeightsPtr weights;

@@ -55,9 +55,10 @@ options:
                             target (moe-compile --target); checked before
                             loading, with a clear error if the driver or a
                             device is missing (default: the library's target)
-  --cold                    with --time: evict the CPU caches (256 MiB
-                            touched) before every timed call, so weights are
-                            read from memory as in serving
+  --cold                    with --time: before every timed call, evict the
+                            CPU caches (256 MiB touched) and flush the
+                            weights out of them, so weights are read from
+                            memory as in serving
   --threads N               threads the model's kernels use (default 0 = all
                             cores)
   --time N                  after the first (warm-up) call, run N timed calls
@@ -523,6 +524,10 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < o.time_calls; ++i) {
       for (uint64_t &v : evict)
         evict_sum += v++;
+      // The sweep alone leaves weights that every call reuses in the
+      // last-level cache (its replacement policy protects them); flush them.
+      if (o.cold)
+        moert_session_evict_weights(session);
       auto start = std::chrono::steady_clock::now();
       moert_status_t s =
           moert_session_call(session, inputs.data(), inputs.size(),

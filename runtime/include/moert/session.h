@@ -178,6 +178,16 @@ MOERT_API_EXPORT void moert_session_set_stats_enabled(moert_session_t *session,
                                                       int enabled);
 MOERT_API_EXPORT int moert_session_stats_enabled(const moert_session_t *session);
 
+/* Flushes every weight buffer bound to a CPU session out of the CPU caches
+ * (x86: clflush of each cache line), so that the next call reads its weights
+ * from memory, as a decode step does in a server where other work ran in
+ * between. Sweeping a large buffer is not enough for that: last-level caches
+ * keep lines that are reused call after call in preference to streamed ones.
+ * For benchmarks (moe-run --cold); it costs a pass over the weights. Returns
+ * 1 when the weights were flushed, 0 when it cannot be done (NULL, a device
+ * session, a CPU without the instruction). */
+MOERT_API_EXPORT int moert_session_evict_weights(const moert_session_t *session);
+
 #ifdef __cplusplus
 }
 #endif
