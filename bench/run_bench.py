@@ -169,9 +169,13 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
     # cold caches (moe-run --cold), since a repeated token would find part of
     # its experts' weights in the LLC.
     cold_ms = float("nan")
+    dram = float("nan")
     if T <= 8:
         out = run(cmd + ["--cold"])
         cold_ms = float(re.search(r"min ([0-9.]+) ms", out).group(1))
+        # The DRAM bandwidth a shared machine offers drifts over minutes:
+        # measure it right after the cold calls it is compared with.
+        dram = baseline(baselines, ["bandwidth", 2048], th)[2]
     counts = json.load(open(stats))["layers"][0]["tokens_per_expert"]
     active = sum(1 for c in counts if c > 0)
     wbytes = float((active * mats * D * F + S * mats * D * FS) * (2 if weight_type(name) == "bf16" else 4))
@@ -184,7 +188,7 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
         tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
                     str(T), str(th), str(S), str(FS)])
         torch_ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
-    return dict(ms=ms, cold_ms=cold_ms, loop_ms=loop_ms, torch_ms=torch_ms,
+    return dict(ms=ms, cold_ms=cold_ms, loop_ms=loop_ms, torch_ms=torch_ms, dram=dram,
                 sgemm_gflops=sg[1], max_share=max(counts) / max(1, sum(counts)),
                 wbytes=wbytes)
 
@@ -196,6 +200,8 @@ def merge_rounds(old, new):
         if old[f] == old[f]:
             out[f] = min(old[f], new[f]) if new[f] == new[f] else old[f]
     out["sgemm_gflops"] = max(old["sgemm_gflops"], new["sgemm_gflops"])
+    if old["dram"] == old["dram"]:
+        out["dram"] = max(old["dram"], new["dram"])
     return out
 
 
@@ -208,7 +214,9 @@ def print_row(name, T, th, m, dram, note):
           % (name, T, th, ms, flops / ms / 1e6, m["wbytes"] / ms / 1e6, m["loop_ms"] / ms,
              flops / ms / 1e6 / sg if sg else float("nan"),
              "%.2f" % (m["torch_ms"] / ms) if m["torch_ms"] == m["torch_ms"] else "n/a", dram,
-             "  cold %.3f ms = %.1f GB/s" % (cold_ms, m["wbytes"] / cold_ms / 1e6)
+             "  cold %.3f ms = %.1f GB/s = %.0f%% of DRAM %.1f GB/s now" % (
+                 cold_ms, m["wbytes"] / cold_ms / 1e6,
+                 100 * m["wbytes"] / cold_ms / 1e6 / m["dram"], m["dram"])
              if cold_ms == cold_ms else "", "  [%s]" % note if note else ""), flush=True)
 
 
@@ -281,12 +289,12 @@ def main():
         row = dict(config=name, T=T, threads=th, ms=ms, gflops=flops / ms / 1e6,
                    max_share=m["max_share"], gbps=m["wbytes"] / ms / 1e6, loop_ms=m["loop_ms"],
                    sgemm_gflops=m["sgemm_gflops"], torch_ms=m["torch_ms"], dram_gbps=bw[th],
-                   cold_ms=cold_ms, cold_gbps=m["wbytes"] / cold_ms / 1e6)
+                   cold_ms=cold_ms, cold_gbps=m["wbytes"] / cold_ms / 1e6, cold_dram_gbps=m["dram"])
         rows.append(row)
     if a.rounds > 1:
         print("best of %d rounds:" % a.rounds)
         for r in rows:
-            print_row(r["config"], r["T"], r["threads"], dict(r, wbytes=r["gbps"] * r["ms"] * 1e6),
+            print_row(r["config"], r["T"], r["threads"], dict(r, wbytes=r["gbps"] * r["ms"] * 1e6, dram=r["cold_dram_gbps"]),
                       r["dram_gbps"], "")
     # bf16 weights against f32 (same routing, same run).
     f32 = {(r["T"], r["threads"]): r for r in rows if r["config"] == "mixtral-small"}
@@ -301,10 +309,12 @@ def main():
         json.dump(rows, open(a.json, "w"), indent=1)
     if a.markdown:
         with open(a.markdown, "w") as f:
-            f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s) | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
+            f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s, % of DRAM then) | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
             f.write("|---|---|---|---|---|---|---|---|---|---|\n")
             for r in rows:
-                cold = ("%.3f (%.1f)" % (r["cold_ms"], r["cold_gbps"])
+                cold = ("%.3f (%.1f, %.0f%% of %.1f)" % (r["cold_ms"], r["cold_gbps"],
+                                                       100 * r["cold_gbps"] / r["cold_dram_gbps"],
+                                                       r["cold_dram_gbps"])
                         if r["cold_ms"] == r["cold_ms"] else "")
                 f.write("| %s | %d | %d | %.3f | %.1f | %.1f | %s | %s | %.2f | %s |\n" % (
                     r["config"], r["T"], r["threads"], r["ms"], r["gflops"], r["gbps"], cold,
