@@ -1041,10 +1041,12 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   float *hbuf = dec_rows > 0 ? (float *)moert_ffn_alloc(&P, (size_t)dec_rows * (size_t)P.F *
                                                                 sizeof(float))
                              : NULL;
-  if (!tasks || !hrow || (dec_rows > 0 && !hbuf)) {
+  int64_t *gofs = (int64_t *)moert_ffn_alloc(&P, (size_t)(nthr + 1) * sizeof(*gofs));
+  if (!tasks || !hrow || (dec_rows > 0 && !hbuf) || !gofs) {
     free(tasks);
     free(hrow);
     free(hbuf);
+    free(gofs);
     for (int64_t e = 0; e < E; ++e)
       ops->row_fallback(&P, e, xr + est[e], est[e + 1] - est[e], orow + est[e]);
     free(xr);
@@ -1055,18 +1057,6 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   /* Phase A: one group of GEMM blocks per thread, then the decode phase 1
    * tasks (handed out dynamically to whichever thread is free); phase B:
    * decode phase 2. */
-  int64_t *gofs = (int64_t *)moert_ffn_alloc(&P, (size_t)(nthr + 1) * sizeof(*gofs));
-  if (!gofs) {
-    free(tasks);
-    free(hrow);
-    free(hbuf);
-    for (int64_t e = 0; e < E; ++e)
-      ops->row_fallback(&P, e, xr + est[e], est[e + 1] - est[e], orow + est[e]);
-    free(xr);
-    free(orow);
-    free(est);
-    return;
-  }
   const int64_t ngroups = ffn_plan_gemm(&P, &tn, est, nthr, tasks, gofs);
   int64_t na = gofs[ngroups], hused = 0;
   for (int64_t e = 0; e < E; ++e) {
