@@ -205,10 +205,15 @@ def merge_rounds(old, new):
     return out
 
 
-def print_row(name, T, th, m, dram, note):
+def layer_flops(name, T):
+    """FLOPs of the expert products a call does (routed and shared)."""
     D, F, E, k, S, FS, form = CONFIGS[name]
     mats = 3 if form == "glu" else 2
-    flops = 2.0 * (T * k + T * S * (FS / F if F else 0)) * mats * D * F
+    return 2.0 * (T * k + T * S * (FS / F if F else 0)) * mats * D * F
+
+
+def print_row(name, T, th, m, dram, note):
+    flops = layer_flops(name, T)
     ms, cold_ms, sg = m["ms"], m["cold_ms"], m["sgemm_gflops"]
     print("%-14s T=%-5d th=%d  %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s  x loop %5.2f  x sgemm-rate %5.2f  x torch %s  (DRAM %.1f GB/s)%s%s"
           % (name, T, th, ms, flops / ms / 1e6, m["wbytes"] / ms / 1e6, m["loop_ms"] / ms,
@@ -261,17 +266,18 @@ def main():
         st = os.path.join(work, name + ".safetensors")
         random_data.write_safetensors(st, weights)
         del weights
-        models.append((name, lib, st, args))
+        inputs = {}
+        for T in [int(t) for t in a.tokens.split(",")]:
+            inputs[T] = os.path.join(work, "x-%s-%d.npy" % (name, T))
+            np.save(inputs[T], random_data.make_arrays([a_ for a_ in args if a_[1] == "x"], T, seed=1)["x"])
+        models.append((name, lib, st, inputs))
     # Every round measures every row (ours and the baselines); each quantity
     # keeps its best value over the rounds, so a burst of noise on the
     # machine during one round does not decide a ratio.
     best = {}
     for rnd in range(a.rounds):
-        for name, lib, st, args in models:
-            for T in [int(t) for t in a.tokens.split(",")]:
-                x = random_data.make_arrays([a_ for a_ in args if a_[1] == "x"], T, seed=1)["x"]
-                xin = os.path.join(work, "x.npy")
-                np.save(xin, x)
+        for name, lib, st, inputs in models:
+            for T, xin in inputs.items():
                 for th in threads:
                     m = measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch)
                     key = (name, T, th)
@@ -282,20 +288,16 @@ def main():
                               if a.rounds > 1 else "")
     rows = []
     for (name, T, th), m in best.items():
-        D, F, E, k, S, FS, form = CONFIGS[name]
-        mats = 3 if form == "glu" else 2
-        flops = 2.0 * (T * k + T * S * (FS / F if F else 0)) * mats * D * F
         ms, cold_ms = m["ms"], m["cold_ms"]
-        row = dict(config=name, T=T, threads=th, ms=ms, gflops=flops / ms / 1e6,
+        row = dict(config=name, T=T, threads=th, ms=ms, gflops=layer_flops(name, T) / ms / 1e6,
                    max_share=m["max_share"], gbps=m["wbytes"] / ms / 1e6, loop_ms=m["loop_ms"],
                    sgemm_gflops=m["sgemm_gflops"], torch_ms=m["torch_ms"], dram_gbps=bw[th],
                    cold_ms=cold_ms, cold_gbps=m["wbytes"] / cold_ms / 1e6, cold_dram_gbps=m["dram"])
         rows.append(row)
     if a.rounds > 1:
         print("best of %d rounds:" % a.rounds)
-        for r in rows:
-            print_row(r["config"], r["T"], r["threads"], dict(r, wbytes=r["gbps"] * r["ms"] * 1e6, dram=r["cold_dram_gbps"]),
-                      r["dram_gbps"], "")
+        for (name, T, th), m in best.items():
+            print_row(name, T, th, m, bw[th], "")
     # bf16 weights against f32 (same routing, same run).
     f32 = {(r["T"], r["threads"]): r for r in rows if r["config"] == "mixtral-small"}
     bf16 = [(r, f32.get((r["T"], r["threads"]))) for r in rows if r["config"] == "mixtral-bf16"]

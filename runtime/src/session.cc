@@ -339,38 +339,34 @@ void OnDispatch(void *user, int64_t num_experts, const int32_t *counts,
   }
 }
 
-void OnGateMass(void *user, int64_t num_experts, const float *gate_mass) {
+// Attaches per-expert values the model reports after a dispatch (`what`
+// names them in the error) to that dispatch's record.
+void OnPerExpert(void *user, int64_t num_experts, const float *values,
+                 std::vector<float> DispatchRecord::*field, const char *what) {
   auto *cs = static_cast<CallStats *>(user);
   if (!cs->error.empty() || cs->records.empty())
     return;
   DispatchRecord &r = cs->records.back();
-  if (num_experts != r.num_experts || (num_experts > 0 && !gate_mass)) {
-    cs->error = "the model reported a gate mass that does not match its "
-                "dispatch";
+  if (num_experts != r.num_experts || (num_experts > 0 && !values)) {
+    cs->error = std::string("the model reported ") + what +
+                " that does not match its dispatch";
     return;
   }
   try {
-    r.gate_mass.assign(gate_mass, gate_mass + num_experts);
+    (r.*field).assign(values, values + num_experts);
   } catch (...) {
     cs->error = "out of memory recording statistics";
   }
 }
 
+void OnGateMass(void *user, int64_t num_experts, const float *gate_mass) {
+  OnPerExpert(user, num_experts, gate_mass, &DispatchRecord::gate_mass,
+              "a gate mass");
+}
+
 void OnImportance(void *user, int64_t num_experts, const float *importance) {
-  auto *cs = static_cast<CallStats *>(user);
-  if (!cs->error.empty() || cs->records.empty())
-    return;
-  DispatchRecord &r = cs->records.back();
-  if (num_experts != r.num_experts || (num_experts > 0 && !importance)) {
-    cs->error = "the model reported an expert importance that does not "
-                "match its dispatch";
-    return;
-  }
-  try {
-    r.importance.assign(importance, importance + num_experts);
-  } catch (...) {
-    cs->error = "out of memory recording statistics";
-  }
+  OnPerExpert(user, num_experts, importance, &DispatchRecord::importance,
+              "an expert importance");
 }
 
 // Adds one call's records to the session; leaves it unchanged on error.

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FAKE_GPU_NAME "fake-cuda"
 #include "fake_gpu_memory.h"
 
 typedef int CUresult;
@@ -37,21 +38,6 @@ typedef struct {
 
 static Kernel kernels[MAX_KERNELS];
 static int num_kernels;
-static long modules, found, launches, errors;
-
-static void fail(const char *what, const char *detail) {
-  ++errors;
-  fprintf(stderr, "fake-cuda: error: %s%s%s\n", what, detail ? ": " : "",
-          detail ? detail : "");
-}
-
-__attribute__((destructor)) static void report(void) {
-  fprintf(stderr,
-          "fake-cuda: modules=%ld kernels-found=%ld launches=%ld allocs=%ld "
-          "frees=%ld live-bytes=%zu errors=%ld\n",
-          modules, found, launches, fake_allocs, fake_frees, fake_live_bytes,
-          errors);
-}
 
 CUresult cuInit(unsigned flags) { return flags == 0 ? OK : ERR_INVALID_VALUE; }
 CUresult cuDeviceGetCount(int *n) { *n = 1; return OK; }

@@ -1,8 +1,10 @@
 /*===- fake_gpu_memory.h - Allocation tracking of the stand-in drivers ----===*
  *
- * The managed-memory bookkeeping fake_cuda_driver.c and fake_hip_runtime.c
- * share: every block is host memory, recorded so frees can be matched and
- * the bytes still live reported at exit.
+ * What fake_cuda_driver.c and fake_hip_runtime.c share: the managed-memory
+ * bookkeeping (every block is host memory, recorded so frees can be matched
+ * and the bytes still live reported at exit), the counters, error reporting
+ * and the report printed at exit. The includer defines FAKE_GPU_NAME (e.g.
+ * "fake-cuda"), which prefixes every line printed.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -10,7 +12,12 @@
 #define MOERT_TEST_FAKE_GPU_MEMORY_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#ifndef FAKE_GPU_NAME
+#error "define FAKE_GPU_NAME before including fake_gpu_memory.h"
+#endif
 
 #define FAKE_MAX_BLOCKS 65536
 
@@ -18,6 +25,22 @@ static void *fake_blocks[FAKE_MAX_BLOCKS];
 static size_t fake_block_bytes[FAKE_MAX_BLOCKS];
 static size_t fake_live_bytes;
 static long fake_allocs, fake_frees;
+static long modules, found, launches, errors;
+
+/* Counts and prints an API misuse. */
+static void fail(const char *what, const char *detail) {
+  ++errors;
+  fprintf(stderr, FAKE_GPU_NAME ": error: %s%s%s\n", what, detail ? ": " : "",
+          detail ? detail : "");
+}
+
+__attribute__((destructor)) static void report(void) {
+  fprintf(stderr,
+          FAKE_GPU_NAME ": modules=%ld kernels-found=%ld launches=%ld allocs=%ld "
+                        "frees=%ld live-bytes=%zu errors=%ld\n",
+          modules, found, launches, fake_allocs, fake_frees, fake_live_bytes,
+          errors);
+}
 
 /* A zeroed block of `bytes`, recorded; NULL when the table is full. */
 static void *fake_alloc(size_t bytes) {

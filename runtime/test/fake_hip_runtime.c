@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FAKE_GPU_NAME "fake-hip"
 #include "fake_gpu_memory.h"
 
 typedef int hipError_t;
@@ -33,22 +34,7 @@ typedef struct {
 
 static Module mods[MAX_MODULES];
 static int num_mods;
-static long modules, found, launches, errors;
 static char found_names[MAX_MODULES][128];
-
-static void fail(const char *what, const char *detail) {
-  ++errors;
-  fprintf(stderr, "fake-hip: error: %s%s%s\n", what, detail ? ": " : "",
-          detail ? detail : "");
-}
-
-__attribute__((destructor)) static void report(void) {
-  fprintf(stderr,
-          "fake-hip: modules=%ld kernels-found=%ld launches=%ld allocs=%ld "
-          "frees=%ld live-bytes=%zu errors=%ld\n",
-          modules, found, launches, fake_allocs, fake_frees, fake_live_bytes,
-          errors);
-}
 
 hipError_t hipInit(unsigned flags) { return flags == 0 ? OK : ERR_INVALID_VALUE; }
 hipError_t hipGetDeviceCount(int *n) { *n = 1; return OK; }
