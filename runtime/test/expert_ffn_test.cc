@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -752,6 +753,38 @@ TEST(ExpertFfn, DecodeParallelBitIdentical) {
     std::vector<float> got = OutRows(p);
     EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
   }
+}
+
+// Experts with one row and f32 in_out weights stream whole stored rows with
+// the sums in L1 (decode_stream_bytes); the others take the register-tiled
+// product. Both are accurate and give the same bits, serial, on two
+// threads (gate/up chunks split between them: part rows, tiled) and in the
+// scratch-free fallback (its W2 product accumulates over F slices).
+TEST(ExpertFfn, DecodeRowStreamSameBitsAsTiled) {
+  const std::vector<int32_t> counts = {1, 0, 1, 3, 1, 2, 1, 1};
+  for (int isa : Isas())
+    for (int variant = 0; variant < 3; ++variant) {
+      Form f;
+      f.b1 = f.b2 = variant != 0;
+      Problem base = Make(f, 5, 70, 150, 90, counts, -1, 31u + (uint32_t)variant);
+      std::vector<float> got[2];
+      for (int streamed = 0; streamed < 2; ++streamed) {
+        moert_expert_ffn_tuning t = Tuning(isa, MOERT_FFN_PATH_DECODE);
+        t.decode_stream_bytes = streamed ? 1 << 14 : -1;
+        t.no_heap = variant == 2;
+        TuneGuard g(t);
+        FakePool pool;
+        moert_parallel_hook hook = {&pool, 2, FakeParallelFor};
+        std::unique_ptr<HookGuard> hg;
+        if (variant == 1)
+          hg = std::make_unique<HookGuard>(&hook);
+        Problem p = base;
+        got[streamed] = Check(p, "variant " + std::to_string(variant) +
+                                     (streamed ? " streamed" : " tiled"));
+      }
+      EXPECT_EQ(0, std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)))
+          << "isa " << isa << " variant " << variant;
+    }
 }
 
 // The GEMM work plan: one group of row blocks per thread.

@@ -32,9 +32,11 @@
  *
  *  - Decode path (< decode_rows rows). Memory bound: every weight is
  *    streamed from memory once per task, unpacked, converted on load.
- *    in_out matrices: 4 rows x 64 columns register tiles over K blocks of
- *    ~64 KiB of weights (L2), the next block prefetched as whole stored
- *    rows (sequential memory); out_in matrices: 4 x 4 dot products of
+ *    in_out matrices: one row (f32, whole stored rows) streams the rows in
+ *    stored order with its sums in L1, the single sequential read DRAM
+ *    serves best; otherwise 4 rows x 64 columns register tiles over K
+ *    blocks of ~64 KiB of weights (L2), the next block prefetched as whole
+ *    stored rows (sequential memory); out_in matrices: 4 x 4 dot products of
  *    contiguous stored rows, the next rows prefetched. Phase 1 tasks
  *    (expert, <= 64 rows, F chunk) write the hidden activations
  *    [rows, F chunk] into a per-call buffer; phase 2 tasks (expert, rows,
@@ -105,6 +107,11 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
  * the same without them. */
 #define MOERT_FFN_DEC_KBYTES (64 * 1024)
 #endif
+#ifndef MOERT_FFN_DEC_STREAM_BYTES
+/* Widest sums (bytes) that a one-row in_out decode product keeps in L1 while
+ * it streams the weight rows in stored order. */
+#define MOERT_FFN_DEC_STREAM_BYTES (16 * 1024)
+#endif
 #ifndef MOERT_FFN_OI_AHEAD
 #define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */
 #endif
@@ -132,6 +139,7 @@ typedef struct {
   int64_t b1se, b2se;
   int has_b1, has_b2;
   int no_heap; /* test knob: every allocation fails */
+  int64_t stream_bytes; /* decode: widest row-streamed product (bytes) */
 } Ffn;
 
 /* Every scratch allocation of the kernel goes through here. */
@@ -235,7 +243,7 @@ static inline int64_t pf_per_iter(const PfCursor *c, int64_t iters) {
 }
 
 typedef struct {
-  int64_t row_block, f_block, k_block, decode_rows;
+  int64_t row_block, f_block, k_block, decode_rows, stream_bytes;
   int path;
 } MoertFfnTune;
 
@@ -408,7 +416,8 @@ static const MoertFfnOps *moert_ffn_ops(void) {
 
 static MoertFfnTune moert_ffn_tune(void) {
   MoertFfnTune t = {MOERT_FFN_ROW_BLOCK, MOERT_FFN_F_BLOCK, MOERT_FFN_K_BLOCK,
-                    MOERT_FFN_DECODE_ROWS, MOERT_FFN_PATH_AUTO};
+                    MOERT_FFN_DECODE_ROWS, MOERT_FFN_DEC_STREAM_BYTES,
+                    MOERT_FFN_PATH_AUTO};
   if (tl_tuning_set) {
     const moert_expert_ffn_tuning *u = &tl_tuning;
     if (u->row_block > 0)
@@ -419,6 +428,8 @@ static MoertFfnTune moert_ffn_tune(void) {
       t.k_block = u->k_block < (1 << 16) ? u->k_block : (1 << 16);
     if (u->decode_rows > 0)
       t.decode_rows = u->decode_rows;
+    if (u->decode_stream_bytes != 0)
+      t.stream_bytes = u->decode_stream_bytes > 0 ? u->decode_stream_bytes : 0;
     if (u->path == MOERT_FFN_PATH_DECODE || u->path == MOERT_FFN_PATH_GEMM)
       t.path = u->path;
   }
@@ -923,6 +934,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     return;
   const MoertFfnTune tn = moert_ffn_tune();
   P.no_heap = tl_tuning_set && tl_tuning.no_heap;
+  P.stream_bytes = tn.stream_bytes;
   const MoertFfnOps *ops = moert_ffn_ops();
   const moert_parallel_hook *hook =
       tl_hook_set && tl_hook.parallel_for && tl_hook.num_threads > 1 ? &tl_hook

@@ -395,14 +395,57 @@ ISA_AI void NAME(cr_oi)(const int RN, const int dtype, const size_t es,
     }
 }
 
+/* One x row, in_out weights: out[ocol + j] (+)= sum_k x[k] W(k0 + k, c0 + j)
+ * for j < nc, streaming W's rows [k0, k0 + K) in stored order with the
+ * sums held in `out` (L1-resident: nc floats). One sequential read per
+ * thread is what DRAM and the hardware prefetchers serve best; the
+ * register-tiled path below reads K blocks as interleaved runs of several
+ * rows and gets 75-80% of the bandwidth. Same bits as that path: each sum
+ * is the same chain of FMAs in k order. */
+ISA_AI void NAME(rowstream_t)(const int dtype, const size_t es,
+                              const float *x, int64_t K, const MatV *W,
+                              int64_t k0, int64_t c0, int64_t nc, float *o,
+                              int accum) {
+  if (!accum)
+    memset(o, 0, (size_t)nc * sizeof(float));
+  const char *wp = W->p + (k0 * W->ld + c0) * (int64_t)es;
+  const int64_t step = W->ld * (int64_t)es;
+  const int64_t nv = nc / (4 * VL) * (4 * VL);
+  for (int64_t k = 0; k < K; ++k, wp += step) {
+    const VF xb = V(bcast)(x + k);
+    int64_t c = 0;
+    for (; c < nv; c += 4 * VL) {
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; ++v) {
+        float *op = o + c + v * VL;
+        V(store)(op, V(fma)(xb, V(ldw)(wp + (c + v * VL) * (int64_t)es, dtype, VL),
+                            V(load)(op)));
+      }
+    }
+    for (; c < nc; c += VL)
+      V(storen)(o + c, V(fma)(xb, V(ldw)(wp + c * (int64_t)es, dtype, nc - c),
+                              V(loadn)(o + c, nc - c)), nc - c);
+  }
+}
+
 ISA_AI void NAME(colrange_t)(const int dtype, const size_t es, int64_t n,
                              const float *const *x, int64_t K, const MatV *W,
                              int64_t k0, int64_t c0, int64_t nc,
-                             float *const *out, int64_t ocol, int accum) {
+                             float *const *out, int64_t ocol, int accum,
+                             int64_t stream_bytes) {
   if (K <= 0) { /* empty sum (the matrix may have no storage at all) */
     if (!accum)
       for (int64_t r = 0; r < n; ++r)
         memset(out[r] + ocol, 0, (size_t)nc * sizeof(float));
+    return;
+  }
+  /* One row over whole stored rows of f32 weights: one sequential stream.
+   * (Part rows read as strided runs get half the bandwidth of the tiled
+   * path's prefetched blocks; bf16 rows, widened on load, make the stream
+   * compute bound, and the tiled path is faster for them.) */
+  if (!W->trans && n == 1 && dtype == MOERT_F32 && nc == W->ld &&
+      nc * (int64_t)sizeof(float) <= stream_bytes) {
+    NAME(rowstream_t)(dtype, es, x[0], K, W, k0, c0, nc, out[0] + ocol, accum);
     return;
   }
   if (!W->trans) {
@@ -499,16 +542,17 @@ ISA_AI void NAME(colrange_t)(const int dtype, const size_t es, int64_t n,
 ISA_FN static void NAME(colrange)(int dtype, int64_t n, const float *const *x,
                                   int64_t K, const MatV *W, int64_t k0,
                                   int64_t c0, int64_t nc, float *const *out,
-                                  int64_t ocol, int accum) {
+                                  int64_t ocol, int accum,
+                                  int64_t stream_bytes) {
   switch (dtype) {
   case MOERT_F32:
-    NAME(colrange_t)(MOERT_F32, 4, n, x, K, W, k0, c0, nc, out, ocol, accum);
+    NAME(colrange_t)(MOERT_F32, 4, n, x, K, W, k0, c0, nc, out, ocol, accum, stream_bytes);
     break;
   case MOERT_F16:
-    NAME(colrange_t)(MOERT_F16, 2, n, x, K, W, k0, c0, nc, out, ocol, accum);
+    NAME(colrange_t)(MOERT_F16, 2, n, x, K, W, k0, c0, nc, out, ocol, accum, stream_bytes);
     break;
   default:
-    NAME(colrange_t)(MOERT_BF16, 2, n, x, K, W, k0, c0, nc, out, ocol, accum);
+    NAME(colrange_t)(MOERT_BF16, 2, n, x, K, W, k0, c0, nc, out, ocol, accum, stream_bytes);
     break;
   }
 }
@@ -537,14 +581,17 @@ ISA_AI void NAME(dec1_steps)(const Ffn *P, int64_t e, const float *const *x,
   for (int64_t s0 = f0; s0 < f1; s0 += S) {
     int64_t ns = f1 - s0 < S ? f1 - s0 : S;
     if (P->cgs == 1) {
-      NAME(colrange)(P->dtype, n, x, P->Din, &gv, 0, P->cg0 + s0, ns, gr, 0, 0);
+      NAME(colrange)(P->dtype, n, x, P->Din, &gv, 0, P->cg0 + s0, ns, gr, 0, 0,
+                     P->stream_bytes);
       if (glu)
-        NAME(colrange)(P->dtype, n, x, P->Din, &uv, 0, P->cu0 + s0 * P->cus, ns, ur, 0, 0);
+        NAME(colrange)(P->dtype, n, x, P->Din, &uv, 0, P->cu0 + s0 * P->cus, ns, ur, 0,
+                       0, P->stream_bytes);
     } else {
       /* Interleaved: raw columns [2 s, 2 s + 2 hn), split even / odd. */
       for (int64_t hs = 0; hs < ns; hs += half) {
         int64_t hn = ns - hs < half ? ns - hs : half;
-        NAME(colrange)(P->dtype, n, x, P->Din, &gv, 0, 2 * (s0 + hs), 2 * hn, rr, 0, 0);
+        NAME(colrange)(P->dtype, n, x, P->Din, &gv, 0, 2 * (s0 + hs), 2 * hn, rr, 0,
+                       0, P->stream_bytes);
         for (int64_t r = 0; r < n; ++r)
           for (int64_t j = 0; j < hn; ++j) {
             gr[r][hs + j] = rr[r][2 * j];
@@ -606,7 +653,8 @@ ISA_FN static void NAME(dec2)(const Ffn *P, int64_t e, const float *const *h,
                               int64_t d1) {
   MatV w2;
   moert_ffn_views(P, e, NULL, NULL, &w2);
-  NAME(colrange)(P->dtype, n, h, P->F, &w2, 0, d0, d1 - d0, orow, d0, 0);
+  NAME(colrange)(P->dtype, n, h, P->F, &w2, 0, d0, d1 - d0, orow, d0, 0,
+                 P->stream_bytes);
   if (P->has_b2)
     for (int64_t r = 0; r < n; ++r)
       NAME(add_b2)(P, e, orow[r], d0, d1);
@@ -626,7 +674,7 @@ ISA_FN static void NAME(row_fallback)(const Ffn *P, int64_t e,
       int64_t ns = P->F - s0 < MOERT_DEC_SUB ? P->F - s0 : MOERT_DEC_SUB;
       NAME(dec1)(P, e, x + i, 1, s0, s0 + ns, &hp, s0);
       NAME(colrange)(P->dtype, 1, (const float *const *)&hp, ns, &w2, s0, 0,
-                     P->Dout, orow + i, 0, s0 > 0);
+                     P->Dout, orow + i, 0, s0 > 0, P->stream_bytes);
     }
     if (P->has_b2)
       NAME(add_b2)(P, e, orow[i], 0, P->Dout);
