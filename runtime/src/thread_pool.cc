@@ -2,10 +2,41 @@
 
 #include "thread_pool.h"
 
+#include <chrono>
+
 #include <sched.h>
 #include <unistd.h>
 
 namespace moert {
+
+namespace {
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// Spins until done() holds or about ThreadPool::kSpinMicros have passed;
+/// returns done().
+template <typename Done> bool SpinUntil(Done done) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point end =
+      Clock::now() + std::chrono::microseconds(ThreadPool::kSpinMicros);
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done())
+        return true;
+      CpuRelax();
+    }
+    if (Clock::now() >= end)
+      return done();
+  }
+}
+
+} // namespace
 
 ThreadPool::ThreadPool(int num_threads)
     : num_threads_(num_threads < 1 ? 1 : num_threads) {}
@@ -13,7 +44,7 @@ ThreadPool::ThreadPool(int num_threads)
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (std::thread &t : workers_)
@@ -43,18 +74,25 @@ void ThreadPool::RunIndices() {
 void ThreadPool::Work() {
   uint64_t seen = 0;
   for (;;) {
-    {
+    auto published = [&] {
+      return stopping_.load(std::memory_order_acquire) ||
+             generation_.load(std::memory_order_acquire) != seen;
+    };
+    if (!SpinUntil(published)) {
+      // Blocking: the predicate is checked under the mutex, and the caller
+      // notifies after taking it, so a job published meanwhile is not lost.
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_)
-        return;
-      seen = generation_;
+      wake_.wait(lock, published);
     }
+    if (stopping_.load(std::memory_order_acquire))
+      return;
+    seen = generation_.load(std::memory_order_acquire);
     RunIndices();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--active_ == 0)
-        done_.notify_one();
+    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // The caller may be about to block: take the mutex so the notify
+      // cannot fall between its check and its wait.
+      { std::lock_guard<std::mutex> lock(mutex_); }
+      done_.notify_one();
     }
   }
 }
@@ -70,19 +108,22 @@ void ThreadPool::ParallelFor(int64_t n, Task task, void *arg) {
   if (workers_.empty())
     for (int i = 1; i < num_threads_; ++i)
       workers_.emplace_back([this] { Work(); });
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    task_ = task;
-    arg_ = arg;
-    n_ = n;
-    next_.store(0, std::memory_order_relaxed);
-    active_ = static_cast<int>(workers_.size());
-    ++generation_;
-  }
+  // Workers are all idle here (the previous job ended with active_ == 0),
+  // so the job's fields can be written before it is published.
+  task_ = task;
+  arg_ = arg;
+  n_ = n;
+  next_.store(0, std::memory_order_relaxed);
+  active_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  { std::lock_guard<std::mutex> lock(mutex_); }
   wake_.notify_all();
   RunIndices();
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return active_ == 0; });
+  auto finished = [&] { return active_.load(std::memory_order_acquire) == 0; };
+  if (!SpinUntil(finished)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, finished);
+  }
 }
 
 } // namespace moert

@@ -6,6 +6,12 @@
 // large task (a hot expert) does not hold the others up. One job at a time;
 // the pool belongs to one session, which is used by one thread at a time.
 //
+// Between jobs the workers, and the caller waiting for them, spin for a
+// short while (kSpinMicros) before they block: a layer call is a burst of
+// several short jobs (routing, the expert kernel's two phases, combine), and
+// waking a blocked thread costs tens of microseconds, more on a virtual
+// machine whose idle vCPU the host has descheduled.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef MOERT_SRC_THREAD_POOL_H
@@ -39,6 +45,10 @@ public:
   /// Number of hardware threads available to this process (at least 1).
   static int HardwareThreads();
 
+  /// How long an idle worker (or the caller waiting for the workers) spins
+  /// before it blocks.
+  static constexpr int64_t kSpinMicros = 100;
+
 private:
   void Work();
   void RunIndices();
@@ -47,9 +57,9 @@ private:
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  bool stopping_ = false;
-  uint64_t generation_ = 0;
-  int active_ = 0; // workers still inside the current job
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> generation_{0}; // bumped when a job is published
+  std::atomic<int> active_{0}; // workers still inside the current job
   // The current job.
   Task task_ = nullptr;
   void *arg_ = nullptr;
