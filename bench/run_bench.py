@@ -4,7 +4,7 @@ the same run.
 
     /usr/bin/python3 bench/run_bench.py [--tokens 1,8,64,512,2048] [--rounds N]
         [--threads 1,2] [--configs mixtral-small,deepseek-fine,switch,mixtral-skewed,mixtral-bf16]
-        [--runs N] [--markdown FILE] [--json FILE]
+        [--runs N] [--skew-pairs N] [--markdown FILE] [--json FILE]
 
 For every configuration, token count and thread count it reports the time
 per call of the compiled model (moe-compile + moe-run, weights from a
@@ -193,6 +193,35 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
                 wbytes=wbytes)
 
 
+def skew_ab(models, T, th, pairs, bindir, runs):
+    """Skewed against balanced routing at T tokens on th threads, measured
+    interleaved: `pairs` alternations of one moe-run of each model (the order
+    flips every pair), so drift on a shared machine hits both alike. Returns
+    the median and range of the per-pair ratios skewed / balanced and each
+    model's best time."""
+    libs = {name: (lib, st, inputs[T]) for name, lib, st, inputs in models
+            if name in ("mixtral-small", "mixtral-skewed") and T in inputs}
+    if len(libs) < 2:
+        return None
+    best = {"mixtral-small": 1e30, "mixtral-skewed": 1e30}
+    ratios = []
+    for i in range(pairs):
+        ms = {}
+        order = ["mixtral-small", "mixtral-skewed"]
+        for name in order if i % 2 == 0 else order[::-1]:
+            lib, st, xin = libs[name]
+            out = run([os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
+                       "--input", "x=" + xin, "--time", str(timed_calls(T, runs)),
+                       "--threads", str(th)])
+            ms[name] = float(re.search(r"min ([0-9.]+) ms", out).group(1))
+            best[name] = min(best[name], ms[name])
+        ratios.append(ms["mixtral-skewed"] / ms["mixtral-small"])
+    ratios.sort()
+    return dict(T=T, threads=th, pairs=pairs, median=ratios[len(ratios) // 2],
+                lo=ratios[0], hi=ratios[-1], balanced_ms=best["mixtral-small"],
+                skewed_ms=best["mixtral-skewed"])
+
+
 def merge_rounds(old, new):
     """Best of two rounds of a row: the shortest times, the highest rate."""
     out = dict(new)
@@ -234,6 +263,10 @@ def main():
     p.add_argument("--rounds", type=int, default=1,
                    help="measure the whole table this many times; every quantity "
                         "(ours and the baselines') keeps its best round")
+    p.add_argument("--skew-pairs", type=int, default=7,
+                   help="skewed against balanced routing (T >= 64, with both "
+                        "mixtral-small and mixtral-skewed configured): this many "
+                        "interleaved pairs of runs; 0 skips it")
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--markdown")
     p.add_argument("--json")
@@ -307,8 +340,22 @@ def main():
             b["T"], b["threads"], b["ms"], f["ms"], b["ms"] / f["ms"],
             "  cold %.3f / %.3f ms = %.2f" % (b["cold_ms"], f["cold_ms"], b["cold_ms"] / f["cold_ms"])
             if b["cold_ms"] == b["cold_ms"] else ""))
+    # Skewed against balanced routing, interleaved (a ratio from two table
+    # rows measured minutes apart would mostly measure the machine's drift).
+    skew = []
+    if a.skew_pairs > 0:
+        for T in sorted(int(t) for t in a.tokens.split(",")):
+            for th in threads:
+                if T >= 64:
+                    r = skew_ab(models, T, th, a.skew_pairs, bindir, a.runs)
+                    if r:
+                        skew.append(r)
+                        print("skewed/balanced T=%-5d th=%d  median %.3f (range %.3f-%.3f over %d "
+                              "interleaved pairs); best %.3f / %.3f ms" % (
+                                  T, th, r["median"], r["lo"], r["hi"], r["pairs"],
+                                  r["skewed_ms"], r["balanced_ms"]), flush=True)
     if a.json:
-        json.dump(rows, open(a.json, "w"), indent=1)
+        json.dump(dict(rows=rows, skew=skew), open(a.json, "w"), indent=1)
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s, % of DRAM then) | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
@@ -332,6 +379,13 @@ def main():
                         b["T"], b["threads"], r["ms"], b["ms"], b["ms"] / r["ms"],
                         "%.3f" % r["cold_ms"] if cold else "", "%.3f" % b["cold_ms"] if cold else "",
                         "%.2f" % (b["cold_ms"] / r["cold_ms"]) if cold else ""))
+            if skew:
+                f.write("\n| T | threads | skewed / balanced: median of interleaved pairs (range) | best skewed ms | best balanced ms |\n")
+                f.write("|---|---|---|---|---|\n")
+                for r in skew:
+                    f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
+                        r["T"], r["threads"], r["median"], r["lo"], r["hi"], r["pairs"],
+                        r["skewed_ms"], r["balanced_ms"]))
     return 0
 
 
