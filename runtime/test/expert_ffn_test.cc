@@ -755,18 +755,18 @@ TEST(ExpertFfn, DecodeParallelBitIdentical) {
   }
 }
 
-// Experts with one row and f32 in_out weights stream whole stored rows with
-// the sums in L1 (decode_stream_bytes); the others take the register-tiled
-// product. Both are accurate and give the same bits, serial, on two
+// Experts with 1-4 rows and f32 in_out weights stream whole stored rows
+// with the sums in L1 (decode_stream_bytes); the others take the
+// register-tiled product. Both are accurate and give the same bits, serial, on two
 // threads (gate/up chunks split between them: part rows, tiled) and in the
 // scratch-free fallback (its W2 product accumulates over F slices).
 TEST(ExpertFfn, DecodeRowStreamSameBitsAsTiled) {
-  const std::vector<int32_t> counts = {1, 0, 1, 3, 1, 2, 1, 1};
+  const std::vector<int32_t> counts = {1, 0, 1, 3, 1, 2, 4, 1, 6};
   for (int isa : Isas())
     for (int variant = 0; variant < 3; ++variant) {
       Form f;
       f.b1 = f.b2 = variant != 0;
-      Problem base = Make(f, 5, 70, 150, 90, counts, -1, 31u + (uint32_t)variant);
+      Problem base = Make(f, 10, 70, 150, 90, counts, -1, 31u + (uint32_t)variant);
       std::vector<float> got[2];
       for (int streamed = 0; streamed < 2; ++streamed) {
         moert_expert_ffn_tuning t = Tuning(isa, MOERT_FFN_PATH_DECODE);

@@ -32,8 +32,8 @@
  *
  *  - Decode path (< decode_rows rows). Memory bound: every weight is
  *    streamed from memory once per task, unpacked, converted on load.
- *    in_out matrices: one row (f32, whole stored rows) streams the rows in
- *    stored order with its sums in L1, the single sequential read DRAM
+ *    in_out matrices: up to 4 rows (f32, whole stored rows, sums <= 16 KiB)
+ *    stream the weight rows in stored order with the sums in L1, the single sequential read DRAM
  *    serves best; otherwise 4 rows x 64 columns register tiles over K
  *    blocks of ~64 KiB of weights (L2), the next block prefetched as whole
  *    stored rows (sequential memory); out_in matrices: 4 x 4 dot products of
@@ -108,10 +108,13 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_DEC_KBYTES (64 * 1024)
 #endif
 #ifndef MOERT_FFN_DEC_STREAM_BYTES
-/* Widest sums (bytes) that a one-row in_out decode product keeps in L1 while
- * it streams the weight rows in stored order. */
+/* Most bytes of sums (rows x columns) that an in_out decode product of at
+ * most MOERT_FFN_DEC_STREAM_ROWS rows keeps in L1 while it streams the
+ * weight rows in stored order. Above that the sums spill to L2 and the
+ * register-tiled product is faster (Mixtral's 2 x 3584 columns). */
 #define MOERT_FFN_DEC_STREAM_BYTES (16 * 1024)
 #endif
+#define MOERT_FFN_DEC_STREAM_ROWS 4
 #ifndef MOERT_FFN_OI_AHEAD
 #define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */
 #endif

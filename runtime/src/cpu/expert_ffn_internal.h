@@ -39,8 +39,9 @@ typedef struct moert_expert_ffn_tuning {
   int64_t k_block;     /* GEMM path: depth of a packed W1/W3 panel */
   int64_t decode_rows; /* experts with fewer rows take the decode path */
   int32_t no_heap;     /* nonzero: act as if every allocation failed */
-  /* Decode path: widest one-row in_out product (bytes of sums) that
-   * streams the weight rows in stored order; negative: never. */
+  /* Decode path: most bytes of sums (rows x columns, <= 4 rows) of an
+   * in_out product that streams the weight rows in stored order; negative:
+   * never. */
   int64_t decode_stream_bytes;
 } moert_expert_ffn_tuning;
 

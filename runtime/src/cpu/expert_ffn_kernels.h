@@ -395,36 +395,48 @@ ISA_AI void NAME(cr_oi)(const int RN, const int dtype, const size_t es,
     }
 }
 
-/* One x row, in_out weights: out[ocol + j] (+)= sum_k x[k] W(k0 + k, c0 + j)
- * for j < nc, streaming W's rows [k0, k0 + K) in stored order with the
- * sums held in `out` (L1-resident: nc floats). One sequential read per
- * thread is what DRAM and the hardware prefetchers serve best; the
- * register-tiled path below reads K blocks as interleaved runs of several
- * rows and gets 75-80% of the bandwidth. Same bits as that path: each sum
- * is the same chain of FMAs in k order. */
-ISA_AI void NAME(rowstream_t)(const int dtype, const size_t es,
-                              const float *x, int64_t K, const MatV *W,
-                              int64_t k0, int64_t c0, int64_t nc, float *o,
-                              int accum) {
-  if (!accum)
-    memset(o, 0, (size_t)nc * sizeof(float));
+/* RN (<= 4) x rows, in_out weights: out[r][ocol + j] (+)= sum_k x[r][k]
+ * W(k0 + k, c0 + j) for j < nc, streaming W's rows [k0, k0 + K) in stored
+ * order with the sums held in `out` (L1-resident: RN nc floats). One
+ * sequential read per thread is what DRAM and the hardware prefetchers
+ * serve best; the register-tiled path below reads K blocks as interleaved
+ * runs of several rows and gets 75-80% of the bandwidth. Same bits as that
+ * path: each sum is the same chain of FMAs in k order. */
+ISA_AI void NAME(rowstream_t)(const int RN, const int dtype, const size_t es,
+                              const float *const *x, int64_t K, const MatV *W,
+                              int64_t k0, int64_t c0, int64_t nc,
+                              float *const *out, int64_t ocol, int accum) {
+  float *o[4];
+  for (int r = 0; r < RN; ++r) {
+    o[r] = out[r] + ocol;
+    if (!accum)
+      memset(o[r], 0, (size_t)nc * sizeof(float));
+  }
   const char *wp = W->p + (k0 * W->ld + c0) * (int64_t)es;
   const int64_t step = W->ld * (int64_t)es;
   const int64_t nv = nc / (4 * VL) * (4 * VL);
   for (int64_t k = 0; k < K; ++k, wp += step) {
-    const VF xb = V(bcast)(x + k);
+    VF xb[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RN; ++r)
+      xb[r] = V(bcast)(x[r] + k);
     int64_t c = 0;
     for (; c < nv; c += 4 * VL) {
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) {
-        float *op = o + c + v * VL;
-        V(store)(op, V(fma)(xb, V(ldw)(wp + (c + v * VL) * (int64_t)es, dtype, VL),
-                            V(load)(op)));
+        const VF w = V(ldw)(wp + (c + v * VL) * (int64_t)es, dtype, VL);
+#pragma GCC unroll 4
+        for (int r = 0; r < RN; ++r) {
+          float *op = o[r] + c + v * VL;
+          V(store)(op, V(fma)(xb[r], w, V(load)(op)));
+        }
       }
     }
-    for (; c < nc; c += VL)
-      V(storen)(o + c, V(fma)(xb, V(ldw)(wp + c * (int64_t)es, dtype, nc - c),
-                              V(loadn)(o + c, nc - c)), nc - c);
+    for (; c < nc; c += VL) {
+      const VF w = V(ldw)(wp + c * (int64_t)es, dtype, nc - c);
+      for (int r = 0; r < RN; ++r)
+        V(storen)(o[r] + c, V(fma)(xb[r], w, V(loadn)(o[r] + c, nc - c)), nc - c);
+    }
   }
 }
 
@@ -439,13 +451,27 @@ ISA_AI void NAME(colrange_t)(const int dtype, const size_t es, int64_t n,
         memset(out[r] + ocol, 0, (size_t)nc * sizeof(float));
     return;
   }
-  /* One row over whole stored rows of f32 weights: one sequential stream.
-   * (Part rows read as strided runs get half the bandwidth of the tiled
-   * path's prefetched blocks; bf16 rows, widened on load, make the stream
-   * compute bound, and the tiled path is faster for them.) */
-  if (!W->trans && n == 1 && dtype == MOERT_F32 && nc == W->ld &&
-      nc * (int64_t)sizeof(float) <= stream_bytes) {
-    NAME(rowstream_t)(dtype, es, x[0], K, W, k0, c0, nc, out[0] + ocol, accum);
+  /* Up to MOERT_FFN_DEC_STREAM_ROWS rows over whole stored rows of f32 weights: one
+   * sequential stream. (Part rows read as strided runs get half the
+   * bandwidth of the tiled path's prefetched blocks; bf16 rows, widened on
+   * load, make the stream compute bound, and the tiled path is faster for
+   * them.) */
+  if (!W->trans && n <= MOERT_FFN_DEC_STREAM_ROWS && dtype == MOERT_F32 && nc == W->ld &&
+      n * nc * (int64_t)sizeof(float) <= stream_bytes) {
+    switch (n) {
+    case 1:
+      NAME(rowstream_t)(1, dtype, es, x, K, W, k0, c0, nc, out, ocol, accum);
+      break;
+    case 2:
+      NAME(rowstream_t)(2, dtype, es, x, K, W, k0, c0, nc, out, ocol, accum);
+      break;
+    case 3:
+      NAME(rowstream_t)(3, dtype, es, x, K, W, k0, c0, nc, out, ocol, accum);
+      break;
+    default:
+      NAME(rowstream_t)(4, dtype, es, x, K, W, k0, c0, nc, out, ocol, accum);
+      break;
+    }
     return;
   }
   if (!W->trans) {
