@@ -755,17 +755,19 @@ TEST(ExpertFfn, DecodeParallelBitIdentical) {
   }
 }
 
-// Experts with 1-4 rows and f32 in_out weights stream whole stored rows
-// with the sums in L1 (decode_stream_bytes); the others take the
-// register-tiled product. Both are accurate and give the same bits, serial, on two
-// threads (gate/up chunks split between them: part rows, tiled) and in the
-// scratch-free fallback (its W2 product accumulates over F slices).
+// Experts with 1-4 rows and in_out weights stream whole stored rows with
+// the sums in L1 (decode_stream_bytes); the others take the register-tiled
+// product. Both are accurate and give the same bits (f32 and bf16 weights),
+// serial, on two threads (gate/up chunks split between them: part rows,
+// tiled) and in the scratch-free fallback (its W2 product accumulates over
+// F slices).
 TEST(ExpertFfn, DecodeRowStreamSameBitsAsTiled) {
   const std::vector<int32_t> counts = {1, 0, 1, 3, 1, 2, 4, 1, 6};
   for (int isa : Isas())
-    for (int variant = 0; variant < 3; ++variant) {
+    for (int variant = 0; variant < 4; ++variant) {
       Form f;
       f.b1 = f.b2 = variant != 0;
+      f.dtype = variant == 3 ? MOERT_BF16 : MOERT_F32;
       Problem base = Make(f, 10, 70, 150, 90, counts, -1, 31u + (uint32_t)variant);
       std::vector<float> got[2];
       for (int streamed = 0; streamed < 2; ++streamed) {

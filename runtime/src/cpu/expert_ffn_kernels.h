@@ -401,7 +401,10 @@ ISA_AI void NAME(cr_oi)(const int RN, const int dtype, const size_t es,
  * sequential read per thread is what DRAM and the hardware prefetchers
  * serve best; the register-tiled path below reads K blocks as interleaved
  * runs of several rows and gets 75-80% of the bandwidth. Same bits as that
- * path: each sum is the same chain of FMAs in k order. */
+ * path: each sum is the same chain of FMAs in k order. 16-bit weights are
+ * consumed at half the bytes per instruction, and the hardware prefetcher
+ * alone falls behind (65% of the bandwidth): they are also prefetched
+ * MOERT_FFN_DEC_STREAM_PF16 bytes ahead (for f32 that prefetch costs 35%). */
 ISA_AI void NAME(rowstream_t)(const int RN, const int dtype, const size_t es,
                               const float *const *x, int64_t K, const MatV *W,
                               int64_t k0, int64_t c0, int64_t nc,
@@ -422,6 +425,9 @@ ISA_AI void NAME(rowstream_t)(const int RN, const int dtype, const size_t es,
       xb[r] = V(bcast)(x[r] + k);
     int64_t c = 0;
     for (; c < nv; c += 4 * VL) {
+      if (es == 2 && VL >= 8) /* 4 VL halves: one or two lines */
+        for (int64_t q = 0; q < 4 * VL * 2; q += 64)
+          __builtin_prefetch(wp + c * 2 + MOERT_FFN_DEC_STREAM_PF16 + q, 0, 2);
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) {
         const VF w = V(ldw)(wp + (c + v * VL) * (int64_t)es, dtype, VL);
@@ -451,12 +457,11 @@ ISA_AI void NAME(colrange_t)(const int dtype, const size_t es, int64_t n,
         memset(out[r] + ocol, 0, (size_t)nc * sizeof(float));
     return;
   }
-  /* Up to MOERT_FFN_DEC_STREAM_ROWS rows over whole stored rows of f32 weights: one
-   * sequential stream. (Part rows read as strided runs get half the
-   * bandwidth of the tiled path's prefetched blocks; bf16 rows, widened on
-   * load, make the stream compute bound, and the tiled path is faster for
-   * them.) */
-  if (!W->trans && n <= MOERT_FFN_DEC_STREAM_ROWS && dtype == MOERT_F32 && nc == W->ld &&
+  /* Up to MOERT_FFN_DEC_STREAM_ROWS rows (16-bit weights: one row) over
+   * whole stored rows: one sequential stream. (Part rows, read as strided
+   * runs, get half the bandwidth of the tiled path's prefetched blocks;
+   * several rows of widened 16-bit weights make the stream compute bound.) */
+  if (!W->trans && n <= (es == 4 ? MOERT_FFN_DEC_STREAM_ROWS : 1) && nc == W->ld && nc == W->ld &&
       n * nc * (int64_t)sizeof(float) <= stream_bytes) {
     switch (n) {
     case 1:
