@@ -755,6 +755,29 @@ TEST(ExpertFfn, DecodeParallelBitIdentical) {
   }
 }
 
+// Decode groups of many rows (T = 64-like, skewed) are cut into 2 x threads
+// chunks per expert: still bit-identical to the serial run.
+TEST(ExpertFfn, DecodeManyRowsSplitBitIdentical) {
+  for (int isa : Isas()) {
+    Form f;
+    TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO));
+    Problem base = Make(f, 40, 64, 256, 72, {32, 9, 12, 0, 14, 13}, -1, 41u);
+    std::vector<float> serial = Check(base, "decode many rows serial");
+    FakePool pool;
+    pool.mode = 2;
+    moert_parallel_hook hook = {&pool, 2, FakeParallelFor};
+    HookGuard hg(&hook);
+    Problem p = base;
+    std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
+    RunKernel(p);
+    // 5 experts with rows: F = 256 in 4 chunks, Dout = 72 in 2 (chunks have
+    // at least 64 columns); without the split, 5 + 5.
+    EXPECT_EQ(pool.tasks, 5 * 4 + 5 * 2);
+    std::vector<float> got = OutRows(p);
+    EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
+  }
+}
+
 // Experts with 1-4 rows and in_out weights stream whole stored rows with
 // the sums in L1 (decode_stream_bytes); the others take the register-tiled
 // product. Both are accurate and give the same bits (f32 and bf16 weights),
