@@ -32,7 +32,8 @@
  *
  *  - Decode path (< decode_rows rows). Memory bound: every weight is
  *    streamed from memory once per task, unpacked, converted on load.
- *    in_out matrices: up to 4 rows (whole stored rows, sums <= 16 KiB)
+ *    in_out matrices: up to 4 rows (whole stored rows, sums <= 16 KiB for
+ *    one row, 8 KiB for several)
  *    stream the weight rows in stored order with the sums in L1, the single sequential read DRAM
  *    serves best; otherwise 4 rows x 64 columns register tiles over K
  *    blocks of ~64 KiB of weights (L2), the next block prefetched as whole
@@ -108,10 +109,10 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_DEC_KBYTES (64 * 1024)
 #endif
 #ifndef MOERT_FFN_DEC_STREAM_BYTES
-/* Most bytes of sums (rows x columns) that an in_out decode product of at
- * most MOERT_FFN_DEC_STREAM_ROWS rows keeps in L1 while it streams the
- * weight rows in stored order. Above that the sums spill to L2 and the
- * register-tiled product is faster (Mixtral's 2 x 3584 columns). */
+/* Most bytes of sums (columns) that a one-row in_out decode product keeps
+ * in L1 while it streams the weight rows in stored order (half of it for
+ * 2..MOERT_FFN_DEC_STREAM_ROWS rows). Above that the sums spill to L2 and
+ * the register-tiled product is faster (Mixtral's 2 x 3584 columns). */
 #define MOERT_FFN_DEC_STREAM_BYTES (16 * 1024)
 #endif
 #define MOERT_FFN_DEC_STREAM_ROWS 4
