@@ -685,6 +685,25 @@ struct HookGuard {
   ~HookGuard() { moert_cpu_set_parallel_hook(nullptr); }
 };
 
+// Runs `base` under `hook`; expects the serial result bit for bit.
+void ExpectSerialBitsUnder(const moert_parallel_hook &hook, const Problem &base,
+                           const std::vector<float> &serial) {
+  HookGuard hg(&hook);
+  Problem p = base;
+  std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
+  RunKernel(p);
+  std::vector<float> got = OutRows(p);
+  EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
+}
+
+// The same on two threads of a shuffling FakePool; returns the pool's counts.
+FakePool RunOnTwoFakeThreads(const Problem &base, const std::vector<float> &serial) {
+  FakePool pool;
+  pool.mode = 2;
+  ExpectSerialBitsUnder({&pool, 2, FakeParallelFor}, base, serial);
+  return pool;
+}
+
 TEST(ExpertFfn, BitIdenticalUnderAnyHook) {
   // Skewed routing: one expert has half the rows.
   std::vector<int32_t> counts = {150, 9, 1, 30, 0, 61, 3, 46};
@@ -720,13 +739,7 @@ TEST(ExpertFfn, BitIdenticalUnderAnyHook) {
           }
       // Real threads.
       ThreadPoolHook tp{3};
-      moert_parallel_hook hook = {&tp, 3, ThreadPoolHook::ParallelFor};
-      HookGuard hg(&hook);
-      Problem p = base;
-      std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
-      RunKernel(p);
-      std::vector<float> got = OutRows(p);
-      EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
+      ExpectSerialBitsUnder({&tp, 3, ThreadPoolHook::ParallelFor}, base, serial);
     }
 }
 
@@ -740,18 +753,9 @@ TEST(ExpertFfn, DecodeParallelBitIdentical) {
     TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO));
     Problem base = Make(f, 4, 200, 600, 200, {0, 2, 1, 0, 3, 2}, -1, 12u);
     std::vector<float> serial = Check(base, "decode serial");
-    FakePool pool;
-    pool.mode = 2;
-    moert_parallel_hook hook = {&pool, 2, FakeParallelFor};
-    HookGuard hg(&hook);
-    Problem p = base;
-    std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
-    RunKernel(p);
+    FakePool pool = RunOnTwoFakeThreads(base, serial);
     EXPECT_EQ(pool.calls, 2);
     EXPECT_GE(pool.tasks, 8); // 4 experts with rows, both phases
-
-    std::vector<float> got = OutRows(p);
-    EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
   }
 }
 
@@ -763,18 +767,10 @@ TEST(ExpertFfn, DecodeManyRowsSplitBitIdentical) {
     TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO));
     Problem base = Make(f, 40, 64, 256, 72, {32, 9, 12, 0, 14, 13}, -1, 41u);
     std::vector<float> serial = Check(base, "decode many rows serial");
-    FakePool pool;
-    pool.mode = 2;
-    moert_parallel_hook hook = {&pool, 2, FakeParallelFor};
-    HookGuard hg(&hook);
-    Problem p = base;
-    std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
-    RunKernel(p);
+    FakePool pool = RunOnTwoFakeThreads(base, serial);
     // 5 experts with rows: F = 256 in 4 chunks, Dout = 72 in 2 (chunks have
     // at least 64 columns); without the split, 5 + 5.
     EXPECT_EQ(pool.tasks, 5 * 4 + 5 * 2);
-    std::vector<float> got = OutRows(p);
-    EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)));
   }
 }
 
