@@ -60,16 +60,14 @@ def layer_mlir(name, D, F, E, k, S, FS, form):
     if name.endswith("skewed"):
         args.append('%%router_bias: tensor<%dxf32> {moe.name = "router_bias"}' % E)
         ops.append("router_bias(%%router_bias : tensor<%dxf32>)" % E)
-    for w, shape in (("w1", (E, D, F)), ("w3", (E, D, F)), ("w2", (E, F, D))):
-        if w == "w3" and form != "glu":
+    # Routed experts, then the shared ones (if any): w1, w3 (GLU only), w2.
+    for prefix, n, f in (("", E, F), ("shared_", S, FS)):
+        if not n:
             continue
-        t = "tensor<%sx%s>" % ("x".join(map(str, shape)), wt)
-        args.append('%%%s: %s {moe.name = "%s"}' % (w, t, w))
-        ops.append("%s(%%%s : %s)" % (w, w, t))
-    if S:
-        for w, shape in (("shared_w1", (S, D, FS)), ("shared_w3", (S, D, FS)), ("shared_w2", (S, FS, D))):
-            if w == "shared_w3" and form != "glu":
+        for w, shape in (("w1", (n, D, f)), ("w3", (n, D, f)), ("w2", (n, f, D))):
+            if w == "w3" and form != "glu":
                 continue
+            w = prefix + w
             t = "tensor<%sx%s>" % ("x".join(map(str, shape)), wt)
             args.append('%%%s: %s {moe.name = "%s"}' % (w, t, w))
             ops.append("%s(%%%s : %s)" % (w, w, t))

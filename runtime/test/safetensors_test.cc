@@ -18,25 +18,21 @@ struct WeightsPtr {
   std::string path = dir.File("w.safetensors");
   WriteFile(path, image);
   moert_weights_t *w = reinterpret_cast<moert_weights_t *>(0x1);
-  moert_status_t s = moert_weights_load_safetensors(path.c_str(), &w);
-  std::string file_msg = moert_status_message(s);
-  auto r1 = IsError(s, code, parts);
-  if (!r1)
-    return r1;
-  if (w != nullptr)
-    return ::testing::AssertionFailure() << "out param not cleared";
-  if (file_msg.find(path) == std::string::npos)
-    return ::testing::AssertionFailure() << "no path in: " << file_msg;
-  // Read into huge-page memory instead of mapped: the same checks.
-  s = moert_weights_load_safetensors_ex(path.c_str(), MOERT_WEIGHTS_HUGE_PAGES, &w);
-  file_msg = moert_status_message(s);
-  auto r2 = IsError(s, code, parts);
-  if (!r2)
-    return r2;
-  if (w != nullptr)
-    return ::testing::AssertionFailure() << "out param not cleared (huge pages)";
-  if (file_msg.find(path) == std::string::npos)
-    return ::testing::AssertionFailure() << "no path in: " << file_msg;
+  // Mapped (the plain loader) and read into huge-page memory: same checks.
+  for (bool huge : {false, true}) {
+    moert_status_t s =
+        huge ? moert_weights_load_safetensors_ex(path.c_str(), MOERT_WEIGHTS_HUGE_PAGES, &w)
+             : moert_weights_load_safetensors(path.c_str(), &w);
+    std::string file_msg = moert_status_message(s);
+    auto r = IsError(s, code, parts);
+    if (!r)
+      return r;
+    if (w != nullptr)
+      return ::testing::AssertionFailure()
+             << "out param not cleared" << (huge ? " (huge pages)" : "");
+    if (file_msg.find(path) == std::string::npos)
+      return ::testing::AssertionFailure() << "no path in: " << file_msg;
+  }
   return IsError(moert_weights_parse_safetensors(image.data(), image.size(), &w),
                  code, parts);
 }

@@ -1031,19 +1031,16 @@ void _mlir_ciface_moert_cpu_expert_ffn(
 
   /* Plan. */
   const int64_t nthr = hook ? hook->num_threads : 1;
-  int64_t dec_rows = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    int64_t n = est[e + 1] - est[e];
-    if (ffn_decode(&tn, n))
-      dec_rows += n;
-  }
-  /* Decode chunks: as wide as possible (in_out rows are then streamed
+  /* Decode rows and row groups (of <= MOERT_DEC_MAX_ROWS rows). Decode
+   * chunks: as wide as possible (in_out rows are then streamed
    * sequentially). Chunking never changes a result bit. */
-  int64_t ndg = 0;
+  int64_t dec_rows = 0, ndg = 0;
   for (int64_t e = 0; e < E; ++e) {
     int64_t n = est[e + 1] - est[e];
-    if (n > 0 && ffn_decode(&tn, n))
+    if (n > 0 && ffn_decode(&tn, n)) {
+      dec_rows += n;
       ndg += (n + MOERT_DEC_MAX_ROWS - 1) / MOERT_DEC_MAX_ROWS;
+    }
   }
   /* Decode tasks of few rows cost about the same (weight streaming), so
    * balance needs a task count that is a multiple of the thread count.
