@@ -177,6 +177,8 @@ moert_status_t Load(const char *path, moert_model_s *model) {
       dlsym(model->handle, MOERT_MODEL_SET_STATS_SINK_SYMBOL));
   model->set_parallel_hook = reinterpret_cast<moert_model_set_parallel_hook_fn>(
       dlsym(model->handle, MOERT_MODEL_SET_PARALLEL_HOOK_SYMBOL));
+  model->set_weight_cache = reinterpret_cast<moert_model_set_weight_cache_fn>(
+      dlsym(model->handle, MOERT_MODEL_SET_WEIGHT_CACHE_SYMBOL));
   dlerror();
   return nullptr;
 }

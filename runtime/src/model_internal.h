@@ -15,6 +15,7 @@ struct moert_model_s {
   const moert_model_desc *desc = nullptr; // validated
   moert_model_set_stats_sink_fn set_stats_sink = nullptr; // optional
   moert_model_set_parallel_hook_fn set_parallel_hook = nullptr; // optional
+  moert_model_set_weight_cache_fn set_weight_cache = nullptr;   // optional
   int device = 0; // moert_device_kind_t of desc->target
 };
 

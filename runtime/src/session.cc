@@ -14,6 +14,7 @@
 
 #include "model_internal.h"
 #include "thread_pool.h"
+#include "weight_cache.h"
 
 namespace {
 
@@ -77,6 +78,9 @@ struct moert_session_s {
   // Worker threads for the model's kernels (all cores unless set).
   std::unique_ptr<moert::ThreadPool> pool =
       std::make_unique<moert::ThreadPool>(moert::ThreadPool::HardwareThreads());
+  // Packed copies of the bound weights kept by the model's kernels (CPU
+  // sessions; NULL for one-shot calls and device sessions).
+  std::unique_ptr<moert::WeightCache> weight_cache;
 
   ~moert_session_s() {
     for (void *p : device_buffers)
@@ -624,9 +628,15 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
   moert_model_set_parallel_hook_fn set_hook = s->model->set_parallel_hook;
   if (set_hook)
     set_hook(&hook);
+  moert_model_set_weight_cache_fn set_cache =
+      s->weight_cache ? s->model->set_weight_cache : nullptr;
+  if (set_cache)
+    set_cache(s->weight_cache->abi());
   if (on_device)
     moert_device_clear_error();
   int rc = entry->invoke(args.data(), results.data());
+  if (set_cache)
+    set_cache(nullptr);
   if (set_hook)
     set_hook(nullptr);
   if (set_sink)
@@ -716,9 +726,31 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
   return nullptr;
 }
 
+// The weight cache of a new CPU session: every bound weight is constant
+// memory; the default budget is what the bound weights take in f32 plus an
+// eighth for the panels' padding (enough to keep the packed panels of every
+// expert once).
+void MakeWeightCache(moert_session_t *s) {
+  if (s->model->device != MOERT_DEVICE_CPU || !s->model->set_weight_cache)
+    return;
+  int64_t budget = 0;
+  auto cache = std::make_unique<moert::WeightCache>(0);
+  for (const BoundWeight &b : s->bound) {
+    if (!b.bound || !b.data || b.bytes == 0)
+      continue;
+    cache->AddConstant(b.data, b.bytes);
+    const size_t es = moert_dtype_size(b.dtype);
+    const size_t f32 = es ? b.bytes / es * 4 : b.bytes;
+    budget = SatAdd(budget, static_cast<int64_t>(
+                                std::min<size_t>(f32, INT64_MAX)));
+  }
+  cache->set_budget(SatAdd(budget, budget / 8));
+  s->weight_cache = std::move(cache);
+}
+
 moert_status_t Create(moert_model_t *model, int32_t entry_index,
                       const moert_weights_t *weights, bool collect_stats,
-                      moert_session_t **out) {
+                      bool keep_packed, moert_session_t **out) {
   if (!out)
     return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
                              "out_session is NULL");
@@ -747,6 +779,8 @@ moert_status_t Create(moert_model_t *model, int32_t entry_index,
   moert_status_t st;
   try {
     st = BindWeights(s);
+    if (!st && keep_packed)
+      MakeWeightCache(s);
   } catch (const std::bad_alloc &) {
     st = moert_status_make(MOERT_STATUS_RESOURCE_EXHAUSTED,
                            "out of memory binding weights");
@@ -794,7 +828,7 @@ extern "C" {
 MOERT_API_EXPORT moert_status_t moert_session_create(
     moert_model_t *model, int32_t entry_index, const moert_weights_t *weights,
     moert_session_t **out_session) {
-  return Create(model, entry_index, weights, true, out_session);
+  return Create(model, entry_index, weights, true, true, out_session);
 }
 
 MOERT_API_EXPORT void moert_session_set_stats_enabled(moert_session_t *session,
@@ -819,12 +853,41 @@ MOERT_API_EXPORT int moert_session_evict_weights(const moert_session_t *session)
     for (uintptr_t p = begin; p < end; p += 64)
       _mm_clflush(reinterpret_cast<const void *>(p));
   }
+  if (session->weight_cache)
+    session->weight_cache->ForEachReady([](const void *data, size_t bytes) {
+      const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
+      for (uintptr_t p = begin; p < begin + bytes; p += 64)
+        _mm_clflush(reinterpret_cast<const void *>(p));
+    });
   _mm_mfence();
   return 1;
 #else
   (void)session;
   return 0;
 #endif
+}
+
+MOERT_API_EXPORT moert_status_t moert_session_set_packed_weights_limit(
+    moert_session_t *session, int64_t max_bytes) {
+  if (!session)
+    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT, "session is NULL");
+  if (max_bytes < 0)
+    return moert_status_make(MOERT_STATUS_INVALID_ARGUMENT,
+                             "packed weights limit %lld is negative",
+                             static_cast<long long>(max_bytes));
+  if (session->weight_cache)
+    session->weight_cache->set_budget(max_bytes);
+  return nullptr;
+}
+
+MOERT_API_EXPORT int64_t moert_session_packed_weights_limit(
+    const moert_session_t *session) {
+  return session && session->weight_cache ? session->weight_cache->budget() : 0;
+}
+
+MOERT_API_EXPORT int64_t moert_session_packed_weights_bytes(
+    const moert_session_t *session) {
+  return session && session->weight_cache ? session->weight_cache->bytes() : 0;
 }
 
 MOERT_API_EXPORT void moert_session_release(moert_session_t *session) {
@@ -867,7 +930,10 @@ MOERT_API_EXPORT moert_status_t moert_call(
     for (int32_t r = 0; r < num_results; ++r)
       out_results[r] = nullptr;
   moert_session_t *session;
-  MOERT_RETURN_IF_ERROR(Create(model, entry_index, weights, false, &session));
+  // One-shot: no statistics, and no packed weights (packing them once costs
+  // more than packing per call when there is no second call).
+  MOERT_RETURN_IF_ERROR(
+      Create(model, entry_index, weights, false, false, &session));
   moert_status_t st =
       moert_session_call(session, inputs, num_inputs, out_results, num_results);
   moert_session_release(session);

@@ -26,6 +26,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <random>
 #include <string>
@@ -806,6 +808,160 @@ TEST(ExpertFfn, DecodeRowStreamSameBitsAsTiled) {
       EXPECT_EQ(0, std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)))
           << "isa " << isa << " variant " << variant;
     }
+}
+
+// A weight cache (model_abi.h) over the weights of one Problem: what the
+// kernel may keep, and how it used the cache.
+struct TestWeightCache {
+  struct Entry {
+    std::vector<float> data; // 64-byte alignment is not needed by the kernel
+    bool ready = false;
+  };
+  std::vector<std::pair<const uint8_t *, size_t>> constant;
+  std::map<std::string, Entry> entries;
+  size_t budget = SIZE_MAX, used = 0;
+  int64_t fills = 0, hits = 0;
+  std::mutex mu;
+
+  void AddConstant(const Tensor3 &t) {
+    if (!t.raw.empty())
+      constant.push_back({t.raw.data(), t.raw.size()});
+  }
+  static int IsConstant(void *user, const void *p, size_t bytes) {
+    auto *c = static_cast<TestWeightCache *>(user);
+    const auto *b = static_cast<const uint8_t *>(p);
+    for (auto &r : c->constant)
+      if (b >= r.first && b + bytes <= r.first + r.second)
+        return 1;
+    return 0;
+  }
+  static void *Acquire(void *user, const void *key, size_t key_bytes,
+                       size_t bytes, int *fill) {
+    auto *c = static_cast<TestWeightCache *>(user);
+    std::lock_guard<std::mutex> lock(c->mu);
+    *fill = 0;
+    std::string k(static_cast<const char *>(key), key_bytes);
+    auto it = c->entries.find(k);
+    if (it != c->entries.end()) {
+      c->hits += it->second.ready;
+      return it->second.ready ? it->second.data.data() : nullptr;
+    }
+    if (bytes == 0 || bytes % sizeof(float) || bytes > c->budget - c->used)
+      return nullptr;
+    Entry &e = c->entries[k];
+    e.data.assign(bytes / sizeof(float), std::nanf(""));
+    c->used += bytes;
+    ++c->fills;
+    *fill = 1;
+    return e.data.data();
+  }
+  static void Publish(void *user, void *data) {
+    auto *c = static_cast<TestWeightCache *>(user);
+    std::lock_guard<std::mutex> lock(c->mu);
+    for (auto &kv : c->entries)
+      if (kv.second.data.data() == data)
+        kv.second.ready = true;
+  }
+  moert_weight_cache abi() { return {this, IsConstant, Acquire, Publish}; }
+};
+
+struct WeightCacheGuard {
+  explicit WeightCacheGuard(const moert_weight_cache *c) { moert_cpu_set_weight_cache(c); }
+  ~WeightCacheGuard() { moert_cpu_set_weight_cache(nullptr); }
+};
+
+// Runs p (the same weights every time) and returns its output rows.
+std::vector<float> RunAgain(Problem &p) {
+  std::fill(p.out.data.begin(), p.out.data.end(), kSentinel);
+  RunKernel(p);
+  return OutRows(p);
+}
+
+bool SameBits(const std::vector<float> &a, const std::vector<float> &b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// With a weight cache the GEMM path keeps each expert's packed panels: the
+// first call packs them into the cache, later calls only read them (even
+// when the cached bytes are all that is left to read from: overwriting them
+// changes the result). Same bits as without a cache, serial and on threads,
+// for every layout, gate/up placement and weight dtype.
+TEST(ExpertFfn, KeptPackedPanelsSameBits) {
+  const std::vector<int32_t> counts = {70, 0, 9, 130, 55};
+  for (int isa : Isas())
+    for (int variant = 0; variant < 4; ++variant) {
+      Form f;
+      f.layout = variant % 2 ? MOERT_LAYOUT_OUT_IN : MOERT_LAYOUT_IN_OUT;
+      f.gate_up = variant == 1 ? MOERT_GATE_UP_CONCATENATED
+                               : variant == 2 ? MOERT_GATE_UP_INTERLEAVED
+                                              : MOERT_GATE_UP_SEPARATE;
+      f.kind = variant == 3 ? MOERT_FFN_KIND_MLP : MOERT_FFN_KIND_GLU;
+      f.dtype = variant == 1 ? MOERT_BF16 : variant == 2 ? MOERT_F16 : MOERT_F32;
+      f.b1 = f.b2 = variant == 2;
+      const std::string what = FormName(f) + " isa " + std::to_string(isa);
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_GEMM, 48, 64, 64));
+      Problem p = Make(f, 120, 100, 150, 90, counts, -1, 77u + (uint32_t)variant);
+      const std::vector<float> plain = Check(p, what + " without a cache");
+      TestWeightCache cache;
+      cache.AddConstant(p.w1);
+      cache.AddConstant(p.w3);
+      cache.AddConstant(p.w2);
+      moert_weight_cache abi = cache.abi();
+      WeightCacheGuard cg(&abi);
+      EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " filling";
+      EXPECT_EQ(cache.fills, 4) << what; // the experts with rows
+      EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " reading";
+      EXPECT_GE(cache.hits, 4) << what;
+      FakePool pool;
+      pool.mode = 2;
+      moert_parallel_hook hook = {&pool, 2, FakeParallelFor};
+      {
+        HookGuard hg(&hook);
+        EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " on threads";
+      }
+      EXPECT_EQ(cache.fills, 4) << what;
+      // The kept panels are what the kernel reads.
+      for (auto &kv : cache.entries)
+        std::fill(kv.second.data.begin(), kv.second.data.end(), 0.0f);
+      EXPECT_FALSE(SameBits(plain, RunAgain(p))) << what;
+    }
+}
+
+// What the kernel must not keep: weights the cache does not call constant,
+// entries over the budget. Other blocking gets entries of its own.
+TEST(ExpertFfn, KeptPackedPanelsOnlyOfConstantWeightsWithinBudget) {
+  Form f;
+  Problem p = Make(f, 90, 64, 96, 64, {60, 50}, -1, 5u);
+  TuneGuard g(Tuning(MOERT_FFN_ISA_AUTO, MOERT_FFN_PATH_GEMM, 32, 32, 32));
+  const std::vector<float> plain = Check(p, "without a cache");
+  {
+    TestWeightCache cache; // W2 not constant: nothing kept
+    cache.AddConstant(p.w1);
+    cache.AddConstant(p.w3);
+    moert_weight_cache abi = cache.abi();
+    WeightCacheGuard cg(&abi);
+    EXPECT_TRUE(SameBits(plain, RunAgain(p)));
+    EXPECT_EQ(cache.fills, 0);
+    EXPECT_TRUE(cache.entries.empty());
+  }
+  {
+    TestWeightCache cache; // room for one expert's panels only
+    cache.AddConstant(p.w1);
+    cache.AddConstant(p.w3);
+    cache.AddConstant(p.w2);
+    cache.budget = 3 * 64 * 96 * sizeof(float) + 4096;
+    moert_weight_cache abi = cache.abi();
+    WeightCacheGuard cg(&abi);
+    EXPECT_TRUE(SameBits(plain, RunAgain(p)));
+    EXPECT_EQ(cache.fills, 1);
+    EXPECT_TRUE(SameBits(plain, RunAgain(p)));
+    EXPECT_EQ(cache.fills, 1);
+    // Another K blocking packs differently: new entries, same bits.
+    TuneGuard g2(Tuning(MOERT_FFN_ISA_AUTO, MOERT_FFN_PATH_GEMM, 16, 32, 32));
+    cache.budget = SIZE_MAX;
+    EXPECT_TRUE(SameBits(plain, RunAgain(p)));
+    EXPECT_EQ(cache.fills, 3);
+  }
 }
 
 // The GEMM work plan: one group of row blocks per thread.

@@ -10,6 +10,9 @@
  *   ident(x[?,2] f32) -> y[?,2] f32                  returns the argument's
  *        own buffer as `allocated` (libmoert must copy, never free it)
  *
+ * With a weight cache installed (full variant), `add` keeps a copy of a
+ * constant w in it and computes from that (see kept_w).
+ *
  * With a stats sink installed, `add` reports two dispatches per call:
  *   layer 0: E = 4, counts {T, 2T, 0, T}, pairs 4T + 1, dropped 1, skipped 2
  *   layer 1: E = 2, counts {T, T},        pairs 2T,     dropped 0, skipped T
@@ -121,6 +124,56 @@ static int check(const moert_view *v, int32_t dtype, int32_t rank,
 }
 
 /*---- add ----*/
+/* A weight cache (model_abi.h), full variant only: `add` keeps 2 w in it
+ * when w is constant and computes from the kept copy (y = x + kept / 2). */
+static _Thread_local moert_weight_cache g_cache;
+static _Thread_local int g_has_cache;
+static int64_t g_cache_counts[3]; /* fills, hits, calls that saw x constant */
+
+#ifndef FAKE_MODEL_NO_STATS
+EXPORT void moert_model_set_weight_cache(const moert_weight_cache *cache) {
+  g_has_cache = cache != NULL;
+  if (cache)
+    g_cache = *cache;
+}
+#endif
+
+/* Tests only: the counts since the last call (which resets them). */
+EXPORT void fake_model_take_cache_counts(int64_t out[3]) {
+  memcpy(out, g_cache_counts, sizeof g_cache_counts);
+  memset(g_cache_counts, 0, sizeof g_cache_counts);
+}
+
+/* The w that `add` adds: w itself, or its kept copy. */
+static const float *kept_w(const float *x, const float *w, int64_t T,
+                           float *scratch) {
+  if (!g_has_cache)
+    return w;
+  if (T > 0 && g_cache.is_constant(g_cache.user, x, (size_t)T * 4 * sizeof(float)))
+    ++g_cache_counts[2];
+  if (!g_cache.is_constant(g_cache.user, w, 4 * sizeof(float)))
+    return w;
+  char key[5 + sizeof w];
+  memcpy(key, "add.w", 5);
+  memcpy(key + 5, &w, sizeof w);
+  int fill = 0;
+  float *d = (float *)g_cache.acquire(g_cache.user, key, sizeof key,
+                                      4 * sizeof(float), &fill);
+  if (!d)
+    return w;
+  if (fill) {
+    for (int j = 0; j < 4; ++j)
+      d[j] = 2 * w[j];
+    g_cache.publish(g_cache.user, d);
+    ++g_cache_counts[0];
+  } else {
+    ++g_cache_counts[1];
+  }
+  for (int j = 0; j < 4; ++j)
+    scratch[j] = d[j] / 2;
+  return scratch;
+}
+
 static const int64_t k_x4[] = {-1, 4};
 static const int64_t k_w4[] = {4};
 static moert_tensor_desc g_add_args[2];
@@ -148,7 +201,8 @@ static int invoke_add(const moert_view *args, moert_view *results) {
     results[0].data = y;
   }
   const float *x = (const float *)args[0].data;
-  const float *w = (const float *)args[1].data;
+  float scratch[4];
+  const float *w = kept_w(x, (const float *)args[1].data, T, scratch);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < 4; ++j) {
       float v = x[t * 4 + j] + w[j];

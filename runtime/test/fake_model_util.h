@@ -51,6 +51,20 @@ inline void SetFakeVariant(int variant) {
   set(variant);
 }
 
+/// The fake model's weight cache counts since the last look: {copies made,
+/// copies reused, calls whose x the cache called constant}.
+inline std::vector<int64_t> TakeFakeCacheCounts() {
+  static void *handle = dlopen(MOERT_FAKE_MODEL_PATH, RTLD_NOW | RTLD_LOCAL);
+  std::vector<int64_t> counts(3, -1);
+  EXPECT_NE(handle, nullptr) << dlerror();
+  auto take = reinterpret_cast<void (*)(int64_t *)>(
+      dlsym(handle, "fake_model_take_cache_counts"));
+  EXPECT_NE(take, nullptr);
+  if (take)
+    take(counts.data());
+  return counts;
+}
+
 /// Owns a model.
 struct ModelPtr {
   moert_model_t *m = nullptr;

@@ -93,6 +93,87 @@ TEST_F(SessionTest, EvictWeightsKeepsResults) {
   EXPECT_EQ(moert_session_evict_weights(nullptr), 0);
 }
 
+// The session's weight cache: the model keeps a copy of a bound weight on
+// the first call and reads it on later ones; call inputs are never constant
+// memory; the limit bounds what is kept.
+TEST_F(SessionTest, KeepsCopiesOfBoundWeightsOnly) {
+  WeightsPtr weights;
+  weights.w = WeightsW("F32", Bytes<float>({1, 2, 3, 4}), 4);
+  SessionPtr session;
+  ASSERT_TRUE(IsOk(moert_session_create(model_.m, add_, weights.w, &session.s)));
+  // Default limit: the bound weights in f32 plus an eighth.
+  EXPECT_EQ(moert_session_packed_weights_limit(session.s), 16 + 2);
+  EXPECT_EQ(moert_session_packed_weights_bytes(session.s), 0);
+  TakeFakeCacheCounts();
+  TensorPtr x(F32({1, 4}, {0, 0, 0, 1}));
+  moert_named_tensor in[] = {{"x", x.get()}};
+  for (int call = 0; call < 3; ++call) {
+    TensorPtr y;
+    ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 1, y.out(), 1)));
+    EXPECT_EQ(Values<float>(y.get()), (std::vector<float>{1, 2, 3, 5}));
+    // Made on the first call, reused after; x is never constant.
+    EXPECT_EQ(TakeFakeCacheCounts(),
+              (std::vector<int64_t>{call == 0 ? 1 : 0, call == 0 ? 0 : 1, 0}));
+  }
+  EXPECT_EQ(moert_session_packed_weights_bytes(session.s), 16);
+#if defined(__x86_64__)
+  EXPECT_EQ(moert_session_evict_weights(session.s), 1); // copies included
+#endif
+  // An explicit w is a call input: not constant, nothing kept or read.
+  TensorPtr w(F32({4}, {9, 9, 9, 9}));
+  moert_named_tensor both[] = {{"x", x.get()}, {"w", w.get()}};
+  TensorPtr y;
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, both, 2, y.out(), 1)));
+  EXPECT_EQ(Values<float>(y.get()), (std::vector<float>{9, 9, 9, 10}));
+  EXPECT_EQ(TakeFakeCacheCounts(), (std::vector<int64_t>{0, 0, 0}));
+}
+
+TEST_F(SessionTest, PackedWeightsLimit) {
+  WeightsPtr weights;
+  weights.w = WeightsW("F32", Bytes<float>({1, 2, 3, 4}), 4);
+  SessionPtr session;
+  ASSERT_TRUE(IsOk(moert_session_create(model_.m, add_, weights.w, &session.s)));
+  EXPECT_TRUE(IsError(moert_session_set_packed_weights_limit(session.s, -1),
+                      MOERT_STATUS_INVALID_ARGUMENT, {"negative"}));
+  EXPECT_TRUE(IsError(moert_session_set_packed_weights_limit(nullptr, 0),
+                      MOERT_STATUS_INVALID_ARGUMENT, {"NULL"}));
+  ASSERT_TRUE(IsOk(moert_session_set_packed_weights_limit(session.s, 15)));
+  EXPECT_EQ(moert_session_packed_weights_limit(session.s), 15);
+  TakeFakeCacheCounts();
+  TensorPtr x(F32({1, 4}, {0, 0, 0, 1}));
+  moert_named_tensor in[] = {{"x", x.get()}};
+  for (int call = 0; call < 2; ++call) {
+    TensorPtr y;
+    ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 1, y.out(), 1)));
+    EXPECT_EQ(Values<float>(y.get()), (std::vector<float>{1, 2, 3, 5}));
+  }
+  // 16 bytes do not fit in 15: computed from w itself every call.
+  EXPECT_EQ(TakeFakeCacheCounts(), (std::vector<int64_t>{0, 0, 0}));
+  EXPECT_EQ(moert_session_packed_weights_bytes(session.s), 0);
+  EXPECT_EQ(moert_session_packed_weights_limit(nullptr), 0);
+  EXPECT_EQ(moert_session_packed_weights_bytes(nullptr), 0);
+}
+
+// One-shot calls and models without the export keep nothing.
+TEST_F(SessionTest, OneShotCallsAndModelsWithoutTheExportKeepNoCopies) {
+  WeightsPtr weights;
+  weights.w = WeightsW("F32", Bytes<float>({1, 2, 3, 4}), 4);
+  TakeFakeCacheCounts();
+  TensorPtr x(F32({1, 4}, {0, 0, 0, 1}));
+  moert_named_tensor in[] = {{"x", x.get()}};
+  TensorPtr y;
+  ASSERT_TRUE(IsOk(moert_call(model_.m, add_, weights.w, in, 1, y.out(), 1)));
+  EXPECT_EQ(Values<float>(y.get()), (std::vector<float>{1, 2, 3, 5}));
+  EXPECT_EQ(TakeFakeCacheCounts(), (std::vector<int64_t>{0, 0, 0}));
+  ModelPtr nostats;
+  ASSERT_TRUE(IsOk(moert_model_load(MOERT_FAKE_MODEL_NOSTATS_PATH, &nostats.m)));
+  SessionPtr session;
+  ASSERT_TRUE(IsOk(moert_session_create(nostats.m, 0, weights.w, &session.s)));
+  EXPECT_EQ(moert_session_packed_weights_limit(session.s), 0);
+  ASSERT_TRUE(IsOk(moert_session_set_packed_weights_limit(session.s, 100)));
+  EXPECT_EQ(moert_session_packed_weights_limit(session.s), 0);
+}
+
 TEST_F(SessionTest, ConvertsBf16WeightsToF32OnceAtBind) {
   // bf16 1.5, -2, 0.25, 3 (exact).
   WeightsPtr weights;

@@ -189,6 +189,8 @@ def main():
     p.add_argument("--no-stats", action="store_true")
     p.add_argument("--kernels", default="runtime",
                    help="moe-compile --kernels (runtime or loops; cpu only)")
+    p.add_argument("--warm-calls", type=int, default=0,
+                   help="moe-run --warm-calls: results of a call after N others")
     p.add_argument("--weights-placement", choices=["huge-pages", "map"],
                    help="moe-run --weights-placement (default: moe-run's)")
     p.add_argument("--target", default="cpu", choices=["cpu", "cuda", "rocm"],
@@ -249,6 +251,8 @@ def main():
                    "--weights", st, "--device", a.target]
             if a.weights_placement:
                 cmd += ["--weights-placement", a.weights_placement]
+            if a.warm_calls:
+                cmd += ["--warm-calls", str(a.warm_calls)]
             if not a.no_stats:
                 cmd += ["--stats", stats]
             for n, path in input_files:

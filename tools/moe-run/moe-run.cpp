@@ -3,6 +3,7 @@
 // moe-run --model libm.so [--entry NAME] [--weights w.safetensors]
 //         --input NAME=path.npy ... [--output NAME=path.npy ... | --output-dir DIR]
 //         [--print] [--threads N] [--time N] [--stats stats.json] [--list]
+//         [--packed-weights-mb N] [--warm-calls N]
 //         [--device cpu|cuda|rocm]
 //
 // Links only libmoert (no LLVM/MLIR). Every error prints one line
@@ -61,6 +62,15 @@ options:
                             memory as in serving
   --threads N               threads the model's kernels use (default 0 = all
                             cores)
+  --packed-weights-mb N     most MiB of packed weight copies the session keeps
+                            for the expert kernels' GEMM path (0 = none: pack
+                            on every call; default: what the weights take in
+                            f32, plus an eighth); with --time, the MiB kept
+                            is printed
+  --warm-calls N            make N calls (same inputs, results discarded)
+                            before the one whose results and statistics are
+                            written: checks results once the session's state
+                            is warm (packed weights kept); default 0
   --time N                  after the first (warm-up) call, run N timed calls
                             and print the mean and minimum time per call
   --stats FILE              write the routing statistics of the first call
@@ -88,6 +98,8 @@ struct Options {
   int32_t threads = 0; // 0 = all cores
   std::string device;  // "" = whatever the library targets
   bool cold = false;   // evict the caches before every timed call
+  int64_t packed_mb = -1; // < 0: the session's default
+  int64_t warm_calls = 0;
 };
 
 [[noreturn]] void Fail(const std::string &message) {
@@ -148,7 +160,8 @@ Options ParseOptions(int argc, char **argv) {
     static const char *const kValued[] = {"--model",  "--entry",      "--weights",
                                           "--input",  "--output",     "--output-dir",
                                           "--time",   "--stats",      "--threads",
-                                          "--device", "--weights-placement"};
+                                          "--device", "--weights-placement",
+                                          "--packed-weights-mb", "--warm-calls"};
     bool valued = std::find_if(std::begin(kValued), std::end(kValued),
                                [&](const char *k) { return name == k; }) !=
                   std::end(kValued);
@@ -193,6 +206,24 @@ Options ParseOptions(int argc, char **argv) {
         Fail("--threads expects an integer in [0, 4096] (0 = all cores), got '" +
              value + "'");
       o.threads = static_cast<int32_t>(n);
+    } else if (name == "--packed-weights-mb") {
+      char *end = nullptr;
+      errno = 0;
+      long long n = std::strtoll(value.c_str(), &end, 10);
+      if (errno != 0 || end == value.c_str() || *end != '\0' || n < 0 ||
+          n > (int64_t(1) << 40))
+        Fail("--packed-weights-mb expects a non-negative integer (MiB), got '" +
+             value + "'");
+      o.packed_mb = n;
+    } else if (name == "--warm-calls") {
+      char *end = nullptr;
+      errno = 0;
+      long long n = std::strtoll(value.c_str(), &end, 10);
+      if (errno != 0 || end == value.c_str() || *end != '\0' || n < 0 ||
+          n > 1000000)
+        Fail("--warm-calls expects an integer in [0, 1000000], got '" + value +
+             "'");
+      o.warm_calls = n;
     } else { // --time
       char *end = nullptr;
       errno = 0;
@@ -502,6 +533,16 @@ int main(int argc, char **argv) {
   moert_session_t *session = nullptr;
   Check(moert_session_create(model, entry_index, weights, &session));
   Check(moert_session_set_num_threads(session, o.threads));
+  if (o.packed_mb >= 0)
+    Check(moert_session_set_packed_weights_limit(session, o.packed_mb << 20));
+
+  for (int64_t i = 0; i < o.warm_calls; ++i) {
+    Results warm(entry->num_results);
+    Check(moert_session_call(session, inputs.data(), inputs.size(),
+                             warm.tensors.data(), entry->num_results),
+          "warm call " + std::to_string(i + 1));
+  }
+  moert_session_stats_reset(session);
 
   Results results(entry->num_results);
   Check(moert_session_call(session, inputs.data(), inputs.size(),
@@ -546,6 +587,12 @@ int main(int argc, char **argv) {
                 entry->name, o.time_calls,
                 o.cold ? " (cold caches)" : "",
                 total_ms / static_cast<double>(o.time_calls), min_ms);
+    const int64_t kept = moert_session_packed_weights_bytes(session);
+    std::printf("packed weights kept: %.1f MiB (%" PRId64
+                " bytes; limit %.1f MiB)\n",
+                static_cast<double>(kept) / (1 << 20), kept,
+                static_cast<double>(moert_session_packed_weights_limit(session)) /
+                    (1 << 20));
   }
 
   for (int32_t r = 0; r < entry->num_results; ++r) {

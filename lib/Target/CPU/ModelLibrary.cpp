@@ -325,6 +325,13 @@ static void moe_result(moert_view *out, void *allocated, void *aligned,
        << "void moert_model_set_parallel_hook(const moert_parallel_hook *hook) "
           "{\n"
        << "  moert_cpu_set_parallel_hook(hook);\n}\n\n";
+    // Packed weights: forward the runtime's weight cache to the kernels.
+    os << "extern void moert_cpu_set_weight_cache(const moert_weight_cache "
+          "*);\n"
+       << "__attribute__((visibility(\"default\")))\n"
+       << "void moert_model_set_weight_cache(const moert_weight_cache *cache) "
+          "{\n"
+       << "  moert_cpu_set_weight_cache(cache);\n}\n\n";
     os << "static void moe_free_result(void *allocated) { free(allocated); "
           "}\n\n";
   } else {

@@ -189,10 +189,18 @@ typedef struct {
  * done; fn may be called concurrently. Tasks come largest first, so handing
  * them out dynamically (small chunks) balances best. The kernels' results
  * do not depend on the hook: they are bit-identical for any thread count and
- * task order. This is the only state the kernels keep. */
+ * task order. */
 /* moert_task_fn and moert_parallel_hook are defined in model_abi.h: the
  * runtime provides the hook through the model library. */
 MOERT_KERNEL_EXPORT void moert_cpu_set_parallel_hook(const moert_parallel_hook *hook);
+
+/* Installs a weight cache (model_abi.h) for the kernels called from this
+ * thread (copied; NULL uninstalls). The expert FFN kernel then keeps the
+ * packed panels of its GEMM path for experts whose weights the cache calls
+ * constant, built on first use, instead of packing them on every call;
+ * everything else (the decode path, other weights) is unchanged. Results are
+ * bit-identical with or without a cache. */
+MOERT_KERNEL_EXPORT void moert_cpu_set_weight_cache(const moert_weight_cache *cache);
 
 enum moert_ffn_kind { MOERT_FFN_KIND_MLP = 0, MOERT_FFN_KIND_GLU = 1 };
 enum moert_activation {

@@ -31,6 +31,7 @@
 #ifndef MOERT_MODEL_ABI_H
 #define MOERT_MODEL_ABI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -152,6 +153,41 @@ typedef struct moert_parallel_hook {
 
 typedef void (*moert_model_set_parallel_hook_fn)(const moert_parallel_hook *hook);
 #define MOERT_MODEL_SET_PARALLEL_HOOK_SYMBOL "moert_model_set_parallel_hook"
+
+/* Packed weights (optional). A model library MAY export
+ *
+ *   void moert_model_set_weight_cache(const moert_weight_cache *cache);
+ *
+ * which installs `cache` for the calling thread (copied; NULL uninstalls).
+ * The model's kernels may then keep copies of constant weights in a layout
+ * of their own (the CPU expert kernel: its GEMM path's packed panels, built
+ * once instead of on every call) in memory the cache hands out, keyed by a
+ * byte string of their choosing that names the source weights and the
+ * layout. Results do not depend on the cache (bit-identical with or
+ * without). libmoert installs its session's cache around `invoke`. The
+ * callbacks may be called from any thread of the parallel hook,
+ * concurrently:
+ *
+ *   is_constant(user, p, bytes): nonzero when [p, p + bytes) lies inside
+ *     memory that stays unchanged while the cache exists (libmoert: the
+ *     weights bound to the session), so a copy derived from it stays valid.
+ *   acquire(user, key, key_bytes, bytes, &fill): the entry stored under the
+ *     key. A ready entry: returns its data, *fill = 0. No entry and bytes > 0
+ *     within the cache's budget: creates one and returns its 64-byte aligned,
+ *     uninitialised data with *fill = 1; the caller writes it and then calls
+ *     publish. Otherwise (bytes == 0, an entry being written by another
+ *     thread, over the budget, no memory): NULL.
+ *   publish(user, data): marks an entry created by acquire as ready. */
+typedef struct moert_weight_cache {
+  void *user;
+  int (*is_constant)(void *user, const void *p, size_t bytes);
+  void *(*acquire)(void *user, const void *key, size_t key_bytes, size_t bytes,
+                   int *fill);
+  void (*publish)(void *user, void *data);
+} moert_weight_cache;
+
+typedef void (*moert_model_set_weight_cache_fn)(const moert_weight_cache *cache);
+#define MOERT_MODEL_SET_WEIGHT_CACHE_SYMBOL "moert_model_set_weight_cache"
 
 #ifdef __cplusplus
 }

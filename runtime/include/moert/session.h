@@ -178,10 +178,38 @@ MOERT_API_EXPORT void moert_session_set_stats_enabled(moert_session_t *session,
                                                       int enabled);
 MOERT_API_EXPORT int moert_session_stats_enabled(const moert_session_t *session);
 
+/*===----------------------------------------------------------------------===*
+ * Packed weights
+ *===----------------------------------------------------------------------===*/
+
+/* A CPU session keeps, for the model's expert kernels, copies of its bound
+ * weights in the layout the kernels compute from (the packed panels of the
+ * grouped-GEMM path that prefill-sized calls take), made when a call first
+ * needs them: later calls skip the repacking of every expert's weights
+ * (Mixtral-small T=512: 3-4% of the call). Only weights bound at creation
+ * are kept, never call inputs; results are bit-identical either way. The
+ * copies count against a limit, by default as many bytes as the bound
+ * weights take in f32 plus an eighth (every expert once, panels padded); a call that would exceed it packs
+ * per call as before. Sessions of device models and one-shot calls
+ * (moert_call) keep none.
+ *
+ * Sets the limit in bytes (0: keep no more copies). Copies already made are
+ * kept until the session is released. INVALID_ARGUMENT when negative. */
+MOERT_API_EXPORT moert_status_t moert_session_set_packed_weights_limit(
+    moert_session_t *session, int64_t max_bytes);
+
+/* The limit (0 for sessions that keep no copies). */
+MOERT_API_EXPORT int64_t moert_session_packed_weights_limit(
+    const moert_session_t *session);
+
+/* Bytes of packed copies the session holds now. */
+MOERT_API_EXPORT int64_t moert_session_packed_weights_bytes(
+    const moert_session_t *session);
+
 /* Flushes every weight buffer bound to a CPU session out of the CPU caches
- * (x86: clflush of each cache line), so that the next call reads its weights
- * from memory, as a decode step does in a server where other work ran in
- * between. Sweeping a large buffer is not enough for that: last-level caches
+ * (x86: clflush of each cache line; the session's packed copies too), so
+ * that the next call reads its weights from memory, as a decode step does in
+ * a server where other work ran in between. Sweeping a large buffer is not enough for that: last-level caches
  * keep lines that are reused call after call in preference to streamed ones.
  * For benchmarks (moe-run --cold); it costs a pass over the weights. Returns
  * 1 when the weights were flushed, 0 when it cannot be done (NULL, a device

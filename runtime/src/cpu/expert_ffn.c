@@ -101,6 +101,10 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_DECODE_ROWS 48
 #define MOERT_FFN_MIN_SPLIT 32  /* smallest piece of an expert split between threads */
 #define MOERT_FFN_PACK_ROWS 8   /* cost of packing an expert's weights, in rows */
+/* The same with a weight cache: the panels are packed once (the first call
+ * pays as before) and then only read; what is left is the cost of a block
+ * that starts cold. */
+#define MOERT_FFN_PACKED_ROWS 1
 #define MOERT_FFN_DEC_MIN_CHUNK 64 /* fewest columns of a decode task */
 #ifndef MOERT_FFN_DEC_KBYTES
 /* Weight bytes per decode K block. 64 KiB streams 5-20% faster than 192 KiB
@@ -153,11 +157,36 @@ typedef struct {
   int has_b1, has_b2;
   int no_heap; /* test knob: every allocation fails */
   int64_t stream_bytes; /* decode: widest row-streamed product (bytes) */
+  /* Where GEMM-path packed panels of constant weights are kept across calls
+   * (moert_cpu_set_weight_cache), or NULL. */
+  moert_weight_cache wc;
+  int has_wc;
 } Ffn;
 
 /* Every scratch allocation of the kernel goes through here. */
 static void *moert_ffn_alloc(const Ffn *P, size_t bytes) {
   return P->no_heap ? NULL : malloc(bytes ? bytes : 1);
+}
+
+/* What names one expert's packed GEMM-path panels in the weight cache: the
+ * source matrices and everything the packed layout depends on (instruction
+ * set width, blocking, shapes, gate/up placement). Zero-filled before use,
+ * so the padding bytes compare equal too. */
+typedef struct {
+  uint32_t version; /* of the packed layout */
+  int32_t vl, glu, dtype, trans;
+  int64_t fb, kc, dn, din, dout, f;
+  const void *g, *u, *w2;
+  int64_t gld, uld, w2ld, cg0, cgs, cu0, cus;
+} FfnPackKey;
+
+/* Bytes of the stored elements of logical [K, N] matrix W (columns up to
+ * ncols - 1) from W->p on: what a packed copy is derived from. */
+static size_t ffn_mat_bytes(const MatV *W, int64_t K, int64_t ncols, size_t es) {
+  if (K <= 0 || ncols <= 0)
+    return 0;
+  const int64_t n = W->trans ? (ncols - 1) * W->ld + K : (K - 1) * W->ld + ncols;
+  return (size_t)n * es;
 }
 
 /* Source of one slot of packed panels: logical column c0 + u cs of W for
@@ -258,6 +287,9 @@ static inline int64_t pf_per_iter(const PfCursor *c, int64_t iters) {
 typedef struct {
   int64_t row_block, f_block, k_block, decode_rows, stream_bytes;
   int path;
+  /* Planner: what packing an expert's weights costs, in rows (see
+   * ffn_plan_split); next to nothing when packed panels are kept. */
+  int64_t pack_rows;
 } MoertFfnTune;
 
 typedef struct {
@@ -326,6 +358,84 @@ static void moert_ffn_pf_w2(const Ffn *P, const MatV *w2, PfCursor *c,
   c->r[0] = pf_region(w2, P->es, f0, f0 + nf, d0, d1);
 }
 
+/* Prefetch region of the next kept packed block: nfl floats from next,
+ * clipped at end (none when next is NULL or at the end). Kept panels lie in
+ * the order the kernel reads them, so this is one contiguous run. */
+static void ffn_pf_kept(PfCursor *c, const float *next, int64_t nfl,
+                        const float *end) {
+  c->nr = 0;
+  if (!next || next >= end)
+    return;
+  if (nfl > end - next)
+    nfl = end - next;
+  c->nr = 1;
+  c->r[0].base = (const char *)next;
+  c->r[0].rows = 1;
+  c->r[0].step = 0;
+  c->r[0].run = nfl * (int64_t)sizeof(float);
+}
+
+/* Bytes of one expert's packed GEMM-path panels (gemm_rows: for each F
+ * block, its W1/W3 panels over all of D, then its W2 panels over all output
+ * columns), for panels of NR = 2 VL floats. */
+static size_t ffn_packed_bytes(const Ffn *P, const MoertFfnTune *tn, int64_t vl) {
+  const int64_t nr = 2 * vl, pf = P->kind == MOERT_FFN_GLU ? vl : nr;
+  const int64_t q2 = (P->Dout + nr - 1) / nr; /* DN is a multiple of NR */
+  size_t n = 0;
+  for (int64_t fb0 = 0; fb0 < P->F; fb0 += tn->f_block) {
+    const int64_t nf = P->F - fb0 < tn->f_block ? P->F - fb0 : tn->f_block;
+    n += (size_t)(P->Din * ((nf + pf - 1) / pf) * nr + nf * q2 * nr);
+  }
+  return n * sizeof(float);
+}
+
+/* The weight cache's entry for an expert's packed panels (views g, u, w2):
+ * ready (*fill = 0), or new and to be written by the caller, who then
+ * publishes it (*fill = 1). NULL when there is no cache, the weights are not
+ * constant or the cache declines (see moert_weight_cache). */
+static float *ffn_cache_acquire(const Ffn *P, const MoertFfnTune *tn,
+                                int64_t vl, const MatV *g,
+                                const MatV *u, const MatV *w2, int *fill) {
+  *fill = 0;
+  if (!P->has_wc || P->F == 0 || P->Din == 0)
+    return NULL;
+  const int glu = P->kind == MOERT_FFN_GLU;
+  const size_t es = P->es;
+  if (!P->wc.is_constant(P->wc.user, g->p,
+                         ffn_mat_bytes(g, P->Din, P->cg0 + (P->F - 1) * P->cgs + 1, es)) ||
+      (glu && !P->wc.is_constant(P->wc.user, u->p,
+                                 ffn_mat_bytes(u, P->Din, P->cu0 + (P->F - 1) * P->cus + 1, es))) ||
+      !P->wc.is_constant(P->wc.user, w2->p, ffn_mat_bytes(w2, P->F, P->Dout, es)))
+    return NULL;
+  FfnPackKey key;
+  memset(&key, 0, sizeof key);
+  key.version = 1;
+  key.vl = (int32_t)vl;
+  key.glu = glu;
+  key.dtype = P->dtype;
+  key.trans = P->trans;
+  key.fb = tn->f_block;
+  key.kc = tn->k_block;
+  key.dn = MOERT_FFN_N_BLOCK;
+  key.din = P->Din;
+  key.dout = P->Dout;
+  key.f = P->F;
+  key.g = g->p;
+  key.gld = g->ld;
+  key.cg0 = P->cg0;
+  key.cgs = P->cgs;
+  if (glu) {
+    key.u = u->p;
+    key.uld = u->ld;
+    key.cu0 = P->cu0;
+    key.cus = P->cus;
+  }
+  key.w2 = w2->p;
+  key.w2ld = w2->ld;
+  return (float *)P->wc.acquire(P->wc.user, &key, sizeof key,
+                                ffn_packed_bytes(P, tn, vl), fill);
+}
+
 /*===----------------------------------------------------------------------===*
  * Kernel instances
  *===----------------------------------------------------------------------===*/
@@ -367,6 +477,17 @@ static _Thread_local moert_parallel_hook tl_hook;
 static _Thread_local int tl_hook_set;
 static _Thread_local moert_expert_ffn_tuning tl_tuning;
 static _Thread_local int tl_tuning_set;
+static _Thread_local moert_weight_cache tl_cache;
+static _Thread_local int tl_cache_set;
+
+void moert_cpu_set_weight_cache(const moert_weight_cache *cache) {
+  if (cache && cache->is_constant && cache->acquire && cache->publish) {
+    tl_cache = *cache;
+    tl_cache_set = 1;
+  } else {
+    tl_cache_set = 0;
+  }
+}
 
 void moert_cpu_set_parallel_hook(const moert_parallel_hook *hook) {
   if (hook) {
@@ -430,7 +551,8 @@ static const MoertFfnOps *moert_ffn_ops(void) {
 static MoertFfnTune moert_ffn_tune(void) {
   MoertFfnTune t = {MOERT_FFN_ROW_BLOCK, MOERT_FFN_F_BLOCK, MOERT_FFN_K_BLOCK,
                     MOERT_FFN_DECODE_ROWS, MOERT_FFN_DEC_STREAM_BYTES,
-                    MOERT_FFN_PATH_AUTO};
+                    MOERT_FFN_PATH_AUTO,
+                    tl_cache_set ? MOERT_FFN_PACKED_ROWS : MOERT_FFN_PACK_ROWS};
   if (tl_tuning_set) {
     const moert_expert_ffn_tuning *u = &tl_tuning;
     if (u->row_block > 0)
@@ -697,8 +819,8 @@ static int64_t ffn_blocks(int64_t n, int64_t rb) {
 }
 
 /* Estimated cost of n rows of one expert on the GEMM path, in rows. */
-static int64_t ffn_cost(int64_t n, int64_t rb) {
-  return n + MOERT_FFN_PACK_ROWS * ffn_blocks(n, rb);
+static int64_t ffn_cost(const MoertFfnTune *tn, int64_t n) {
+  return n + tn->pack_rows * ffn_blocks(n, tn->row_block);
 }
 
 /* Appends the GEMM tasks of rows [i0, i0 + n) of expert e: ffn_blocks(n, rb)
@@ -717,9 +839,11 @@ static int64_t ffn_emit_blocks(FfnTask *tasks, int64_t nt, int64_t e,
 /* Two ways of dealing the GEMM-path experts (expert e: rows [est[e],
  * est[e + 1])) out to nthr threads as groups of tasks, one group per thread
  * (group g: tasks [gofs[g], gofs[g + 1])). Both use a cost model in rows: a
- * block of m rows costs m + MOERT_FFN_PACK_ROWS, the second term being the
+ * block of m rows costs m + tn->pack_rows, the second term being the
  * packing of the expert's weights that every block does (both terms scale
- * with D x F, so the ratio holds for every shape). The planner keeps the
+ * with D x F, so the ratio holds for every shape; with a weight cache the
+ * panels are packed once and the term nearly vanishes, so pieces of an
+ * expert cost only their rows). The planner keeps the
  * plan whose busiest thread has less to do:
  *
  *  - whole experts, largest first to the least loaded thread (LPT): no
@@ -745,7 +869,7 @@ static int64_t ffn_plan_split(const MoertFfnTune *tn, const int64_t *est,
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = est[e + 1] - est[e];
     if (n > 0 && !ffn_decode(tn, n))
-      left += ffn_cost(n, rb);
+      left += ffn_cost(tn, n);
   }
   int64_t ng = 0, nt = 0, fill = 0;
   int64_t share = (left + nthr - 1) / nthr;
@@ -757,13 +881,13 @@ static int64_t ffn_plan_split(const MoertFfnTune *tn, const int64_t *est,
       continue;
     int64_t i = 0;
     while (i < n) {
-      const int64_t r = n - i, cost = ffn_cost(r, rb);
+      const int64_t r = n - i, cost = ffn_cost(tn, r);
       const int64_t room = share - fill;
       int64_t take = r;
       if (ng < nthr - 1 && cost > room) {
         /* The rows that fill the room, to a multiple of 8; an empty group
          * takes at least a minimal piece. */
-        int64_t m = room - MOERT_FFN_PACK_ROWS * ffn_blocks(room, rb);
+        int64_t m = room - tn->pack_rows * ffn_blocks(room, rb);
         m = (m + 4) / 8 * 8;
         if (fill == 0 && m < MOERT_FFN_MIN_SPLIT)
           m = MOERT_FFN_MIN_SPLIT;
@@ -776,8 +900,8 @@ static int64_t ffn_plan_split(const MoertFfnTune *tn, const int64_t *est,
       }
       if (take > 0) {
         nt = ffn_emit_blocks(tasks, nt, e, est[e] + i, take, rb);
-        fill += ffn_cost(take, rb);
-        left += ffn_cost(r - take, rb) - cost;
+        fill += ffn_cost(tn, take);
+        left += ffn_cost(tn, r - take) - cost;
         i += take;
       }
       if (fill > *busiest)
@@ -818,7 +942,7 @@ static int64_t ffn_plan_whole(const MoertFfnTune *tn, const int64_t *est,
     const int64_t n = est[e + 1] - est[e];
     group[e] = -1;
     if (n > 0 && !ffn_decode(tn, n)) {
-      FfnExpertCost c = {ffn_cost(n, tn->row_block), e};
+      FfnExpertCost c = {ffn_cost(tn, n), e};
       order[no++] = c;
     }
   }
@@ -901,7 +1025,7 @@ int64_t moert_expert_ffn_plan(const int64_t *counts, int64_t E, int64_t nthr,
     for (int64_t g = 0; g < ng; ++g)
       for (int64_t t = gofs[g]; t < gofs[g + 1]; ++t) {
         rows[g] += tasks[t].n;
-        cost[g] += ffn_cost(tasks[t].n, tn.row_block);
+        cost[g] += ffn_cost(&tn, tasks[t].n);
       }
   }
   free(est);
@@ -948,6 +1072,9 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   const MoertFfnTune tn = moert_ffn_tune();
   P.no_heap = tl_tuning_set && tl_tuning.no_heap;
   P.stream_bytes = tn.stream_bytes;
+  P.has_wc = tl_cache_set;
+  if (tl_cache_set)
+    P.wc = tl_cache;
   const MoertFfnOps *ops = moert_ffn_ops();
   const moert_parallel_hook *hook =
       tl_hook_set && tl_hook.parallel_for && tl_hook.num_threads > 1 ? &tl_hook

@@ -763,6 +763,31 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
                                             glu ? P->cus : P->cgs}};
   PackSrc s2[2] = {{&w2, 0, 1}, {&w2, 0, 1}};
   const int64_t tiles = (m + MR - 1) / MR;
+  /* Packed panels kept in the weight cache: read them (packing them first
+   * when this call creates the entry) instead of packing per block. */
+  int fill;
+  float *kept = ffn_cache_acquire(P, tn, VL, &gv, &uv, &w2, &fill);
+  if (kept && fill) {
+    float *d = kept;
+    for (int64_t fb0 = 0; fb0 < F; fb0 += FB) {
+      const int64_t nf = F - fb0 < FB ? F - fb0 : FB;
+      const int64_t Q1 = (nf + PF - 1) / PF;
+      for (int64_t k0 = 0; k0 < Din; k0 += KC) {
+        const int64_t kc = Din - k0 < KC ? Din - k0 : KC;
+        NAME(pack_block)(d, kc, k0, Q1, fb0, fb0 + nf, PF, glu ? 0 : VL, s1, P->dtype);
+        d += kc * Q1 * NR;
+      }
+      for (int64_t dn0 = 0; dn0 < Dout; dn0 += DN) {
+        const int64_t dn = Dout - dn0 < DN ? Dout - dn0 : DN;
+        const int64_t Q2 = (dn + NR - 1) / NR;
+        NAME(pack_block)(d, nf, fb0, Q2, dn0, Dout, NR, VL, s2, P->dtype);
+        d += nf * Q2 * NR;
+      }
+    }
+    P->wc.publish(P->wc.user, kept);
+  }
+  const float *kp = kept; /* the next kept block */
+  const float *kend = kept ? kept + ffn_packed_bytes(P, tn, VL) / sizeof(float) : NULL;
   PfCursor pf;
   for (int64_t fb0 = 0; fb0 < F; fb0 += FB) {
     const int64_t nf = F - fb0 < FB ? F - fb0 : FB;
@@ -771,17 +796,24 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
     int64_t k0 = 0;
     do {
       const int64_t kc = Din - k0 < KC ? Din - k0 : KC;
-      NAME(pack_block)(bp1, kc, k0, Q1, fb0, fb0 + nf, PF, glu ? 0 : VL, s1, P->dtype);
-      /* Prefetch what the next packing reads: the next K slice, or the
-       * first W2 block. */
-      if (k0 + kc < Din)
-        moert_ffn_pf_w1(P, &gv, &uv, &pf, k0 + kc, k0 + kc + (Din - k0 - kc < KC ? Din - k0 - kc : KC), fb0, nf);
-      else
-        moert_ffn_pf_w2(P, &w2, &pf, fb0, nf, 0, Dout < DN ? Dout : DN);
+      const float *b1 = bp1;
+      if (kp) {
+        b1 = kp;
+        kp += kc * Q1 * NR;
+        ffn_pf_kept(&pf, kp, kc * Q1 * NR, kend);
+      } else {
+        NAME(pack_block)(bp1, kc, k0, Q1, fb0, fb0 + nf, PF, glu ? 0 : VL, s1, P->dtype);
+        /* Prefetch what the next packing reads: the next K slice, or the
+         * first W2 block. */
+        if (k0 + kc < Din)
+          moert_ffn_pf_w1(P, &gv, &uv, &pf, k0 + kc, k0 + kc + (Din - k0 - kc < KC ? Din - k0 - kc : KC), fb0, nf);
+        else
+          moert_ffn_pf_w2(P, &w2, &pf, fb0, nf, 0, Dout < DN ? Dout : DN);
+      }
       pf_start(&pf, Q1 * tiles);
       for (int64_t q = 0; q < Q1; ++q)
         for (int64_t i0 = 0; i0 < m; i0 += MR)
-          NAME(ukr)(kc, xa + i0, k0, bp1 + q * kc * NR, ar + i0, q * NR,
+          NAME(ukr)(kc, xa + i0, k0, b1 + q * kc * NR, ar + i0, q * NR,
                     (int)(m - i0 < MR ? m - i0 : MR), NR, k0 > 0, NULL, &pf);
       k0 += kc;
     } while (k0 < Din);
@@ -801,23 +833,30 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
     for (int64_t dn0 = 0; dn0 < Dout; dn0 += DN) {
       const int64_t dn = Dout - dn0 < DN ? Dout - dn0 : DN;
       const int64_t Q2 = (dn + NR - 1) / NR;
-      NAME(pack_block)(bp2, nf, fb0, Q2, dn0, Dout, NR, VL, s2, P->dtype);
-      /* Next: the following W2 block, or the next F block's first slice. */
-      if (dn0 + DN < Dout) {
-        moert_ffn_pf_w2(P, &w2, &pf, fb0, nf, dn0 + DN,
-                        Dout - dn0 - DN < DN ? Dout : dn0 + 2 * DN);
-      } else if (fb0 + FB < F) {
-        moert_ffn_pf_w1(P, &gv, &uv, &pf, 0, Din < KC ? Din : KC, fb0 + FB,
-                        F - fb0 - FB < FB ? F - fb0 - FB : FB);
+      const float *b2 = bp2;
+      if (kp) {
+        b2 = kp;
+        kp += nf * Q2 * NR;
+        ffn_pf_kept(&pf, kp, nf * Q2 * NR, kend);
       } else {
-        pf.nr = 0;
+        NAME(pack_block)(bp2, nf, fb0, Q2, dn0, Dout, NR, VL, s2, P->dtype);
+        /* Next: the following W2 block, or the next F block's first slice. */
+        if (dn0 + DN < Dout) {
+          moert_ffn_pf_w2(P, &w2, &pf, fb0, nf, dn0 + DN,
+                          Dout - dn0 - DN < DN ? Dout : dn0 + 2 * DN);
+        } else if (fb0 + FB < F) {
+          moert_ffn_pf_w1(P, &gv, &uv, &pf, 0, Din < KC ? Din : KC, fb0 + FB,
+                          F - fb0 - FB < FB ? F - fb0 - FB : FB);
+        } else {
+          pf.nr = 0;
+        }
       }
       pf_start(&pf, Q2 * tiles);
       for (int64_t q = 0; q < Q2; ++q) {
         const int64_t n0 = dn0 + q * NR;
         const int64_t nn = Dout - n0 < NR ? Dout - n0 : NR;
         for (int64_t i0 = 0; i0 < m; i0 += MR)
-          NAME(ukr)(nf, (const float *const *)hr + i0, 0, bp2 + q * nf * NR,
+          NAME(ukr)(nf, (const float *const *)hr + i0, 0, b2 + q * nf * NR,
                     orow + i0, n0, (int)(m - i0 < MR ? m - i0 : MR), nn, fb0 > 0,
                     last && P->has_b2 ? b2v + n0 : NULL, &pf);
       }

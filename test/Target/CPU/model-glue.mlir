@@ -13,6 +13,10 @@
 // GLUE:   _mlir_ciface_layer(&res, &a0, &a1);
 // GLUE:   moe_result(&results[1], res.r1.allocated, res.r1.aligned, res.r1.offset, res.r1.sizes, 1, 3, 4);
 // GLUE: int tiny_layer(const moert_view *args, moert_view *results) {
+// GLUE: void moert_model_set_parallel_hook(const moert_parallel_hook *hook) {
+// GLUE-NEXT:   moert_cpu_set_parallel_hook(hook);
+// GLUE: void moert_model_set_weight_cache(const moert_weight_cache *cache) {
+// GLUE-NEXT:   moert_cpu_set_weight_cache(cache);
 // GLUE: MOERT_MODEL_ABI_VERSION, "tiny", "cpu", 1, moe_entries, moe_free_result};
 // GLUE: const moert_model_desc *moert_model_describe(void)
 
