@@ -494,6 +494,8 @@ ISA_AI void NAME(colrange_t)(const int dtype, const size_t es, int64_t n,
     int64_t kb = MOERT_FFN_DEC_KBYTES / (rowb > 0 ? rowb : 1);
     if (kb < 8)
       kb = 8;
+    if (n >= MOERT_FFN_DEC_DEEP_ROWS && kb < MOERT_FFN_DEC_DEEP_K)
+      kb = MOERT_FFN_DEC_DEEP_K;
     const int64_t calls = (nc + CW - 1) / CW * ((n + CR_ROWS - 1) / CR_ROWS);
     PfCursor pf;
     for (int64_t kb0 = 0; kb0 < K; kb0 += kb) {
@@ -641,9 +643,10 @@ ISA_AI void NAME(dec1_steps)(const Ffn *P, int64_t e, const float *const *x,
 }
 
 /* h rows (hrow[r] + f - hcol0) = FFN hidden activations of rows x[r], r < n
- * (<= MOERT_DEC_MAX_ROWS), for f in [f0, f1). In steps of S ~ 32K / n
- * hidden units (L2-sized accumulators; wide steps mean long sequential
- * weight rows for in_out) with heap buffers; without memory (or for short
+ * (<= MOERT_DEC_MAX_ROWS), for f in [f0, f1). In steps of S ~
+ * MOERT_DEC_ACC_FLOATS / n hidden units (L2-sized accumulators, next to the
+ * K blocks of weights; wide steps mean long sequential weight rows for
+ * in_out) with heap buffers; without memory (or for short
  * out_in ranges), in steps of MOERT_DEC_SUB units and groups of at most 16
  * rows with stack buffers (same bits: chunking never changes a sum). */
 ISA_FN static void NAME(dec1)(const Ffn *P, int64_t e, const float *const *x,
@@ -651,7 +654,7 @@ ISA_FN static void NAME(dec1)(const Ffn *P, int64_t e, const float *const *x,
                               float *const *hrow, int64_t hcol0) {
   const int64_t nf = f1 - f0;
   if (nf > MOERT_DEC_SUB || n > 16) {
-    int64_t S = (32768 / n + 63) / 64 * 64;
+    int64_t S = (MOERT_DEC_ACC_FLOATS / n + 63) / 64 * 64;
     if (S > nf)
       S = nf;
     /* G, U, RAW (2 S per row), bg, bu. */
