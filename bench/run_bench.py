@@ -4,7 +4,8 @@ the same run.
 
     /usr/bin/python3 bench/run_bench.py [--tokens 1,8,64,512,2048] [--rounds N]
         [--threads 1,2] [--configs mixtral-small,deepseek-fine,switch,mixtral-skewed,mixtral-bf16]
-        [--runs N] [--skew-pairs N] [--markdown FILE] [--json FILE]
+        [--runs N] [--skew-pairs N] [--packed-pairs N] [--bf16-pairs N]
+        [--markdown FILE] [--json FILE]
 
 For every configuration, token count and thread count it reports the time
 per call of the compiled model (moe-compile + moe-run, weights from a
@@ -14,7 +15,11 @@ actually done, GB/s of distinct expert weights touched, and ratios against:
   * loop:   a Hugging Face style per-expert loop on OpenBLAS (bench/baselines.c)
   * sgemm:  OpenBLAS cblas_sgemm on an equal-FLOP shape (rate ratio)
   * torch:  PyTorch eager, HF Mixtral-style block, when /usr/bin/python3 has torch
-and the DRAM read bandwidth measured by bench/baselines.c.
+and the DRAM read bandwidth measured by bench/baselines.c. Ratios of two of
+our own calls are measured as interleaved pairs of runs (median and range):
+skewed against balanced routing (T >= 64), the session's packed weights
+kept against packed per call (T >= 512) and cold bf16 against f32 weights
+(T <= 8).
 Needs numpy and libopenblas-dev; builds bench/baselines.c with cc.
 """
 
@@ -191,33 +196,68 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
                 wbytes=wbytes)
 
 
-def skew_ab(models, T, th, pairs, bindir, runs):
-    """Skewed against balanced routing at T tokens on th threads, measured
-    interleaved: `pairs` alternations of one moe-run of each model (the order
-    flips every pair), so drift on a shared machine hits both alike. Returns
-    the median and range of the per-pair ratios skewed / balanced and each
-    model's best time."""
-    libs = {name: (lib, st, inputs[T]) for name, lib, st, inputs in models
-            if name in ("mixtral-small", "mixtral-skewed") and T in inputs}
-    if len(libs) < 2:
-        return None
-    best = {"mixtral-small": 1e30, "mixtral-skewed": 1e30}
+def interleaved(variants, T, th, pairs, bindir, runs, extra=()):
+    """Two variants of a call measured interleaved: `pairs` alternations of
+    one moe-run of each (the order flips every pair), so drift on a shared
+    machine hits both alike. variants: [(key, lib, st, xin, moe-run options)]
+    with the numerator first. Returns the median and range of the per-pair
+    ratios first / second and each variant's best time."""
+    best = {v[0]: 1e30 for v in variants}
     ratios = []
     for i in range(pairs):
         ms = {}
-        order = ["mixtral-small", "mixtral-skewed"]
-        for name in order if i % 2 == 0 else order[::-1]:
-            lib, st, xin = libs[name]
+        for key, lib, st, xin, opts in variants if i % 2 == 0 else variants[::-1]:
             out = run([os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
                        "--input", "x=" + xin, "--time", str(timed_calls(T, runs)),
-                       "--threads", str(th)])
-            ms[name] = float(re.search(r"min ([0-9.]+) ms", out).group(1))
-            best[name] = min(best[name], ms[name])
-        ratios.append(ms["mixtral-skewed"] / ms["mixtral-small"])
+                       "--threads", str(th)] + list(extra) + list(opts))
+            ms[key] = float(re.search(r"min ([0-9.]+) ms", out).group(1))
+            best[key] = min(best[key], ms[key])
+        ratios.append(ms[variants[0][0]] / ms[variants[1][0]])
     ratios.sort()
     return dict(T=T, threads=th, pairs=pairs, median=ratios[len(ratios) // 2],
-                lo=ratios[0], hi=ratios[-1], balanced_ms=best["mixtral-small"],
-                skewed_ms=best["mixtral-skewed"])
+                lo=ratios[0], hi=ratios[-1], a_ms=best[variants[0][0]],
+                b_ms=best[variants[1][0]])
+
+
+def model_variants(models, T, names, opts=((), ())):
+    by = {name: (lib, st, inputs[T]) for name, lib, st, inputs in models if T in inputs}
+    if not all(n in by for n in names):
+        return None
+    return [(n + (" " + " ".join(o) if o else ""),) + by[n] + (list(o),)
+            for n, o in zip(names, opts)]
+
+
+def skew_ab(models, T, th, pairs, bindir, runs):
+    """Skewed against balanced routing (interleaved)."""
+    v = model_variants(models, T, ["mixtral-skewed", "mixtral-small"])
+    if not v:
+        return None
+    r = interleaved(v, T, th, pairs, bindir, runs)
+    r.update(skewed_ms=r.pop("a_ms"), balanced_ms=r.pop("b_ms"))
+    return r
+
+
+def packed_ab(models, T, th, pairs, bindir, runs):
+    """Mixtral-small with the session's packed weights kept (the default)
+    against packing them on every call (moe-run --packed-weights-mb 0),
+    interleaved."""
+    v = model_variants(models, T, ["mixtral-small", "mixtral-small"],
+                       ((), ("--packed-weights-mb", "0")))
+    if not v:
+        return None
+    r = interleaved(v, T, th, pairs, bindir, runs)
+    r.update(kept_ms=r.pop("a_ms"), per_call_ms=r.pop("b_ms"))
+    return r
+
+
+def bf16_cold_ab(models, T, th, pairs, bindir, runs):
+    """Cold decode with bf16 weights against f32 weights, interleaved."""
+    v = model_variants(models, T, ["mixtral-bf16", "mixtral-small"])
+    if not v:
+        return None
+    r = interleaved(v, T, th, pairs, bindir, runs, extra=("--cold",))
+    r.update(bf16_ms=r.pop("a_ms"), f32_ms=r.pop("b_ms"))
+    return r
 
 
 def merge_rounds(old, new):
@@ -265,6 +305,13 @@ def main():
                    help="skewed against balanced routing (T >= 64, with both "
                         "mixtral-small and mixtral-skewed configured): this many "
                         "interleaved pairs of runs; 0 skips it")
+    p.add_argument("--packed-pairs", type=int, default=5,
+                   help="packed weights kept against packed per call (mixtral-small, "
+                        "T >= 512): this many interleaved pairs; 0 skips it")
+    p.add_argument("--bf16-pairs", type=int, default=7,
+                   help="cold bf16 against f32 weights (T <= 8, with mixtral-small "
+                        "and mixtral-bf16 configured): this many interleaved pairs; "
+                        "0 skips it")
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--markdown")
     p.add_argument("--json")
@@ -352,8 +399,33 @@ def main():
                               "interleaved pairs); best %.3f / %.3f ms" % (
                                   T, th, r["median"], r["lo"], r["hi"], r["pairs"],
                                   r["skewed_ms"], r["balanced_ms"]), flush=True)
+    packed = []
+    if a.packed_pairs > 0:
+        for T in sorted(int(t) for t in a.tokens.split(",")):
+            for th in threads:
+                if T >= 512:
+                    r = packed_ab(models, T, th, a.packed_pairs, bindir, a.runs)
+                    if r:
+                        packed.append(r)
+                        print("packed kept/per call T=%-5d th=%d  median %.3f (range %.3f-%.3f "
+                              "over %d interleaved pairs); best %.3f / %.3f ms" % (
+                                  T, th, r["median"], r["lo"], r["hi"], r["pairs"],
+                                  r["kept_ms"], r["per_call_ms"]), flush=True)
+    bf16_cold = []
+    if a.bf16_pairs > 0:
+        for T in sorted(int(t) for t in a.tokens.split(",")):
+            for th in threads:
+                if T <= 8:
+                    r = bf16_cold_ab(models, T, th, a.bf16_pairs, bindir, a.runs)
+                    if r:
+                        bf16_cold.append(r)
+                        print("cold bf16/f32 T=%-5d th=%d  median %.3f (range %.3f-%.3f "
+                              "over %d interleaved pairs); best %.3f / %.3f ms" % (
+                                  T, th, r["median"], r["lo"], r["hi"], r["pairs"],
+                                  r["bf16_ms"], r["f32_ms"]), flush=True)
     if a.json:
-        json.dump(dict(rows=rows, skew=skew), open(a.json, "w"), indent=1)
+        json.dump(dict(rows=rows, skew=skew, packed=packed, bf16_cold=bf16_cold),
+                  open(a.json, "w"), indent=1)
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s, % of DRAM then) | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
@@ -384,6 +456,20 @@ def main():
                     f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
                         r["T"], r["threads"], r["median"], r["lo"], r["hi"], r["pairs"],
                         r["skewed_ms"], r["balanced_ms"]))
+            if packed:
+                f.write("\n| T | threads | packed weights kept / packed per call: median of interleaved pairs (range) | best kept ms | best per-call ms |\n")
+                f.write("|---|---|---|---|---|\n")
+                for r in packed:
+                    f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
+                        r["T"], r["threads"], r["median"], r["lo"], r["hi"], r["pairs"],
+                        r["kept_ms"], r["per_call_ms"]))
+            if bf16_cold:
+                f.write("\n| T | threads | cold bf16 / f32: median of interleaved pairs (range) | best bf16 ms | best f32 ms |\n")
+                f.write("|---|---|---|---|---|\n")
+                for r in bf16_cold:
+                    f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
+                        r["T"], r["threads"], r["median"], r["lo"], r["hi"], r["pairs"],
+                        r["bf16_ms"], r["f32_ms"]))
     return 0
 
 
