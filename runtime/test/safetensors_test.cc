@@ -180,12 +180,42 @@ TEST(Safetensors, PlacementsLoadTheSameTensors) {
   ASSERT_NE(b, nullptr);
   EXPECT_NE(moert_tensor_const_data(a), moert_tensor_const_data(b));
   // The header of OneTensor is padded to 8 bytes only; the copy puts the
-  // data section (so this tensor) on a 64-byte boundary.
+  // tensor on a 64-byte boundary.
   EXPECT_NE(reinterpret_cast<uintptr_t>(moert_tensor_const_data(a)) % 64, 0u);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(moert_tensor_const_data(b)) % 64, 0u);
   EXPECT_EQ(Shape(b), (std::vector<int64_t>{3, 1048576}));
   EXPECT_EQ(Values<float>(b), values);
   EXPECT_EQ(Values<float>(a), values);
+}
+
+// Copies (parsed from memory, or loaded into huge-page memory) put every
+// tensor on a 64-byte boundary, whatever its offset in the file (here 0,
+// 16, 22, 28, 40, and a tensor overlapping another), with the same bytes.
+TEST(Safetensors, CopiesAlignEveryTensor) {
+  std::string image = ValidImage();
+  TempDir dir;
+  std::string path = dir.File("valid.safetensors");
+  WriteFile(path, image);
+  WeightsPtr mapped, parsed, copied;
+  ASSERT_TRUE(IsOk(moert_weights_load_safetensors_ex(path.c_str(), MOERT_WEIGHTS_MAP,
+                                                     &mapped.w)));
+  ASSERT_TRUE(IsOk(moert_weights_parse_safetensors(image.data(), image.size(), &parsed.w)));
+  ASSERT_TRUE(IsOk(moert_weights_load_safetensors_ex(
+      path.c_str(), MOERT_WEIGHTS_HUGE_PAGES, &copied.w)));
+  ASSERT_EQ(moert_weights_count(mapped.w), 7);
+  for (int64_t i = 0; i < moert_weights_count(mapped.w); ++i) {
+    const moert_tensor_t *m = moert_weights_tensor(mapped.w, i);
+    const char *name = moert_weights_name(mapped.w, i);
+    for (const moert_weights_t *w : {parsed.w, copied.w}) {
+      const moert_tensor_t *c = moert_weights_find(w, name);
+      ASSERT_NE(c, nullptr) << name;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(moert_tensor_const_data(c)) % 64, 0u) << name;
+      ASSERT_EQ(moert_tensor_byte_size(c), moert_tensor_byte_size(m)) << name;
+      EXPECT_EQ(0, std::memcmp(moert_tensor_const_data(c), moert_tensor_const_data(m),
+                               moert_tensor_byte_size(m)))
+          << name;
+    }
+  }
 }
 
 TEST(Safetensors, PlacementArguments) {

@@ -30,9 +30,12 @@ protected:
     ASSERT_TRUE(IsOk(moert_model_find_entry(model_.m, "ident", &ident_)));
   }
 
-  // Weights with one tensor "w" of `dtype` holding `raw` (shape [n]).
+  // Weights with one tensor "w" of `dtype` holding `raw` (shape [n]), parsed
+  // into memory (a copy: the tensor is 64-byte aligned) or, with `mapped`,
+  // mapped from a file (the tensor lies where `pad` puts it).
   static moert_weights_t *WeightsW(const char *dtype, const std::string &raw,
-                                   int64_t n, size_t pad = 0) {
+                                   int64_t n, size_t pad = 0,
+                                   const TempDir *mapped = nullptr) {
     std::string header = std::string("{\"w\": {\"dtype\": \"") + dtype +
                          "\", \"shape\": [" + std::to_string(n) +
                          "], \"data_offsets\": [" + std::to_string(pad) +
@@ -41,6 +44,12 @@ protected:
       header += ' ';
     std::string image = Safetensors(header, std::string(pad, '\0') + raw);
     moert_weights_t *w = nullptr;
+    if (mapped) {
+      std::string path = mapped->File("w.safetensors");
+      WriteFile(path, image);
+      EXPECT_TRUE(IsOk(moert_weights_load_safetensors(path.c_str(), &w)));
+      return w;
+    }
     EXPECT_TRUE(
         IsOk(moert_weights_parse_safetensors(image.data(), image.size(), &w)));
     return w;
@@ -198,9 +207,11 @@ TEST_F(SessionTest, ConvertsBf16WeightsToF32OnceAtBind) {
 TEST_F(SessionTest, ConvertsF16WeightsAndRealignsMisalignedOnes) {
   WeightsPtr f16;
   f16.w = WeightsW("F16", Bytes<uint16_t>({0x3c00, 0x4000, 0xbc00, 0x3800}), 4);
-  // f32 data at offset 2 of the data section: not 4-byte aligned.
+  // f32 data at offset 2 of the data section of a mapped file: not 4-byte
+  // aligned.
+  TempDir dir;
   WeightsPtr misaligned;
-  misaligned.w = WeightsW("F32", Bytes<float>({5, 6, 7, 8}), 4, /*pad=*/2);
+  misaligned.w = WeightsW("F32", Bytes<float>({5, 6, 7, 8}), 4, /*pad=*/2, &dir);
   ASSERT_NE(reinterpret_cast<uintptr_t>(moert_tensor_const_data(
                 moert_weights_find(misaligned.w, "w"))) %
                 4,

@@ -23,9 +23,10 @@
  * with moert_weights_release. Sessions retain the weights they are bound to.
  * Tensors returned by moert_weights_tensor / moert_weights_find are borrowed
  * from the weights object: valid while it lives, read-only (the file is
- * mapped read-only), never to be released by the caller. Their data is
- * aligned to the element size only if the file's offsets are; sessions copy
- * misaligned weights once at bind time.
+ * mapped read-only), never to be released by the caller. Mapped tensors are
+ * aligned to the element size only if the file's offsets are (sessions copy
+ * misaligned weights once at bind time); copies (MOERT_WEIGHTS_HUGE_PAGES,
+ * moert_weights_parse_safetensors) align every tensor to 64 bytes.
  *
  * Thread safety: immutable after loading; every function may be called from
  * any number of threads concurrently (retain/release are atomic).
@@ -60,7 +61,9 @@ typedef enum moert_weights_placement {
    * them disabled). Costs a copy of the file, and memory for it, at load
    * time; in return the kernels streaming the expert weights (decode steps,
    * weight packing) take far fewer TLB misses (a few percent faster CPU
-   * calls, docs/performance.md). */
+   * calls, docs/performance.md). Every tensor of the copy starts on a
+   * 64-byte boundary (files align them to 8 bytes at most, and a weight
+   * matrix off a cache-line boundary splits every vector load in two). */
   MOERT_WEIGHTS_HUGE_PAGES = 1
 } moert_weights_placement;
 

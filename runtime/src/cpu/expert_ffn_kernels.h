@@ -657,6 +657,10 @@ ISA_FN static void NAME(dec1)(const Ffn *P, int64_t e, const float *const *x,
     int64_t S = (MOERT_DEC_ACC_FLOATS / n + 63) / 64 * 64;
     if (S > nf)
       S = nf;
+    { /* Steps of even width: no narrow last step (1% faster, T=64). */
+      const int64_t steps = (nf + S - 1) / S;
+      S = ((nf + steps - 1) / steps + 63) / 64 * 64;
+    }
     /* G, U, RAW (2 S per row), bg, bu. */
     float *buf = (float *)moert_ffn_alloc(P, (size_t)(4 * n * S + 2 * S) * sizeof(float));
     if (buf) {
