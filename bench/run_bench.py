@@ -385,44 +385,30 @@ def main():
             b["T"], b["threads"], b["ms"], f["ms"], b["ms"] / f["ms"],
             "  cold %.3f / %.3f ms = %.2f" % (b["cold_ms"], f["cold_ms"], b["cold_ms"] / f["cold_ms"])
             if b["cold_ms"] == b["cold_ms"] else ""))
-    # Skewed against balanced routing, interleaved (a ratio from two table
-    # rows measured minutes apart would mostly measure the machine's drift).
-    skew = []
-    if a.skew_pairs > 0:
+    # Ratios of two of our own calls, interleaved (a ratio from two table
+    # rows measured minutes apart would mostly measure the machine's drift):
+    # (pairs, which T, measure, label, the two best-time keys).
+    ab = {}
+    for key, pairs, want_T, fn, label, k1, k2 in (
+            ("skew", a.skew_pairs, lambda T: T >= 64, skew_ab, "skewed/balanced",
+             "skewed_ms", "balanced_ms"),
+            ("packed", a.packed_pairs, lambda T: T >= 512, packed_ab, "packed kept/per call",
+             "kept_ms", "per_call_ms"),
+            ("bf16_cold", a.bf16_pairs, lambda T: T <= 8, bf16_cold_ab, "cold bf16/f32",
+             "bf16_ms", "f32_ms")):
+        ab[key] = []
+        if pairs <= 0:
+            continue
         for T in sorted(int(t) for t in a.tokens.split(",")):
             for th in threads:
-                if T >= 64:
-                    r = skew_ab(models, T, th, a.skew_pairs, bindir, a.runs)
-                    if r:
-                        skew.append(r)
-                        print("skewed/balanced T=%-5d th=%d  median %.3f (range %.3f-%.3f over %d "
-                              "interleaved pairs); best %.3f / %.3f ms" % (
-                                  T, th, r["median"], r["lo"], r["hi"], r["pairs"],
-                                  r["skewed_ms"], r["balanced_ms"]), flush=True)
-    packed = []
-    if a.packed_pairs > 0:
-        for T in sorted(int(t) for t in a.tokens.split(",")):
-            for th in threads:
-                if T >= 512:
-                    r = packed_ab(models, T, th, a.packed_pairs, bindir, a.runs)
-                    if r:
-                        packed.append(r)
-                        print("packed kept/per call T=%-5d th=%d  median %.3f (range %.3f-%.3f "
-                              "over %d interleaved pairs); best %.3f / %.3f ms" % (
-                                  T, th, r["median"], r["lo"], r["hi"], r["pairs"],
-                                  r["kept_ms"], r["per_call_ms"]), flush=True)
-    bf16_cold = []
-    if a.bf16_pairs > 0:
-        for T in sorted(int(t) for t in a.tokens.split(",")):
-            for th in threads:
-                if T <= 8:
-                    r = bf16_cold_ab(models, T, th, a.bf16_pairs, bindir, a.runs)
-                    if r:
-                        bf16_cold.append(r)
-                        print("cold bf16/f32 T=%-5d th=%d  median %.3f (range %.3f-%.3f "
-                              "over %d interleaved pairs); best %.3f / %.3f ms" % (
-                                  T, th, r["median"], r["lo"], r["hi"], r["pairs"],
-                                  r["bf16_ms"], r["f32_ms"]), flush=True)
+                r = fn(models, T, th, pairs, bindir, a.runs) if want_T(T) else None
+                if r:
+                    ab[key].append(r)
+                    print("%s T=%-5d th=%d  median %.3f (range %.3f-%.3f over %d interleaved "
+                          "pairs); best %.3f / %.3f ms" % (
+                              label, T, th, r["median"], r["lo"], r["hi"], r["pairs"],
+                              r[k1], r[k2]), flush=True)
+    skew, packed, bf16_cold = ab["skew"], ab["packed"], ab["bf16_cold"]
     if a.json:
         json.dump(dict(rows=rows, skew=skew, packed=packed, bf16_cold=bf16_cold),
                   open(a.json, "w"), indent=1)
@@ -449,27 +435,22 @@ def main():
                         b["T"], b["threads"], r["ms"], b["ms"], b["ms"] / r["ms"],
                         "%.3f" % r["cold_ms"] if cold else "", "%.3f" % b["cold_ms"] if cold else "",
                         "%.2f" % (b["cold_ms"] / r["cold_ms"]) if cold else ""))
-            if skew:
-                f.write("\n| T | threads | skewed / balanced: median of interleaved pairs (range) | best skewed ms | best balanced ms |\n")
+            for rs, what, c1, c2, k1, k2 in (
+                    (skew, "skewed / balanced", "best skewed ms", "best balanced ms",
+                     "skewed_ms", "balanced_ms"),
+                    (packed, "packed weights kept / packed per call", "best kept ms",
+                     "best per-call ms", "kept_ms", "per_call_ms"),
+                    (bf16_cold, "cold bf16 / f32", "best bf16 ms", "best f32 ms",
+                     "bf16_ms", "f32_ms")):
+                if not rs:
+                    continue
+                f.write("\n| T | threads | %s: median of interleaved pairs (range) | %s | %s |\n"
+                        % (what, c1, c2))
                 f.write("|---|---|---|---|---|\n")
-                for r in skew:
+                for r in rs:
                     f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
                         r["T"], r["threads"], r["median"], r["lo"], r["hi"], r["pairs"],
-                        r["skewed_ms"], r["balanced_ms"]))
-            if packed:
-                f.write("\n| T | threads | packed weights kept / packed per call: median of interleaved pairs (range) | best kept ms | best per-call ms |\n")
-                f.write("|---|---|---|---|---|\n")
-                for r in packed:
-                    f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
-                        r["T"], r["threads"], r["median"], r["lo"], r["hi"], r["pairs"],
-                        r["kept_ms"], r["per_call_ms"]))
-            if bf16_cold:
-                f.write("\n| T | threads | cold bf16 / f32: median of interleaved pairs (range) | best bf16 ms | best f32 ms |\n")
-                f.write("|---|---|---|---|---|\n")
-                for r in bf16_cold:
-                    f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
-                        r["T"], r["threads"], r["median"], r["lo"], r["hi"], r["pairs"],
-                        r["bf16_ms"], r["f32_ms"]))
+                        r[k1], r[k2]))
     return 0
 
 

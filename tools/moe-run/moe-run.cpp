@@ -120,6 +120,17 @@ void Note(const std::string &message) {
   std::fprintf(stderr, "moe-run: note: %s\n", message.c_str());
 }
 
+// The integer `value` in [lo, hi], or exits with "<expects>, got 'value'".
+int64_t ParseInt(const std::string &value, int64_t lo, int64_t hi,
+                 const char *expects) {
+  char *end = nullptr;
+  errno = 0;
+  long long n = std::strtoll(value.c_str(), &end, 10);
+  if (errno != 0 || end == value.c_str() || *end != '\0' || n < lo || n > hi)
+    Fail(std::string(expects) + ", got '" + value + "'");
+  return n;
+}
+
 std::pair<std::string, std::string> SplitNameValue(const std::string &option,
                                                    const std::string &value) {
   size_t eq = value.find('=');
@@ -198,39 +209,19 @@ Options ParseOptions(int argc, char **argv) {
         Fail("--device expects cpu, cuda or rocm, got '" + value + "'");
       o.device = value;
     } else if (name == "--threads") {
-      char *end = nullptr;
-      errno = 0;
-      long long n = std::strtoll(value.c_str(), &end, 10);
-      if (errno != 0 || end == value.c_str() || *end != '\0' || n < 0 ||
-          n > 4096)
-        Fail("--threads expects an integer in [0, 4096] (0 = all cores), got '" +
-             value + "'");
-      o.threads = static_cast<int32_t>(n);
+      o.threads = static_cast<int32_t>(ParseInt(
+          value, 0, 4096,
+          "--threads expects an integer in [0, 4096] (0 = all cores)"));
     } else if (name == "--packed-weights-mb") {
-      char *end = nullptr;
-      errno = 0;
-      long long n = std::strtoll(value.c_str(), &end, 10);
-      if (errno != 0 || end == value.c_str() || *end != '\0' || n < 0 ||
-          n > (int64_t(1) << 40))
-        Fail("--packed-weights-mb expects a non-negative integer (MiB), got '" +
-             value + "'");
-      o.packed_mb = n;
+      o.packed_mb = ParseInt(value, 0, int64_t(1) << 40,
+                             "--packed-weights-mb expects a non-negative "
+                             "integer (MiB)");
     } else if (name == "--warm-calls") {
-      char *end = nullptr;
-      errno = 0;
-      long long n = std::strtoll(value.c_str(), &end, 10);
-      if (errno != 0 || end == value.c_str() || *end != '\0' || n < 0 ||
-          n > 1000000)
-        Fail("--warm-calls expects an integer in [0, 1000000], got '" + value +
-             "'");
-      o.warm_calls = n;
+      o.warm_calls = ParseInt(value, 0, 1000000,
+                              "--warm-calls expects an integer in [0, 1000000]");
     } else { // --time
-      char *end = nullptr;
-      errno = 0;
-      long long n = std::strtoll(value.c_str(), &end, 10);
-      if (errno != 0 || end == value.c_str() || *end != '\0' || n < 1)
-        Fail("--time expects a positive integer, got '" + value + "'");
-      o.time_calls = n;
+      o.time_calls = ParseInt(value, 1, INT64_MAX,
+                              "--time expects a positive integer");
     }
   }
   if (o.model.empty())
