@@ -24,6 +24,7 @@ Needs numpy and libopenblas-dev; builds bench/baselines.c with cc.
 """
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -227,36 +228,36 @@ def model_variants(models, T, names, opts=((), ())):
             for n, o in zip(names, opts)]
 
 
-def skew_ab(models, T, th, pairs, bindir, runs):
-    """Skewed against balanced routing (interleaved)."""
-    v = model_variants(models, T, ["mixtral-skewed", "mixtral-small"])
+# The interleaved A/Bs: JSON key, the option giving the number of pairs,
+# which T, the two models (numerator first), their moe-run options, options
+# for both, printed label, markdown title and column headers, names of the
+# two best times.
+AbKind = collections.namedtuple(
+    "AbKind", "key option want_T models opts extra label title columns times")
+AB_KINDS = tuple(AbKind(*k) for k in (
+    ("skew", "skew_pairs", lambda T: T >= 64, ["mixtral-skewed", "mixtral-small"],
+     ((), ()), (), "skewed/balanced", "skewed / balanced",
+     ("best skewed ms", "best balanced ms"), ("skewed_ms", "balanced_ms")),
+    # The session's packed weights kept (the default) against packing them on
+    # every call (moe-run --packed-weights-mb 0).
+    ("packed", "packed_pairs", lambda T: T >= 512, ["mixtral-small", "mixtral-small"],
+     ((), ("--packed-weights-mb", "0")), (), "packed kept/per call",
+     "packed weights kept / packed per call", ("best kept ms", "best per-call ms"),
+     ("kept_ms", "per_call_ms")),
+    ("bf16_cold", "bf16_pairs", lambda T: T <= 8, ["mixtral-bf16", "mixtral-small"],
+     ((), ()), ("--cold",), "cold bf16/f32", "cold bf16 / f32",
+     ("best bf16 ms", "best f32 ms"), ("bf16_ms", "f32_ms")),
+))
+
+
+def measure_ab(kind, models, T, th, pairs, bindir, runs):
+    """One A/B of AB_KINDS at T tokens on th threads (None when its models
+    are not configured), its two best times under the kind's names."""
+    v = model_variants(models, T, kind.models, kind.opts)
     if not v:
         return None
-    r = interleaved(v, T, th, pairs, bindir, runs)
-    r.update(skewed_ms=r.pop("a_ms"), balanced_ms=r.pop("b_ms"))
-    return r
-
-
-def packed_ab(models, T, th, pairs, bindir, runs):
-    """Mixtral-small with the session's packed weights kept (the default)
-    against packing them on every call (moe-run --packed-weights-mb 0),
-    interleaved."""
-    v = model_variants(models, T, ["mixtral-small", "mixtral-small"],
-                       ((), ("--packed-weights-mb", "0")))
-    if not v:
-        return None
-    r = interleaved(v, T, th, pairs, bindir, runs)
-    r.update(kept_ms=r.pop("a_ms"), per_call_ms=r.pop("b_ms"))
-    return r
-
-
-def bf16_cold_ab(models, T, th, pairs, bindir, runs):
-    """Cold decode with bf16 weights against f32 weights, interleaved."""
-    v = model_variants(models, T, ["mixtral-bf16", "mixtral-small"])
-    if not v:
-        return None
-    r = interleaved(v, T, th, pairs, bindir, runs, extra=("--cold",))
-    r.update(bf16_ms=r.pop("a_ms"), f32_ms=r.pop("b_ms"))
+    r = interleaved(v, T, th, pairs, bindir, runs, kind.extra)
+    r[kind.times[0]], r[kind.times[1]] = r.pop("a_ms"), r.pop("b_ms")
     return r
 
 
@@ -386,32 +387,26 @@ def main():
             "  cold %.3f / %.3f ms = %.2f" % (b["cold_ms"], f["cold_ms"], b["cold_ms"] / f["cold_ms"])
             if b["cold_ms"] == b["cold_ms"] else ""))
     # Ratios of two of our own calls, interleaved (a ratio from two table
-    # rows measured minutes apart would mostly measure the machine's drift):
-    # (pairs, which T, measure, label, the two best-time keys).
+    # rows measured minutes apart would mostly measure the machine's drift).
     ab = {}
-    for key, pairs, want_T, fn, label, k1, k2 in (
-            ("skew", a.skew_pairs, lambda T: T >= 64, skew_ab, "skewed/balanced",
-             "skewed_ms", "balanced_ms"),
-            ("packed", a.packed_pairs, lambda T: T >= 512, packed_ab, "packed kept/per call",
-             "kept_ms", "per_call_ms"),
-            ("bf16_cold", a.bf16_pairs, lambda T: T <= 8, bf16_cold_ab, "cold bf16/f32",
-             "bf16_ms", "f32_ms")):
-        ab[key] = []
+    for kind in AB_KINDS:
+        k1, k2 = kind.times
+        ab[kind.key] = []
+        pairs = getattr(a, kind.option)
         if pairs <= 0:
             continue
         for T in sorted(int(t) for t in a.tokens.split(",")):
             for th in threads:
-                r = fn(models, T, th, pairs, bindir, a.runs) if want_T(T) else None
+                r = (measure_ab(kind, models, T, th, pairs, bindir, a.runs)
+                     if kind.want_T(T) else None)
                 if r:
-                    ab[key].append(r)
+                    ab[kind.key].append(r)
                     print("%s T=%-5d th=%d  median %.3f (range %.3f-%.3f over %d interleaved "
                           "pairs); best %.3f / %.3f ms" % (
-                              label, T, th, r["median"], r["lo"], r["hi"], r["pairs"],
+                              kind.label, T, th, r["median"], r["lo"], r["hi"], r["pairs"],
                               r[k1], r[k2]), flush=True)
-    skew, packed, bf16_cold = ab["skew"], ab["packed"], ab["bf16_cold"]
     if a.json:
-        json.dump(dict(rows=rows, skew=skew, packed=packed, bf16_cold=bf16_cold),
-                  open(a.json, "w"), indent=1)
+        json.dump(dict(rows=rows, **ab), open(a.json, "w"), indent=1)
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s, % of DRAM then) | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
@@ -435,17 +430,12 @@ def main():
                         b["T"], b["threads"], r["ms"], b["ms"], b["ms"] / r["ms"],
                         "%.3f" % r["cold_ms"] if cold else "", "%.3f" % b["cold_ms"] if cold else "",
                         "%.2f" % (b["cold_ms"] / r["cold_ms"]) if cold else ""))
-            for rs, what, c1, c2, k1, k2 in (
-                    (skew, "skewed / balanced", "best skewed ms", "best balanced ms",
-                     "skewed_ms", "balanced_ms"),
-                    (packed, "packed weights kept / packed per call", "best kept ms",
-                     "best per-call ms", "kept_ms", "per_call_ms"),
-                    (bf16_cold, "cold bf16 / f32", "best bf16 ms", "best f32 ms",
-                     "bf16_ms", "f32_ms")):
+            for kind in AB_KINDS:
+                rs, (c1, c2), (k1, k2) = ab[kind.key], kind.columns, kind.times
                 if not rs:
                     continue
                 f.write("\n| T | threads | %s: median of interleaved pairs (range) | %s | %s |\n"
-                        % (what, c1, c2))
+                        % (kind.title, c1, c2))
                 f.write("|---|---|---|---|---|\n")
                 for r in rs:
                     f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
