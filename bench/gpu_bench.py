@@ -18,6 +18,10 @@ Shape: D=1024, F=3584, E=8, k=2, SwiGLU (examples/mixtral.mlir).
 Needs a CUDA GPU with its driver, numpy, and torch with CUDA for the
 baselines (the moe-mlir side needs neither torch nor a CUDA toolkit: the
 library embeds PTX). Exits with a message where there is no GPU.
+
+A GPU machine without LLVM/MLIR has no moe-compile: compile the two model
+libraries on a build machine with `--compile-to DIR` (no GPU needed) and
+run there with `--libs DIR` (scripts/gpu_check.py bundle does both parts).
 """
 
 import argparse
@@ -36,12 +40,11 @@ D, F, E, K = 1024, 3584, 8, 2
 
 TORCH_BLOCK = r"""
 import sys, torch
-T, D, F, E, K, dtype, runs = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
-                              int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7]))
+Ts, D, F, E, K, dtype, runs = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                               int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7]))
 dt = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
 dev = "cuda"
 torch.manual_seed(0)
-x = torch.randn(T, D, device=dev, dtype=dt)
 gate = torch.nn.Linear(D, E, bias=False, device=dev, dtype=dt)
 w1 = [torch.nn.Linear(D, F, bias=False, device=dev, dtype=dt) for _ in range(E)]
 w3 = [torch.nn.Linear(D, F, bias=False, device=dev, dtype=dt) for _ in range(E)]
@@ -60,15 +63,17 @@ def block(h):
         out.index_add_(0, top, y)
     return out
 with torch.no_grad():
-    for _ in range(3):
-        block(x)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        a = torch.cuda.Event(enable_timing=True); b = torch.cuda.Event(enable_timing=True)
-        a.record(); block(x); b.record(); torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-print("ms=%.5f" % min(times))
+    for T in [int(t) for t in Ts.split(",")]:
+        x = torch.randn(T, D, device=dev, dtype=dt)
+        for _ in range(3):
+            block(x)
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(runs):
+            a = torch.cuda.Event(enable_timing=True); b = torch.cuda.Event(enable_timing=True)
+            a.record(); block(x); b.record(); torch.cuda.synchronize()
+            times.append(a.elapsed_time(b))
+        print("T=%d ms=%.5f" % (T, min(times)), flush=True)
 """
 
 GEMM_RATE = r"""
@@ -110,6 +115,15 @@ def torch_cuda():
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
 
 
+def compile_model(bindir, work, dtype):
+    model = os.path.join(work, "mixtral_%s.mlir" % dtype)
+    with open(model, "w") as f:
+        f.write(model_text(dtype))
+    lib = os.path.join(work, "libmixtral_%s.so" % dtype)
+    run([os.path.join(bindir, "moe-compile"), model, "--target=cuda", "-o", lib])
+    return model, lib
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -117,8 +131,17 @@ def main():
     p.add_argument("--dtypes", default="f32,bf16")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--markdown")
+    p.add_argument("--compile-to", metavar="DIR",
+                   help="only compile the model libraries into DIR (no GPU needed)")
+    p.add_argument("--libs", metavar="DIR",
+                   help="use the libraries --compile-to wrote instead of moe-compile")
     a = p.parse_args()
     bindir = os.path.join(a.build, "bin")
+    if a.compile_to:
+        os.makedirs(a.compile_to, exist_ok=True)
+        for dtype in a.dtypes.split(","):
+            print(compile_model(bindir, a.compile_to, dtype)[1])
+        return
     check = subprocess.run([os.path.join(bindir, "moe-run"), "--model", "/dev/null",
                             "--device", "cuda"], capture_output=True, text=True)
     if "not available" in check.stderr or "no CUDA device" in check.stderr:
@@ -133,15 +156,22 @@ def main():
     rows = []
     work = tempfile.mkdtemp(prefix="moe-gpu-bench-")
     for dtype in a.dtypes.split(","):
-        model = os.path.join(work, "mixtral_%s.mlir" % dtype)
-        with open(model, "w") as f:
-            f.write(model_text(dtype))
-        lib = os.path.join(work, "libmixtral_%s.so" % dtype)
-        run([os.path.join(bindir, "moe-compile"), model, "--target=cuda", "-o", lib])
+        if a.libs:
+            model = os.path.join(a.libs, "mixtral_%s.mlir" % dtype)
+            lib = os.path.join(a.libs, "libmixtral_%s.so" % dtype)
+            if not os.path.isfile(lib):
+                sys.exit("gpu_bench: %s missing (make it with --compile-to)" % lib)
+        else:
+            model, lib = compile_model(bindir, work, dtype)
         weights = os.path.join(work, "w_%s.safetensors" % dtype)
+        torch_ms = {}
+        if has_torch:
+            tout = run([sys.executable, "-c", TORCH_BLOCK, a.tokens, str(D), str(F),
+                        str(E), str(K), dtype, str(a.runs)])
+            torch_ms = {int(t): float(m) for t, m in re.findall(r"T=(\d+) ms=([0-9.]+)", tout)}
         for T in [int(t) for t in a.tokens.split(",")]:
             inputs = os.path.join(work, "in_%s_%d" % (dtype, T))
-            names = run(["/usr/bin/python3", "-m", "moe_frontend.random_data", model,
+            names = run([sys.executable, "-m", "moe_frontend.random_data", model,
                          "--tokens", str(T), "--seed", "0", "--weights", weights,
                          "--inputs-dir", inputs],
                         env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python-frontend"))).split()
@@ -152,14 +182,9 @@ def main():
             out = run(cmd)
             ms = float(re.search(r"min ([0-9.]+) ms", out).group(1))
             flops = 2.0 * T * K * 3 * D * F
-            torch_ms = float("nan")
-            if has_torch:
-                tout = run([sys.executable, "-c", TORCH_BLOCK, str(T), str(D), str(F),
-                            str(E), str(K), dtype, str(a.runs)])
-                torch_ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
             tflops = flops / ms / 1e9
-            rows.append((dtype, T, ms, tflops, 100.0 * tflops / gemm, torch_ms,
-                         torch_ms / ms))
+            tms = torch_ms.get(T, float("nan"))
+            rows.append((dtype, T, ms, tflops, 100.0 * tflops / gemm, tms, tms / ms))
             print("%-5s T=%-5d %9.3f ms  %7.3f TFLOP/s  %5.1f%% of bf16 GEMM  torch %8.3f ms  x torch %.2f"
                   % rows[-1], flush=True)
     if a.markdown:

@@ -196,6 +196,10 @@ def main():
     p.add_argument("--target", default="cpu", choices=["cpu", "cuda", "rocm"],
                    help="moe-compile --target and moe-run --device; GPU "
                         "models report no routing statistics")
+    p.add_argument("--model-lib",
+                   help="use this model library, compiled beforehand for --target, "
+                        "instead of running moe-compile (for a GPU machine without "
+                        "LLVM/MLIR; see scripts/gpu-bundle.sh)")
     a = p.parse_args()
 
     bindir = os.path.join(a.build, "bin")
@@ -206,10 +210,15 @@ def main():
     lib = os.path.join(work, "model.so")
     if a.target != "cpu":
         a.no_stats = True
-    compile_cmd = [os.path.join(bindir, "moe-compile"), a.model, "--target=" + a.target]
-    if a.target == "cpu":
-        compile_cmd.append("--kernels=" + a.kernels)
-    run(compile_cmd + ["-o", lib, "--header", os.path.join(work, "model.h")])
+    if a.model_lib:
+        if not os.path.isfile(a.model_lib):
+            fail("--model-lib %s: no such file" % a.model_lib)
+        lib = a.model_lib
+    else:
+        compile_cmd = [os.path.join(bindir, "moe-compile"), a.model, "--target=" + a.target]
+        if a.target == "cpu":
+            compile_cmd.append("--kernels=" + a.kernels)
+        run(compile_cmd + ["-o", lib, "--header", os.path.join(work, "model.h")])
 
     entries = [a.entry] if a.entry else list(funcs)
     for entry in entries:
