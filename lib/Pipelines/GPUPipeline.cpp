@@ -6,7 +6,8 @@
 //   1-2. moe ops -> parallel loops over buffers, bufferized (Stages.h);
 //   3.   every parallel loop (moe kernels and linalg alike) tiled by
 //        `block-size`, mapped to blocks x threads and outlined into a
-//        gpu.module;
+//        gpu.module, with the expert FFN's shared-memory kernels
+//        (`shared-tiles`), whose barrier placeholders become gpu.barrier;
 //   4.   kernels: device math expanded (no vendor library), then NVVM/ROCDL;
 //   5.   host: buffers through the runtime's device allocator
 //        (finalize-memref-to-llvm with generic allocation functions),
@@ -30,7 +31,8 @@ std::string kernelStages(int64_t blockSize) {
                       "parallel-loop-tile-sizes=") +
           llvm::Twine(blockSize) +
           " no-min-max-bounds=true},gpu-map-parallel-loops,"
-          "convert-parallel-loops-to-gpu),lower-affine,gpu-kernel-outlining,")
+          "convert-parallel-loops-to-gpu),lower-affine,gpu-kernel-outlining,"
+                      "moe-resolve-workgroup-barriers,")
       .str();
 }
 
@@ -53,7 +55,7 @@ void mlir::moe::buildMoeLowerToNVVMPipeline(
     OpPassManager &pm, const MoeNVVMPipelineOptions &options) {
   std::string stages = detail::bufferizedStages(
       /*fuseExperts=*/true, /*parallelLoops=*/true, options.exportEntryPoints,
-      options.tileRows);
+      options.tileRows, options.sharedTiles);
   stages += kernelStages(options.blockSize);
   stages += (llvm::Twine("nvvm-attach-target{chip=") + options.chip +
              " features=" + options.features +
@@ -69,7 +71,7 @@ void mlir::moe::buildMoeLowerToROCDLPipeline(
     OpPassManager &pm, const MoeROCDLPipelineOptions &options) {
   std::string stages = detail::bufferizedStages(
       /*fuseExperts=*/true, /*parallelLoops=*/true, options.exportEntryPoints,
-      options.tileRows);
+      options.tileRows, options.sharedTiles);
   stages += kernelStages(options.blockSize);
   std::string attach = "rocdl-attach-target{chip=" + options.chip;
   if (!options.features.empty())

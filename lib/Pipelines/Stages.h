@@ -24,13 +24,15 @@ namespace mlir::moe::detail {
 /// zero-filled accumulators of different products into one tensor.
 inline std::string bufferizedStages(bool fuseExperts, bool parallelLoops,
                                     bool exportEntryPoints,
-                                    int64_t tileRows = 8) {
+                                    int64_t tileRows = 8,
+                                    bool sharedTiles = false) {
   std::string s = "moe-decompose,";
   if (fuseExperts)
     s += "moe-fuse-experts,";
   s += "canonicalize,convert-moe-to-linalg,";
   s += parallelLoops ? "convert-moe-to-parallel-loops{tile-rows=" +
-                           std::to_string(tileRows) + "},"
+                           std::to_string(tileRows) + " shared-tiles=" +
+                           (sharedTiles ? "true" : "false") + "},"
                      : std::string("convert-moe-to-runtime,");
   if (exportEntryPoints)
     s += "moe-export-entry-points,";

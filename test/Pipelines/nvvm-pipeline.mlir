@@ -16,6 +16,8 @@
 // CHECK-DAG: gpu.launch_func @
 // CHECK-DAG: llvm.func @_mlir_ciface_layer_with_residual(
 // CHECK-NOT: llvm.func @malloc
+// CHECK-NOT: __moe_workgroup_barrier
+// CHECK-NOT: #gpu.address_space<workgroup>
 
 // PTX: // ----- gpu.binary @{{.*}} target #nvvm.target<O = 3, chip = "sm_80", features = "+ptx80"> format assembly
 // PTX: .version 8.0
@@ -26,6 +28,21 @@
 // PTX-NOT: .extern .func
 
 // SM90: .target sm_90
+
+// The expert FFN's shared-memory kernels: K slices staged in .shared
+// arrays between bar.sync, fused multiply-adds; the router product keeps
+// its accumulator in a register. shared-tiles=false: no shared memory.
+// RUN: moe-opt %s -moe-lower-to-nvvm-pipeline | moe-translate --moe-extract-device-code | FileCheck %s --check-prefix=TILES
+// RUN: moe-opt %s -moe-lower-to-nvvm-pipeline="shared-tiles=false" | moe-translate --moe-extract-device-code | FileCheck %s --check-prefix=NOTILES
+// TILES: .shared .align 16 .b8 __moe_tile_lhs[4096];
+// TILES: st.shared.b32
+// TILES: bar.sync 0;
+// TILES: ld.shared.b32
+// TILES: fma.rn.f32
+// TILES: bar.sync 0;
+// TILES-NOT: __moe_workgroup_barrier
+// NOTILES-NOT: .shared
+// NOTILES-NOT: bar.sync
 
 // Every parallel loop becomes blocks of `block-size` threads.
 // RUN: moe-opt %s -moe-lower-to-nvvm-pipeline="block-size=128" | FileCheck %s --check-prefix=BLOCK

@@ -15,6 +15,11 @@
 // GCN: .amdgcn_target "amdgcn-amd-amdhsa--gfx90a
 // GCN: v_exp_f32
 // GCN-NOT: __ocml_
+// The expert FFN's shared-memory kernels: LDS stores, s_barrier, LDS loads.
+// GCN: ds_write
+// GCN: s_barrier
+// GCN: ds_read
+// GCN: s_barrier
 
 // GFX942: .amdgcn_target "amdgcn-amd-amdhsa--gfx942
 

@@ -90,7 +90,9 @@ def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mli
       `(tile, f)` computes the activated gate/up products of the tile's rows
       into an `[R, F]` f32 buffer, loading each weight element once for the
       tile, and one iteration per `(tile, d)` the down product;
-    * combine and expert_stats: one iteration per output element / expert.
+    * combine and expert_stats: one iteration per output element / expert;
+    * f32 `linalg.matmul` (the router products): one iteration per output
+      element accumulating in a register in k order.
 
     Operands cross into memrefs with `bufferization.to_buffer` (read-only),
     results are fresh buffers wrapped by `bufferization.to_tensor restrict`.
@@ -101,16 +103,43 @@ def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mli
   let options = [
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"8",
            "Rows of an expert-FFN tile: each weight element loaded serves "
-           "this many rows (in [1, 64]; more rows, more registers per thread)">
+           "this many rows (in [1, 64]; more rows, more registers per thread)">,
+    Option<"sharedTiles", "shared-tiles", "bool", /*default=*/"false",
+           "GPU targets only: lower the expert FFN's two products to "
+           "shared-memory tiled grouped GEMM kernels (gpu.launch, 64x64 "
+           "output tiles, K steps of 16, 256 threads with 4x4 results each) "
+           "instead of per-column loops; the kernels need "
+           "moe-resolve-workgroup-barriers after gpu-kernel-outlining">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::bufferization::BufferizationDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect"
   ];
+}
+
+def MoeResolveWorkgroupBarriersPass
+    : Pass<"moe-resolve-workgroup-barriers", "::mlir::ModuleOp"> {
+  let summary = "Turn the barrier placeholders of moe's shared-memory kernels into gpu.barrier";
+  let description = [{
+    The shared-memory kernels of `convert-moe-to-parallel-loops{shared-tiles}`
+    are built before bufferization, whose buffer deallocation rejects
+    `gpu.barrier` (an op without declared memory effects) and workgroup
+    attributions. They therefore synchronise through calls to the private
+    declaration `@__moe_workgroup_barrier` and address their tiles through
+    `memref.get_global` of private workgroup-space globals. Run after
+    `gpu-kernel-outlining`, this pass replaces every such call inside a
+    `gpu.module` with `gpu.barrier` and drops the declaration there, and
+    removes the host module's copies of the declaration and of the
+    workgroup globals, which host code cannot lower and never uses.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
 #endif // MOE_CONVERSION_PASSES_TD

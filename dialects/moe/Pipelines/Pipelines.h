@@ -56,6 +56,12 @@ struct MoeGPUPipelineOptionsBase : public PassPipelineOptions<Derived> {
       llvm::cl::desc("Rows of an expert-FFN tile (each weight element loaded "
                      "serves this many rows)"),
       llvm::cl::init(16)};
+  typename Base::template Option<bool> sharedTiles{
+      *this, "shared-tiles",
+      llvm::cl::desc("Expert FFN products as shared-memory tiled grouped "
+                     "GEMM kernels (64x64 tiles); false: one thread per "
+                     "output column of a `tile-rows` row tile"),
+      llvm::cl::init(true)};
   typename Base::template Option<int64_t> optLevel{
       *this, "opt-level",
       llvm::cl::desc("Optimisation level of the device code (0-3)"),

@@ -22,6 +22,9 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -758,11 +761,197 @@ Value activation(LoopBuilder &kb, Activation act, Value x, float alpha) {
   llvm_unreachable("unknown activation");
 }
 
+/// The shared-memory tiled grouped GEMM of `shared-tiles`: a block of
+/// kThreads threads computes a kTileM x kTileN tile of one expert's rows
+/// (one entry of the tile table) for one or two products with the same
+/// left operand, stepping through K kTileK at a time: each step stages the
+/// gathered rows' K slice and each product's weight slice in workgroup
+/// memory, then every thread accumulates its 4 x 4 results (rows ty + 16i,
+/// columns tx + 16j, so that a warp's shared reads are broadcasts or
+/// consecutive words). Built before bufferization, whose deallocation
+/// rejects gpu.barrier and workgroup attributions, so the kernels call
+/// kBarrierFn and use private workgroup globals, which
+/// moe-resolve-workgroup-barriers rewrites after outlining.
+namespace shared_tiles {
+constexpr int64_t kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
+constexpr int64_t kPerThread = 4; // rows and columns per thread
+constexpr int64_t kUnroll = 4;    // K steps per inner-loop iteration
+constexpr StringLiteral kBarrierFn = "__moe_workgroup_barrier";
+constexpr StringLiteral kTileGlobals[] = {"__moe_tile_lhs", "__moe_tile_rhs0",
+                                          "__moe_tile_rhs1"};
+
+/// The [kTileK, 64] f32 workgroup-space type of every staged slice.
+MemRefType sliceType(MLIRContext *ctx) {
+  auto space = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  return MemRefType::get({kTileK, kTileM}, Float32Type::get(ctx),
+                         MemRefLayoutAttrInterface(), space);
+}
+
+/// Declares the barrier function and the slice globals in `module` once.
+void declareSymbols(RewriterBase &b, ModuleOp module, Location loc) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(module.getBody());
+  if (!SymbolTable::lookupSymbolIn(module, kBarrierFn)) {
+    auto fn = func::FuncOp::create(b, loc, kBarrierFn,
+                                   b.getFunctionType({}, {}));
+    fn.setPrivate();
+  }
+  for (StringRef name : kTileGlobals)
+    if (!SymbolTable::lookupSymbolIn(module, name))
+      memref::GlobalOp::create(b, loc, name, b.getStringAttr("private"),
+                               sliceType(b.getContext()), Attribute(),
+                               /*constant=*/false, b.getI64IntegerAttr(16));
+}
+
+/// What one tiled kernel computes; indices are within the tile.
+struct TiledProduct {
+  int64_t numRhs;                               // 1 or 2 products
+  Value K, N;                                   // reduction and column sizes
+  bool rhsKFastest;                             // weight stored [.., N, K]
+  function_ref<Value(int64_t q, Value k)> lhs;  // row ty + 16q, column k
+  function_ref<Value(int64_t p, Value k, Value n)> rhs; // in range
+  /// Stores result (i, j) of every product: row ty + 16i, column n.
+  function_ref<void(int64_t i, Value n, ArrayRef<Value> results)> store;
+};
+
+/// One block of the kernel: the tile `colBlock` of columns, thread `tid`.
+void emitTile(LoopBuilder &kb, Value colBlock, Value tid,
+              const TiledProduct &t) {
+  RewriterBase &b = kb.b;
+  Location loc = kb.loc;
+  MemRefType slice = sliceType(b.getContext());
+  Value lhsTile =
+      memref::GetGlobalOp::create(b, loc, slice, kTileGlobals[0]);
+  SmallVector<Value> rhsTiles;
+  for (int64_t p = 0; p < t.numRhs; ++p)
+    rhsTiles.push_back(
+        memref::GetGlobalOp::create(b, loc, slice, kTileGlobals[1 + p]));
+  auto barrier = [&] {
+    func::CallOp::create(b, loc, kBarrierFn, TypeRange{}, ValueRange{});
+  };
+  Value c16 = kb.idx(16);
+  Value tx = kb.remu(tid, c16), ty = kb.divu(tid, c16);
+  Value n0 = kb.muli(colBlock, kb.idx(kTileN));
+  Value zero = kb.f32(0.0f);
+  // Staging slots: lhs (row ty + 16q, k tx); rhs by its storage order.
+  auto rhsSlot = [&](int64_t q) -> std::pair<Value, Value> {
+    if (t.rhsKFastest)
+      return {tx, kb.addi(ty, kb.idx(16 * q))};
+    return {kb.addi(kb.divu(tid, kb.idx(64)), kb.idx(4 * q)),
+            kb.remu(tid, kb.idx(64))};
+  };
+  int64_t numAcc = t.numRhs * kPerThread * kPerThread;
+  auto accAt = [&](int64_t p, int64_t i, int64_t j) {
+    return (p * kPerThread + i) * kPerThread + j;
+  };
+  Value steps = arith::CeilDivUIOp::create(b, loc, t.K, kb.idx(kTileK));
+  // This thread's staging values of K step `step`: kPerThread lhs values,
+  // then kPerThread per product. Past K (the step after the last
+  // included) they are zeros, without loads.
+  int64_t numStaged = (1 + t.numRhs) * kPerThread;
+  auto loadStep = [&](Value step) {
+    Value k0 = kb.muli(step, kb.idx(kTileK));
+    SmallVector<Value> vals;
+    Value k = kb.addi(k0, tx);
+    Value kOk = kb.cmpi(CmpIPredicate::slt, k, t.K);
+    for (int64_t q = 0; q < kPerThread; ++q)
+      vals.push_back(kb.ifValue(kOk, zero, [&] { return t.lhs(q, k); }));
+    for (int64_t p = 0; p < t.numRhs; ++p)
+      for (int64_t q = 0; q < kPerThread; ++q) {
+        auto [sk, sn] = rhsSlot(q);
+        Value gk = kb.addi(k0, sk), gn = kb.addi(n0, sn);
+        Value ok = kb.andi(kb.cmpi(CmpIPredicate::slt, gk, t.K),
+                           kb.cmpi(CmpIPredicate::slt, gn, t.N));
+        vals.push_back(kb.ifValue(ok, zero, [&] { return t.rhs(p, gk, gn); }));
+      }
+    return vals;
+  };
+  // Software pipelined: step s+1's global loads are issued before step s's
+  // products, so their latency hides behind the arithmetic.
+  SmallVector<Value> init(numAcc, zero);
+  llvm::append_range(init, loadStep(kb.idx(0)));
+  SmallVector<Value> acc = kb.loop(
+      kb.idx(0), steps, init,
+      [&](Value step, ValueRange a) -> SmallVector<Value> {
+        ValueRange staged = a.drop_front(numAcc);
+        for (int64_t q = 0; q < kPerThread; ++q)
+          kb.store(staged[q], lhsTile, {tx, kb.addi(ty, kb.idx(16 * q))});
+        for (int64_t p = 0; p < t.numRhs; ++p)
+          for (int64_t q = 0; q < kPerThread; ++q) {
+            auto [sk, sn] = rhsSlot(q);
+            kb.store(staged[(1 + p) * kPerThread + q], rhsTiles[p], {sk, sn});
+          }
+        barrier();
+        SmallVector<Value> nextStaged = loadStep(kb.addi(step, kb.idx(1)));
+        // The kTileK steps, kUnroll at a time: little loop overhead between
+        // the fused multiply-adds, yet few enough shared loads in flight to
+        // keep two blocks per multiprocessor (fully unrolled, ptxas hoists
+        // them all: 159 registers instead of ~100).
+        SmallVector<Value> next = kb.loop(
+            kb.idx(0), kb.idx(kTileK / kUnroll), a.take_front(numAcc),
+            [&](Value group, ValueRange c) -> SmallVector<Value> {
+              SmallVector<Value> out(c.begin(), c.end());
+              Value kk0 = kb.muli(group, kb.idx(kUnroll));
+              for (int64_t u = 0; u < kUnroll; ++u) {
+                Value kk = kb.addi(kk0, kb.idx(u));
+                SmallVector<Value> lv;
+                for (int64_t i = 0; i < kPerThread; ++i)
+                  lv.push_back(
+                      kb.load(lhsTile, {kk, kb.addi(ty, kb.idx(16 * i))}));
+                for (int64_t p = 0; p < t.numRhs; ++p)
+                  for (int64_t j = 0; j < kPerThread; ++j) {
+                    Value rv = kb.load(rhsTiles[p],
+                                       {kk, kb.addi(tx, kb.idx(16 * j))});
+                    for (int64_t i = 0; i < kPerThread; ++i) {
+                      int64_t at = accAt(p, i, j);
+                      out[at] = math::FmaOp::create(b, loc, lv[i], rv, out[at]);
+                    }
+                  }
+              }
+              return out;
+            });
+        barrier();
+        llvm::append_range(next, nextStaged);
+        return next;
+      });
+  assert(static_cast<int64_t>(acc.size()) == numAcc + numStaged);
+  for (int64_t i = 0; i < kPerThread; ++i)
+    for (int64_t j = 0; j < kPerThread; ++j) {
+      Value n = kb.addi(n0, kb.addi(tx, kb.idx(16 * j)));
+      SmallVector<Value> results;
+      for (int64_t p = 0; p < t.numRhs; ++p)
+        results.push_back(acc[accAt(p, i, j)]);
+      kb.ifThen(kb.cmpi(CmpIPredicate::slt, n, t.N),
+                [&] { t.store(i, n, results); });
+    }
+}
+
+/// gpu.launch over (tiles, column blocks of `N`) with kThreads threads;
+/// `body(tile, colBlock, tid)`.
+void emitLaunch(LoopBuilder &kb, Value tiles, Value N,
+                function_ref<void(Value, Value, Value)> body) {
+  RewriterBase &b = kb.b;
+  Value colBlocks =
+      arith::CeilDivUIOp::create(b, kb.loc, N, kb.idx(kTileN));
+  auto launch = gpu::LaunchOp::create(b, kb.loc, tiles, colBlocks, kb.idx(1),
+                                      kb.idx(kThreads), kb.idx(1), kb.idx(1));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&launch.getBody().front());
+  body(launch.getBlockIds().x, launch.getBlockIds().y,
+       launch.getThreadIds().x);
+  gpu::TerminatorOp::create(b, kb.loc);
+}
+} // namespace shared_tiles
+
 struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
-  LowerExpertFFN(MLIRContext *ctx, int64_t tileRows)
-      : OpRewritePattern(ctx), kTileRows(tileRows) {}
+  LowerExpertFFN(MLIRContext *ctx, int64_t tileRows, bool sharedTiles)
+      : OpRewritePattern(ctx),
+        kTileRows(sharedTiles ? shared_tiles::kTileM : tileRows),
+        kSharedTiles(sharedTiles) {}
   /// Rows per tile: each weight element loaded serves this many rows.
   int64_t kTileRows;
+  /// Whether the products are shared-memory tiled GPU kernels.
+  bool kSharedTiles;
   LogicalResult matchAndRewrite(ExpertFFNOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -895,6 +1084,65 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       return kb.mulf(activation(kb, f.getActivation(), g, alpha),
                      kb.addf(u, kb.f32(shift)));
     };
+    // Shared-memory kernels: per tile, the tokens of this thread's rows
+    // ty + 16q (-1: past the tile or no valid token).
+    auto threadTokens = [&](Value t, Value tid) {
+      Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+      Value ty = kb.divu(tid, kb.idx(16));
+      SmallVector<Value> toks;
+      for (int64_t q = 0; q < shared_tiles::kPerThread; ++q) {
+        Value m = kb.addi(ty, kb.idx(16 * q));
+        Value inTile = kb.cmpi(CmpIPredicate::slt, m, n);
+        Value r = kb.addi(r0, kb.minIdx(m, kb.subi(n, kb.idx(1))));
+        Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
+        Value ok = kb.andi(inTile,
+                           kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
+                                   kb.cmpi(CmpIPredicate::slt, tok, T)));
+        toks.push_back(kb.select(ok, tok, kb.idx(-1)));
+      }
+      return toks;
+    };
+    if (kSharedTiles) {
+      shared_tiles::declareSymbols(rewriter, op->getParentOfType<ModuleOp>(),
+                                   loc);
+      shared_tiles::emitLaunch(kb, maxTiles, Fv, [&](Value t, Value cb,
+                                                     Value tid) {
+        Value e = kb.load(tileExpert, {t});
+        // Uniform per block: the barriers inside are reached by all or none.
+        kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
+          SmallVector<Value> toks = threadTokens(t, tid);
+          Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+          Value ty = kb.divu(tid, kb.idx(16));
+          shared_tiles::TiledProduct prod;
+          prod.numRhs = glu ? 2 : 1;
+          prod.K = kb.idx(D);
+          prod.N = Fv;
+          prod.rhsKFastest = !inOut;
+          auto lhs = [&](int64_t q, Value k) {
+            Value ok = kb.cmpi(CmpIPredicate::sge, toks[q], kb.idx(0));
+            return kb.ifValue(ok, kb.f32(0.0f), [&] {
+              return kb.toF32(kb.load(x, {toks[q], k}));
+            });
+          };
+          auto rhs = [&](int64_t p, Value k, Value h) {
+            return p == 0 ? weight(w1, e, k, gateCol(h))
+                          : weight(upMatrix, e, k, upCol(h));
+          };
+          auto store = [&](int64_t i, Value h, ArrayRef<Value> res) {
+            Value m = kb.addi(ty, kb.idx(16 * i));
+            kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n), [&] {
+              Value v = epilogue(e, res[0], glu ? res[1] : Value(), gateCol(h),
+                                 glu ? upCol(h) : Value());
+              kb.store(v, hidden, {kb.addi(r0, m), h});
+            });
+          };
+          prod.lhs = lhs;
+          prod.rhs = rhs;
+          prod.store = store;
+          shared_tiles::emitTile(kb, cb, tid, prod);
+        });
+      });
+    } else
     kb.parallel(kb.muli(maxTiles, Fv), [&](Value i) {
       Value t = kb.divu(i, Fv), h = kb.remu(i, Fv);
       Value e = kb.load(tileExpert, {t});
@@ -950,6 +1198,43 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       kb.store(kb.fromF32(kb.f32(0.0f), outElem), out,
                outAt(kb.divu(i, Dv), kb.remu(i, Dv)));
     });
+    if (kSharedTiles) {
+      shared_tiles::emitLaunch(kb, maxTiles, Dv, [&](Value t, Value cb,
+                                                     Value tid) {
+        Value e = kb.load(tileExpert, {t});
+        kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
+          SmallVector<Value> toks = threadTokens(t, tid);
+          Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+          Value ty = kb.divu(tid, kb.idx(16));
+          shared_tiles::TiledProduct prod;
+          prod.numRhs = 1;
+          prod.K = Fv;
+          prod.N = Dv;
+          prod.rhsKFastest = !inOut;
+          auto lhs = [&](int64_t q, Value k) {
+            Value m = kb.addi(ty, kb.idx(16 * q));
+            return kb.ifValue(kb.cmpi(CmpIPredicate::slt, m, n), kb.f32(0.0f),
+                              [&] { return kb.load(hidden, {kb.addi(r0, m), k}); });
+          };
+          auto rhs = [&](int64_t, Value k, Value d) {
+            return weight(w2, e, k, d);
+          };
+          auto store = [&](int64_t i, Value d, ArrayRef<Value> res) {
+            Value m = kb.addi(ty, kb.idx(16 * i));
+            kb.ifThen(kb.cmpi(CmpIPredicate::sge, toks[i], kb.idx(0)), [&] {
+              Value y = res[0];
+              if (b2)
+                y = kb.addf(y, kb.toF32(kb.load(b2, {e, d})));
+              kb.store(kb.fromF32(y, outElem), out, outAt(kb.addi(r0, m), d));
+            });
+          };
+          prod.lhs = lhs;
+          prod.rhs = rhs;
+          prod.store = store;
+          shared_tiles::emitTile(kb, cb, tid, prod);
+        });
+      });
+    } else
     kb.parallel(kb.muli(maxTiles, Dv), [&](Value i) {
       Value t = kb.divu(i, Dv), d = kb.remu(i, Dv);
       Value e = kb.load(tileExpert, {t});
@@ -1087,6 +1372,71 @@ struct LowerExpertStats : OpRewritePattern<ExpertStatsOp> {
   }
 };
 
+//===----------------------------------------------------------------------===//
+// linalg.matmul (f32; the router product of every layer)
+//===----------------------------------------------------------------------===//
+
+/// One iteration per output element, accumulating in a register from the
+/// init value in k order (linalg's own sum order). Left to
+/// convert-linalg-to-parallel-loops, the accumulator would be stored to
+/// and reloaded from memory at every k, which on a GPU serialises the
+/// iterations on memory latency (the Mixtral router took 0.3 ms at T=1).
+struct LowerMatmul : OpRewritePattern<linalg::MatmulOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(linalg::MatmulOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.hasPureTensorSemantics() || op.hasUserDefinedMaps())
+      return failure();
+    for (Value v : {op.getInputs()[0], op.getInputs()[1], op.getOutputs()[0]}) {
+      auto type = dyn_cast<RankedTensorType>(v.getType());
+      if (!type || type.getRank() != 2 || !type.getElementType().isF32())
+        return failure();
+    }
+    LoopBuilder kb(rewriter, op.getLoc());
+    Value lhs = kb.input(op.getInputs()[0]), rhs = kb.input(op.getInputs()[1]);
+    Value init = op.getOutputs()[0];
+    auto outType = cast<RankedTensorType>(op.getResultTypes()[0]);
+    Value M = kb.dim(init, 0), N = kb.dim(init, 1);
+    Value K = kb.dim(op.getInputs()[0], 1);
+    SmallVector<Value> dyn;
+    for (int64_t i = 0; i < 2; ++i)
+      if (outType.isDynamicDim(i))
+        dyn.push_back(kb.dim(init, i));
+    Value initBuf = kb.input(init);
+    Value out = kb.alloc(outType, dyn);
+    // kUnroll products per iteration: their loads are issued together (a
+    // GPU thread otherwise waits one memory latency per k), the sum keeps
+    // its order; the K % kUnroll tail is a second loop.
+    constexpr int64_t kUnroll = 16;
+    Value mainK = kb.muli(kb.divu(K, kb.idx(kUnroll)), kb.idx(kUnroll));
+    kb.parallel(kb.muli(M, N), [&](Value i) {
+      Value r = kb.divu(i, N), c = kb.remu(i, N);
+      auto product = [&](Value k) {
+        return kb.mulf(kb.load(lhs, {r, k}), kb.load(rhs, {k, c}));
+      };
+      Value acc = kb.loop(
+          kb.idx(0), kb.divu(K, kb.idx(kUnroll)), {kb.load(initBuf, {r, c})},
+          [&](Value step, ValueRange a) -> SmallVector<Value> {
+            Value k0 = kb.muli(step, kb.idx(kUnroll));
+            SmallVector<Value> products;
+            for (int64_t u = 0; u < kUnroll; ++u)
+              products.push_back(product(kb.addi(k0, kb.idx(u))));
+            Value sum = a[0];
+            for (Value p : products)
+              sum = kb.addf(sum, p);
+            return {sum};
+          })[0];
+      acc = kb.loop(mainK, K, {acc},
+                    [&](Value k, ValueRange a) -> SmallVector<Value> {
+                      return {kb.addf(a[0], product(k))};
+                    })[0];
+      kb.store(acc, out, {r, c});
+    });
+    rewriter.replaceOp(op, kb.toTensor(out, outType));
+    return success();
+  }
+};
+
 struct ConvertMoeToParallelLoopsPass
     : public mlir::moe::impl::ConvertMoeToParallelLoopsPassBase<
           ConvertMoeToParallelLoopsPass> {
@@ -1099,7 +1449,7 @@ struct ConvertMoeToParallelLoopsPass
       return signalPassFailure();
     }
     RewritePatternSet patterns(&getContext());
-    populateMoeToParallelLoopsPatterns(patterns, tileRows);
+    populateMoeToParallelLoopsPatterns(patterns, tileRows, sharedTiles);
     walkAndApplyPatterns(getOperation(), std::move(patterns));
     // A pattern that cannot lower its op has emitted the reason.
     WalkResult leftover = getOperation()->walk([](Operation *op) {
@@ -1115,8 +1465,9 @@ struct ConvertMoeToParallelLoopsPass
 } // namespace
 
 void mlir::moe::populateMoeToParallelLoopsPatterns(RewritePatternSet &patterns,
-                                                    int64_t tileRows) {
-  patterns.add<LowerRoute, LowerDispatch, LowerCombine, LowerExpertStats>(
-      patterns.getContext());
-  patterns.add<LowerExpertFFN>(patterns.getContext(), tileRows);
+                                                    int64_t tileRows,
+                                                    bool sharedTiles) {
+  patterns.add<LowerRoute, LowerDispatch, LowerCombine, LowerExpertStats,
+               LowerMatmul>(patterns.getContext());
+  patterns.add<LowerExpertFFN>(patterns.getContext(), tileRows, sharedTiles);
 }

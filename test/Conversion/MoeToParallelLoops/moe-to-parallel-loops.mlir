@@ -144,3 +144,30 @@ func.func @expert_ffn_tile2(%x: tensor<?x16xf32>, %rt: tensor<?xi32>, %c: tensor
   %y = moe.expert_ffn %x, %rt, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w3(%w3 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) {ffn = #moe.ffn<kind = glu, activation = silu>} -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// The router product: one iteration per output element accumulating in a
+// register (16 products per loop step, summed in k order, then the K % 16
+// tail), stored once; linalg's own loop lowering would store and reload
+// the accumulator at every k.
+// CHECK-LABEL: func.func @router_matmul
+//  CHECK-SAME: (%[[X:.*]]: tensor<?x40xf32>, %[[W:.*]]: tensor<40x8xf32>)
+//       CHECK:   %[[O:.*]] = memref.alloc(%{{.*}}) : memref<?x8xf32>
+//       CHECK:   scf.parallel
+//       CHECK:     %[[INIT:.*]] = memref.load
+//       CHECK:     %[[MAIN:.*]] = scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[A:.*]] = %[[INIT]]) -> (f32)
+// CHECK-COUNT-16:    arith.mulf
+//       CHECK:       %[[S0:.*]] = arith.addf %[[A]], %{{.*}} : f32
+//       CHECK:     %[[ACC:.*]] = scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %[[MAIN]]) -> (f32)
+//       CHECK:     memref.store %[[ACC]], %[[O]]
+//   CHECK-NOT:   linalg.matmul
+func.func @router_matmul(%x: tensor<?x40xf32>, %w: tensor<40x8xf32>) -> tensor<?x8xf32> {
+  %c0 = arith.constant 0 : index
+  %t = tensor.dim %x, %c0 : tensor<?x40xf32>
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty(%t) : tensor<?x8xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<?x8xf32>) -> tensor<?x8xf32>
+  %r = linalg.matmul ins(%x, %w : tensor<?x40xf32>, tensor<40x8xf32>) outs(%init : tensor<?x8xf32>) -> tensor<?x8xf32>
+  return %r : tensor<?x8xf32>
+}

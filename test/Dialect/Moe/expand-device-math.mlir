@@ -49,3 +49,22 @@ gpu.module @kernels {
     gpu.return
   }
 }
+
+// -----
+
+// fma stays one fused instruction (llvm.intr.fma), not a multiply and an
+// add rounded separately, and needs no device library.
+// NVVM-LABEL: gpu.func @fused_multiply_add
+//       NVVM:   llvm.intr.fma(%{{.*}}, %{{.*}}, %{{.*}}) : (f32, f32, f32) -> f32
+//   NVVM-NOT:   arith.mulf
+//   NVVM-NOT:   math.
+// ROCDL-LABEL: gpu.func @fused_multiply_add
+//       ROCDL:   llvm.intr.fma
+gpu.module @kernels {
+  gpu.func @fused_multiply_add(%x: f32, %y: f32, %z: f32, %out: memref<1xf32>) kernel {
+    %c0 = arith.constant 0 : index
+    %f = math.fma %x, %y, %z : f32
+    memref.store %f, %out[%c0] : memref<1xf32>
+    gpu.return
+  }
+}

@@ -101,7 +101,11 @@ Value expand(Operation *op, F32Builder &f, ValueRange x) {
       .Case([&](math::SqrtOp) { return f.sqrt(x[0]); })
       .Case([&](math::RsqrtOp) { return f.div(f.c(1.0f), f.sqrt(x[0])); })
       .Case([&](math::AbsFOp) { return f.abs(x[0]); })
-      .Case([&](math::FmaOp) { return f.add(f.mul(x[0], x[1]), x[2]); })
+      // llvm.intr.fma: one fused instruction on both back ends (fma.rn.f32,
+      // v_fma_f32); math.fma's own lowering would call the device library.
+      .Case([&](math::FmaOp) {
+        return LLVM::FMAOp::create(f.b, f.loc, x[0], x[1], x[2]).getResult();
+      })
       .Case([&](math::FloorOp) { return f.floor(x[0]); })
       .Case([&](math::CeilOp) { return f.neg(f.floor(f.neg(x[0]))); })
       .Case([&](math::TanhOp) {
