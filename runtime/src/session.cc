@@ -85,6 +85,9 @@ struct moert_session_s {
   ~moert_session_s() {
     for (void *p : device_buffers)
       moert_device_free(p);
+    if (model && model->device != MOERT_DEVICE_CPU)
+      moert_device_trim(); // blocks kept for reuse go back to the driver
+
     moert_weights_release(weights);
     moert_model_release(model);
   }
@@ -208,8 +211,10 @@ moert_status_t ToDevice(const void *data, size_t bytes, const char *what,
             (reason.get() ? moert_status_message(reason.get())
                           : "no device"));
   }
-  if (bytes)
+  if (bytes) {
     std::memcpy(*out, data, bytes);
+    moert_device_prefetch(*out, bytes);
+  }
   return nullptr;
 }
 

@@ -48,9 +48,18 @@ MOERT_API_EXPORT moert_status_t moert_device_status(void);
 MOERT_API_EXPORT void moert_device_clear_error(void);
 
 /* Managed memory of the active device (at least 1 byte, 256-byte aligned);
- * NULL if no device is active or it is exhausted. */
+ * NULL if no device is active or it is exhausted. Freed blocks are kept for
+ * reuse by allocations of the same size (MOERT_DEVICE_POOL=0: never;
+ * MOERT_DEVICE_POOL_MB: at most this many MiB, default 4096) until
+ * moert_device_trim gives them back to the driver. */
 MOERT_API_EXPORT void *moert_device_alloc(size_t bytes);
 MOERT_API_EXPORT void moert_device_free(void *ptr);
+MOERT_API_EXPORT void moert_device_trim(void);
+
+/* Starts moving a block from moert_device_alloc (host-written, say) to the
+ * device in bulk, ahead of the kernels that read it, instead of page by page
+ * on their first touch. Best effort: a no-op where unsupported. */
+MOERT_API_EXPORT void moert_device_prefetch(void *ptr, size_t bytes);
 
 /* Waits for all work of the active device. */
 MOERT_API_EXPORT moert_status_t moert_device_synchronize(void);

@@ -9,6 +9,17 @@
 // their declarations are written out here (the few types are opaque
 // handles and ints), so no vendor header is needed either.
 //
+// Buffers freed by a model's host code are kept for reuse by size (a
+// model's calls allocate the same intermediates every time; a fresh managed
+// block would cost the allocation, a synchronising free and the GPU page
+// faults that populate it) until moert_device_trim, which sessions call when
+// they are destroyed. MOERT_DEVICE_POOL=0 turns the reuse off;
+// MOERT_DEVICE_POOL_MB caps the bytes kept (default 4096).
+//
+// MOERT_DEVICE_PROFILE=1 times every kernel from its launch to the
+// synchronisation that follows it (the lowering synchronises after each
+// launch) and prints a per-kernel table to stderr at exit.
+//
 // Failure policy: nothing aborts. The first error is recorded, every later
 // launch is skipped, allocation falls back to zeroed host memory (so
 // host-side code the model runs stays well defined), and the session turns
@@ -22,12 +33,17 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
+#include <vector>
 
 namespace {
 
@@ -60,6 +76,9 @@ struct Api {
   int (*cuStreamSynchronize)(Handle) = nullptr;
   int (*cuMemAllocManaged)(uint64_t *, size_t, unsigned) = nullptr;
   int (*cuMemFree)(uint64_t) = nullptr;
+  // Optional (a driver without it just skips the prefetch).
+  int (*cuMemPrefetchAsync)(uint64_t, size_t, int, Handle) = nullptr;
+  int device = 0; // the CUdevice / HIP device of device 0
   int (*cuGetErrorString)(int, const char **) = nullptr;
   // HIP runtime API
   int (*hipInit)(unsigned) = nullptr;
@@ -75,6 +94,7 @@ struct Api {
   int (*hipStreamSynchronize)(Handle) = nullptr;
   int (*hipMallocManaged)(void **, size_t, unsigned) = nullptr;
   int (*hipFree)(void *) = nullptr;
+  int (*hipMemPrefetchAsync)(const void *, size_t, int, Handle) = nullptr;
   const char *(*hipGetErrorString)(int) = nullptr;
 };
 
@@ -87,12 +107,79 @@ struct State {
   std::string name;
   std::string error;        // first recorded error ("" = none)
   std::string init_error[3];
-  std::unordered_set<void *> device_blocks; // live managed allocations
+  // Live managed allocations and their sizes.
+  std::unordered_map<void *, size_t> device_blocks;
+  // Freed blocks kept for reuse, by size.
+  std::unordered_multimap<size_t, void *> pool;
+  size_t pool_bytes = 0;
+  bool pool_enabled = true;
+  size_t pool_limit = size_t{4096} << 20;
+  // MOERT_DEVICE_PROFILE: kernel names, the launch awaiting its
+  // synchronisation, and per-kernel totals.
+  bool profile = false;
+  std::unordered_map<Handle, std::string> kernel_names;
+  std::unordered_map<Handle, int> module_numbers; // in load order
+  Handle pending_kernel = nullptr;
+  std::chrono::steady_clock::time_point pending_start;
+  struct KernelTime {
+    int64_t launches = 0;
+    double seconds = 0;
+    double fastest = 0; // the shortest launch (steady state, no first-touch)
+  };
+  std::map<std::string, KernelTime> kernel_times;
+  int64_t allocations = 0, pool_hits = 0;
 };
 
+bool EnvFlag(const char *name, bool otherwise) {
+  const char *v = std::getenv(name);
+  if (!v || !*v)
+    return otherwise;
+  return std::strcmp(v, "0") != 0;
+}
+
+void PrintProfile();
+
 State &S() {
-  static State *state = new State(); // never destroyed: used from atexit paths
+  static State *state = [] {
+    auto *st = new State(); // never destroyed: used from atexit paths
+    st->pool_enabled = EnvFlag("MOERT_DEVICE_POOL", true);
+    if (const char *mb = std::getenv("MOERT_DEVICE_POOL_MB"))
+      st->pool_limit = static_cast<size_t>(std::strtoull(mb, nullptr, 10))
+                       << 20;
+    st->profile = EnvFlag("MOERT_DEVICE_PROFILE", false);
+    if (st->profile)
+      std::atexit(PrintProfile);
+    return st;
+  }();
   return *state;
+}
+
+/// The per-kernel table of MOERT_DEVICE_PROFILE, longest total first.
+void PrintProfile() {
+  State &s = S();
+  std::lock_guard<std::mutex> lock(s.mu);
+  std::vector<std::pair<std::string, State::KernelTime>> rows(
+      s.kernel_times.begin(), s.kernel_times.end());
+  std::sort(rows.begin(), rows.end(), [](const auto &a, const auto &b) {
+    return a.second.seconds > b.second.seconds;
+  });
+  double total = 0;
+  for (const auto &r : rows)
+    total += r.second.seconds;
+  std::fprintf(stderr,
+               "moert device profile (host clock, launch to "
+               "synchronisation):\n  %-40s %9s %11s %10s %10s\n",
+               "kernel", "launches", "total ms", "mean us", "min us");
+  for (const auto &r : rows)
+    std::fprintf(stderr, "  %-40s %9lld %11.3f %10.1f %10.1f\n",
+                 r.first.c_str(), static_cast<long long>(r.second.launches),
+                 r.second.seconds * 1e3,
+                 r.second.seconds * 1e6 / double(r.second.launches),
+                 r.second.fastest * 1e6);
+  std::fprintf(stderr,
+               "  all kernels: %.3f ms; buffers: %lld requests, %lld reused\n",
+               total * 1e3, static_cast<long long>(s.allocations),
+               static_cast<long long>(s.pool_hits));
 }
 
 void RecordLocked(State &s, const std::string &message) {
@@ -159,6 +246,7 @@ std::string LoadLocked(State &s, moert_device_kind_t kind) {
     ok &= Resolve(api.lib, "cuMemAllocManaged", &api.cuMemAllocManaged);
     ok &= Resolve(api.lib, "cuMemFree_v2", &api.cuMemFree);
     ok &= Resolve(api.lib, "cuGetErrorString", &api.cuGetErrorString);
+    Resolve(api.lib, "cuMemPrefetchAsync", &api.cuMemPrefetchAsync);
     if (!ok)
       return "the CUDA driver library lacks a required function (driver too "
              "old?)";
@@ -170,6 +258,7 @@ std::string LoadLocked(State &s, moert_device_kind_t kind) {
     int device = 0;
     if ((rc = api.cuDeviceGet(&device, 0)) != 0)
       return "cuDeviceGet failed: " + VendorError(api, rc);
+    api.device = device;
     char name[256] = {0};
     api.cuDeviceGetName(name, sizeof name - 1, device);
     s.name = name;
@@ -188,6 +277,7 @@ std::string LoadLocked(State &s, moert_device_kind_t kind) {
     ok &= Resolve(api.lib, "hipMallocManaged", &api.hipMallocManaged);
     ok &= Resolve(api.lib, "hipFree", &api.hipFree);
     ok &= Resolve(api.lib, "hipGetErrorString", &api.hipGetErrorString);
+    Resolve(api.lib, "hipMemPrefetchAsync", &api.hipMemPrefetchAsync);
     if (!ok)
       return "the HIP runtime library lacks a required function";
     if ((rc = api.hipInit(0)) != 0)
@@ -260,6 +350,8 @@ Handle LoadModule(const void *data, size_t size) {
                              : ""));
     return nullptr;
   }
+  if (s.profile)
+    s.module_numbers.emplace(module, static_cast<int>(s.module_numbers.size()));
   return module;
 }
 
@@ -311,21 +403,61 @@ MOERT_API_EXPORT void moert_device_clear_error(void) {
   s.error.clear();
 }
 
+namespace {
+
+/// Returns `ptr` (a managed block) to the vendor.
+void FreeBlockLocked(State &s, void *ptr) {
+  if (s.api.kind == MOERT_DEVICE_CUDA)
+    s.api.cuMemFree(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)));
+  else
+    s.api.hipFree(ptr);
+}
+
+void TrimLocked(State &s) {
+  if (s.pool.empty())
+    return;
+  BindThread(s);
+  for (auto &entry : s.pool)
+    FreeBlockLocked(s, entry.second);
+  s.pool.clear();
+  s.pool_bytes = 0;
+}
+
+} // namespace
+
 MOERT_API_EXPORT void *moert_device_alloc(size_t bytes) {
   State &s = S();
   std::lock_guard<std::mutex> lock(s.mu);
   if (!s.ready)
     return nullptr;
-  BindThread(s);
   size_t n = bytes ? bytes : 1;
+  ++s.allocations;
+  auto cached = s.pool.find(n);
+  if (cached != s.pool.end()) {
+    void *p = cached->second;
+    s.pool.erase(cached);
+    s.pool_bytes -= n;
+    s.device_blocks.emplace(p, n);
+    ++s.pool_hits;
+    return p;
+  }
+  BindThread(s);
+  auto allocate = [&](void **p) {
+    if (s.api.kind == MOERT_DEVICE_CUDA) {
+      uint64_t ptr = 0;
+      int rc = s.api.cuMemAllocManaged(&ptr, n, /*CU_MEM_ATTACH_GLOBAL=*/1);
+      *p = reinterpret_cast<void *>(static_cast<uintptr_t>(ptr));
+      return rc;
+    }
+    return s.api.hipMallocManaged(p, n, /*hipMemAttachGlobal=*/1);
+  };
   void *p = nullptr;
-  int rc;
-  if (s.api.kind == MOERT_DEVICE_CUDA) {
-    uint64_t ptr = 0;
-    rc = s.api.cuMemAllocManaged(&ptr, n, /*CU_MEM_ATTACH_GLOBAL=*/1);
-    p = reinterpret_cast<void *>(static_cast<uintptr_t>(ptr));
-  } else {
-    rc = s.api.hipMallocManaged(&p, n, /*hipMemAttachGlobal=*/1);
+  int rc = allocate(&p);
+  if ((rc != 0 || !p) && !s.pool.empty()) {
+    // Out of memory with blocks kept for reuse: give them back, try again.
+    TrimLocked(s);
+    p = nullptr;
+    rc = allocate(&p);
   }
   if (rc != 0 || !p) {
     RecordLocked(s, moert::StrFormat("allocating %zu bytes of device memory "
@@ -334,7 +466,7 @@ MOERT_API_EXPORT void *moert_device_alloc(size_t bytes) {
                         VendorError(s.api, rc));
     return nullptr;
   }
-  s.device_blocks.insert(p);
+  s.device_blocks.emplace(p, n);
   return p;
 }
 
@@ -343,15 +475,42 @@ MOERT_API_EXPORT void moert_device_free(void *ptr) {
     return;
   State &s = S();
   std::lock_guard<std::mutex> lock(s.mu);
-  if (s.device_blocks.erase(ptr) == 0) {
+  auto it = s.device_blocks.find(ptr);
+  if (it == s.device_blocks.end()) {
     std::free(ptr); // host fallback of _mlir_memref_to_llvm_alloc
     return;
   }
+  size_t n = it->second;
+  s.device_blocks.erase(it);
+  if (s.pool_enabled && s.pool_bytes + n <= s.pool_limit) {
+    s.pool.emplace(n, ptr);
+    s.pool_bytes += n;
+    return;
+  }
   BindThread(s);
-  if (s.api.kind == MOERT_DEVICE_CUDA)
-    s.api.cuMemFree(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)));
-  else
-    s.api.hipFree(ptr);
+  FreeBlockLocked(s, ptr);
+}
+
+MOERT_API_EXPORT void moert_device_prefetch(void *ptr, size_t bytes) {
+  State &s = S();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.ready || !ptr || !bytes || !s.device_blocks.count(ptr))
+    return;
+  BindThread(s);
+  // Best effort: a device without concurrent managed access refuses, and
+  // the kernels then fault the pages over as before.
+  if (s.api.kind == MOERT_DEVICE_CUDA && s.api.cuMemPrefetchAsync)
+    s.api.cuMemPrefetchAsync(
+        static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)), bytes,
+        s.api.device, nullptr);
+  else if (s.api.kind == MOERT_DEVICE_ROCM && s.api.hipMemPrefetchAsync)
+    s.api.hipMemPrefetchAsync(ptr, bytes, s.api.device, nullptr);
+}
+
+MOERT_API_EXPORT void moert_device_trim(void) {
+  State &s = S();
+  std::lock_guard<std::mutex> lock(s.mu);
+  TrimLocked(s);
 }
 
 MOERT_API_EXPORT moert_status_t moert_device_synchronize(void) {
@@ -425,6 +584,14 @@ MOERT_API_EXPORT void *mgpuModuleGetFunction(void *module, const char *name) {
                         VendorError(s.api, rc));
     return nullptr;
   }
+  if (s.profile) {
+    // Outlined kernels often share a name across modules: add the module.
+    auto number = s.module_numbers.find(module);
+    s.kernel_names.emplace(
+        fn, moert::StrFormat("%s (module %d)", name,
+                             number == s.module_numbers.end() ? -1
+                                                              : number->second));
+  }
   return fn;
 }
 
@@ -444,6 +611,18 @@ MOERT_API_EXPORT void mgpuStreamSynchronize(void *stream) {
                : s.api.hipStreamSynchronize(stream);
   if (rc != 0)
     RecordLocked(s, "a model kernel failed: " + VendorError(s.api, rc));
+  if (s.profile && s.pending_kernel) {
+    std::chrono::duration<double> d =
+        std::chrono::steady_clock::now() - s.pending_start;
+    auto name = s.kernel_names.find(s.pending_kernel);
+    auto &t = s.kernel_times[name == s.kernel_names.end() ? std::string("?")
+                                                          : name->second];
+    if (t.launches == 0 || d.count() < t.fastest)
+      t.fastest = d.count();
+    ++t.launches;
+    t.seconds += d.count();
+    s.pending_kernel = nullptr;
+  }
 }
 
 MOERT_API_EXPORT void mgpuLaunchKernel(void *function, intptr_t gridX,
@@ -463,6 +642,10 @@ MOERT_API_EXPORT void mgpuLaunchKernel(void *function, intptr_t gridX,
   if (gridX <= 0 || gridY <= 0 || gridZ <= 0)
     return;
   BindThread(s);
+  if (s.profile) {
+    s.pending_kernel = function;
+    s.pending_start = std::chrono::steady_clock::now();
+  }
   auto u = [](intptr_t v) { return static_cast<unsigned>(v); };
   int rc = s.api.kind == MOERT_DEVICE_CUDA
                ? s.api.cuLaunchKernel(function, u(gridX), u(gridY), u(gridZ),
