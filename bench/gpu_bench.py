@@ -115,12 +115,12 @@ def torch_cuda():
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
 
 
-def compile_model(bindir, work, dtype):
+def compile_model(bindir, work, dtype, extra=()):
     model = os.path.join(work, "mixtral_%s.mlir" % dtype)
     with open(model, "w") as f:
         f.write(model_text(dtype))
     lib = os.path.join(work, "libmixtral_%s.so" % dtype)
-    run([os.path.join(bindir, "moe-compile"), model, "--target=cuda", "-o", lib])
+    run([os.path.join(bindir, "moe-compile"), model, "--target=cuda", "-o", lib] + list(extra))
     return model, lib
 
 
@@ -133,6 +133,8 @@ def main():
     p.add_argument("--markdown")
     p.add_argument("--compile-to", metavar="DIR",
                    help="only compile the model libraries into DIR (no GPU needed)")
+    p.add_argument("--compile-arg", action="append", default=[], metavar="ARG",
+                   help="extra moe-compile argument (repeatable), e.g. --compile-arg=--gpu-ffn=columns")
     p.add_argument("--libs", metavar="DIR",
                    help="use the libraries --compile-to wrote instead of moe-compile")
     a = p.parse_args()
@@ -140,7 +142,7 @@ def main():
     if a.compile_to:
         os.makedirs(a.compile_to, exist_ok=True)
         for dtype in a.dtypes.split(","):
-            print(compile_model(bindir, a.compile_to, dtype)[1])
+            print(compile_model(bindir, a.compile_to, dtype, a.compile_arg)[1])
         return
     check = subprocess.run([os.path.join(bindir, "moe-run"), "--model", "/dev/null",
                             "--device", "cuda"], capture_output=True, text=True)
@@ -162,7 +164,7 @@ def main():
             if not os.path.isfile(lib):
                 sys.exit("gpu_bench: %s missing (make it with --compile-to)" % lib)
         else:
-            model, lib = compile_model(bindir, work, dtype)
+            model, lib = compile_model(bindir, work, dtype, a.compile_arg)
         weights = os.path.join(work, "w_%s.safetensors" % dtype)
         torch_ms = {}
         if has_torch:

@@ -6,7 +6,7 @@ on a build machine, into a bundle.
 
   # on the build machine (no GPU needed), after scripts/build.sh:
   python3 scripts/gpu_check.py bundle [--build build] [--out build/gpu-bundle]
-                                      [--target cuda|rocm]
+                                      [--target cuda|rocm] [--compile-arg=ARG ...]
   # copy the checkout (same commit) and the bundle to the GPU machine, then:
   python3 scripts/gpu_check.py run [--bundle build/gpu-bundle] [--only PREFIX,...]
   python3 bench/gpu_bench.py --build build/gpu-bundle --libs build/gpu-bundle/bench
@@ -84,11 +84,13 @@ def bundle(a):
             shutil.copy2(os.path.join(libdir, name), os.path.join(a.out, "lib"), follow_symlinks=False)
     for prefix, model, args, _ in read_cases(a.target):
         lib = os.path.join(a.out, "models", prefix + ".so")
-        run([os.path.join(bindir, "moe-compile"), model, "--target=" + a.target, "-o", lib])
+        run([os.path.join(bindir, "moe-compile"), model, "--target=" + a.target, "-o", lib]
+            + a.compile_arg)
         print("compiled %s -> %s" % (os.path.relpath(model, ROOT), lib))
     if a.target == "cuda":
         out = run([sys.executable, os.path.join(ROOT, "bench", "gpu_bench.py"), "--build", a.build,
-                   "--compile-to", os.path.join(a.out, "bench")])
+                   "--compile-to", os.path.join(a.out, "bench")]
+                  + ["--compile-arg=" + c for c in a.compile_arg])
         print(out, end="")
     print("bundle: %s" % a.out)
 
@@ -139,6 +141,8 @@ def main():
     b.add_argument("--build", default=os.path.join(ROOT, "build"))
     b.add_argument("--out", default=os.path.join(ROOT, "build", "gpu-bundle"))
     b.add_argument("--target", default="cuda", choices=sorted(SUITES))
+    b.add_argument("--compile-arg", action="append", default=[], metavar="ARG",
+                   help="extra moe-compile argument (repeatable), e.g. --compile-arg=--gpu-ffn=columns")
     r = sub.add_parser("run", help="run the GPU execution tests from a bundle")
     r.add_argument("--bundle", default=os.path.join(ROOT, "build", "gpu-bundle"))
     r.add_argument("--target", default="cuda", choices=sorted(SUITES))
