@@ -197,8 +197,7 @@ moert_status_t CheckArg(const moert_entry_desc *entry, int32_t j,
 }
 
 // Binds every argument found in `weights` (see moert_session_create).
-/// `bytes` of host data in a fresh device buffer (managed memory, so a host
-/// copy fills it).
+/// `bytes` of host data in a fresh device buffer (moert_device_upload).
 moert_status_t ToDevice(const void *data, size_t bytes, const char *what,
                         void **out) {
   *out = moert_device_alloc(bytes);
@@ -211,10 +210,7 @@ moert_status_t ToDevice(const void *data, size_t bytes, const char *what,
             (reason.get() ? moert_status_message(reason.get())
                           : "no device"));
   }
-  if (bytes) {
-    std::memcpy(*out, data, bytes);
-    moert_device_prefetch(*out, bytes);
-  }
+  moert_device_upload(*out, data, bytes);
   return nullptr;
 }
 

@@ -9,7 +9,7 @@
  * would reject and, at exit, reports on stderr:
  *
  *   fake-cuda: modules=M kernels-found=K launches=L allocs=A frees=F
- *              live-bytes=B errors=E
+ *              live-bytes=B errors=E uploads=U
  *
  * Checks: a module image must be PTX text naming `.entry` kernels; a kernel
  * looked up must be one of them; a launch needs a known kernel, a grid of
@@ -133,6 +133,11 @@ CUresult cuMemFree_v2(uint64_t ptr) {
     return OK;
   fail("cuMemFree of memory not allocated by cuMemAllocManaged", NULL);
   return ERR_INVALID_VALUE;
+}
+
+CUresult cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
+  return fake_upload((void *)(uintptr_t)dst, src, bytes) ? OK
+                                                         : ERR_INVALID_VALUE;
 }
 
 CUresult cuGetErrorString(CUresult rc, const char **text) {

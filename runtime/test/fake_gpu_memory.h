@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifndef FAKE_GPU_NAME
 #error "define FAKE_GPU_NAME before including fake_gpu_memory.h"
@@ -25,7 +26,7 @@ static void *fake_blocks[FAKE_MAX_BLOCKS];
 static size_t fake_block_bytes[FAKE_MAX_BLOCKS];
 static size_t fake_live_bytes;
 static long fake_allocs, fake_frees;
-static long modules, found, launches, errors;
+static long modules, found, launches, errors, uploads;
 
 /* Counts and prints an API misuse. */
 static void fail(const char *what, const char *detail) {
@@ -37,9 +38,25 @@ static void fail(const char *what, const char *detail) {
 __attribute__((destructor)) static void report(void) {
   fprintf(stderr,
           FAKE_GPU_NAME ": modules=%ld kernels-found=%ld launches=%ld allocs=%ld "
-                        "frees=%ld live-bytes=%zu errors=%ld\n",
+                        "frees=%ld live-bytes=%zu errors=%ld uploads=%ld\n",
           modules, found, launches, fake_allocs, fake_frees, fake_live_bytes,
-          errors);
+          errors, uploads);
+}
+
+/* A host-to-device copy: `dst` .. `dst + bytes` must lie in one block. */
+static int fake_upload(void *dst, const void *src, size_t bytes) {
+  char *d = (char *)dst;
+  for (int i = 0; i < FAKE_MAX_BLOCKS; ++i) {
+    char *b = (char *)fake_blocks[i];
+    if (b && d >= b && bytes <= fake_block_bytes[i] &&
+        (size_t)(d - b) <= fake_block_bytes[i] - bytes) {
+      memcpy(dst, src, bytes);
+      ++uploads;
+      return 1;
+    }
+  }
+  fail("host-to-device copy outside any allocation", NULL);
+  return 0;
 }
 
 /* A zeroed block of `bytes`, recorded; NULL when the table is full. */

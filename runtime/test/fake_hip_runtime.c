@@ -112,6 +112,10 @@ hipError_t hipMallocManaged(void **ptr, size_t bytes, unsigned flags) {
   return *ptr ? OK : 2; /* hipErrorOutOfMemory */
 }
 
+hipError_t hipMemcpyHtoD(void *dst, void *src, size_t bytes) {
+  return fake_upload(dst, src, bytes) ? OK : ERR_INVALID_VALUE;
+}
+
 hipError_t hipFree(void *p) {
   if (fake_free(p))
     return OK;

@@ -56,10 +56,11 @@ MOERT_API_EXPORT void *moert_device_alloc(size_t bytes);
 MOERT_API_EXPORT void moert_device_free(void *ptr);
 MOERT_API_EXPORT void moert_device_trim(void);
 
-/* Starts moving a block from moert_device_alloc (host-written, say) to the
- * device in bulk, ahead of the kernels that read it, instead of page by page
- * on their first touch. Best effort: a no-op where unsupported. */
-MOERT_API_EXPORT void moert_device_prefetch(void *ptr, size_t bytes);
+/* Copies `bytes` of host memory into `dst`, a block from moert_device_alloc:
+ * by DMA where the driver offers it (the pages stay on the device), else a
+ * host copy followed by a prefetch to the device. */
+MOERT_API_EXPORT void moert_device_upload(void *dst, const void *src,
+                                          size_t bytes);
 
 /* Waits for all work of the active device. */
 MOERT_API_EXPORT moert_status_t moert_device_synchronize(void);

@@ -76,7 +76,8 @@ struct Api {
   int (*cuStreamSynchronize)(Handle) = nullptr;
   int (*cuMemAllocManaged)(uint64_t *, size_t, unsigned) = nullptr;
   int (*cuMemFree)(uint64_t) = nullptr;
-  // Optional (a driver without it just skips the prefetch).
+  // Optional (without them, uploads are host copies into managed memory).
+  int (*cuMemcpyHtoD)(uint64_t, const void *, size_t) = nullptr;
   int (*cuMemPrefetchAsync)(uint64_t, size_t, int, Handle) = nullptr;
   int device = 0; // the CUdevice / HIP device of device 0
   int (*cuGetErrorString)(int, const char **) = nullptr;
@@ -94,6 +95,7 @@ struct Api {
   int (*hipStreamSynchronize)(Handle) = nullptr;
   int (*hipMallocManaged)(void **, size_t, unsigned) = nullptr;
   int (*hipFree)(void *) = nullptr;
+  int (*hipMemcpyHtoD)(void *, void *, size_t) = nullptr;
   int (*hipMemPrefetchAsync)(const void *, size_t, int, Handle) = nullptr;
   const char *(*hipGetErrorString)(int) = nullptr;
 };
@@ -246,6 +248,7 @@ std::string LoadLocked(State &s, moert_device_kind_t kind) {
     ok &= Resolve(api.lib, "cuMemAllocManaged", &api.cuMemAllocManaged);
     ok &= Resolve(api.lib, "cuMemFree_v2", &api.cuMemFree);
     ok &= Resolve(api.lib, "cuGetErrorString", &api.cuGetErrorString);
+    Resolve(api.lib, "cuMemcpyHtoD_v2", &api.cuMemcpyHtoD);
     Resolve(api.lib, "cuMemPrefetchAsync", &api.cuMemPrefetchAsync);
     if (!ok)
       return "the CUDA driver library lacks a required function (driver too "
@@ -277,6 +280,7 @@ std::string LoadLocked(State &s, moert_device_kind_t kind) {
     ok &= Resolve(api.lib, "hipMallocManaged", &api.hipMallocManaged);
     ok &= Resolve(api.lib, "hipFree", &api.hipFree);
     ok &= Resolve(api.lib, "hipGetErrorString", &api.hipGetErrorString);
+    Resolve(api.lib, "hipMemcpyHtoD", &api.hipMemcpyHtoD);
     Resolve(api.lib, "hipMemPrefetchAsync", &api.hipMemPrefetchAsync);
     if (!ok)
       return "the HIP runtime library lacks a required function";
@@ -491,20 +495,40 @@ MOERT_API_EXPORT void moert_device_free(void *ptr) {
   FreeBlockLocked(s, ptr);
 }
 
-MOERT_API_EXPORT void moert_device_prefetch(void *ptr, size_t bytes) {
-  State &s = S();
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (!s.ready || !ptr || !bytes || !s.device_blocks.count(ptr))
+MOERT_API_EXPORT void moert_device_upload(void *dst, const void *src,
+                                          size_t bytes) {
+  if (!bytes)
     return;
+  State &s = S();
+  std::unique_lock<std::mutex> lock(s.mu);
+  if (!s.ready || !s.device_blocks.count(dst)) {
+    lock.unlock();
+    std::memcpy(dst, src, bytes); // host fallback memory
+    return;
+  }
   BindThread(s);
-  // Best effort: a device without concurrent managed access refuses, and
-  // the kernels then fault the pages over as before.
+  // A DMA copy writes device-resident pages where they are; a host copy
+  // would first fault every page over to the host (a block reused from the
+  // pool lives on the GPU), and the kernels would fault them back.
+  int rc = -1;
+  if (s.api.kind == MOERT_DEVICE_CUDA && s.api.cuMemcpyHtoD)
+    rc = s.api.cuMemcpyHtoD(
+        static_cast<uint64_t>(reinterpret_cast<uintptr_t>(dst)), src, bytes);
+  else if (s.api.kind == MOERT_DEVICE_ROCM && s.api.hipMemcpyHtoD)
+    rc = s.api.hipMemcpyHtoD(dst, const_cast<void *>(src), bytes);
+  if (rc == 0)
+    return;
+  lock.unlock();
+  std::memcpy(dst, src, bytes);
+  lock.lock();
+  // Best effort: move the pages in bulk ahead of the kernels instead of
+  // page by page on their first touch.
   if (s.api.kind == MOERT_DEVICE_CUDA && s.api.cuMemPrefetchAsync)
     s.api.cuMemPrefetchAsync(
-        static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)), bytes,
+        static_cast<uint64_t>(reinterpret_cast<uintptr_t>(dst)), bytes,
         s.api.device, nullptr);
   else if (s.api.kind == MOERT_DEVICE_ROCM && s.api.hipMemPrefetchAsync)
-    s.api.hipMemPrefetchAsync(ptr, bytes, s.api.device, nullptr);
+    s.api.hipMemPrefetchAsync(dst, bytes, s.api.device, nullptr);
 }
 
 MOERT_API_EXPORT void moert_device_trim(void) {
