@@ -37,7 +37,7 @@
 // TILES: .shared .align 16 .b8 __moe_tile_lhs[4096];
 // TILES: st.shared.b32
 // TILES: bar.sync 0;
-// TILES: ld.shared.b32
+// TILES: ld.shared.v4.b32
 // TILES: fma.rn.f32
 // TILES: bar.sync 0;
 // TILES-NOT: __moe_workgroup_barrier

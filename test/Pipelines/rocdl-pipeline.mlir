@@ -18,7 +18,7 @@
 // The expert FFN's shared-memory kernels: LDS stores, s_barrier, LDS loads.
 // GCN: ds_write
 // GCN: s_barrier
-// GCN: ds_read
+// GCN: ds_read_b128
 // GCN: s_barrier
 
 // GFX942: .amdgcn_target "amdgcn-amd-amdhsa--gfx942

@@ -29,6 +29,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
@@ -766,9 +767,11 @@ Value activation(LoopBuilder &kb, Activation act, Value x, float alpha) {
 /// (one entry of the tile table) for one or two products with the same
 /// left operand, stepping through K kTileK at a time: each step stages the
 /// gathered rows' K slice and each product's weight slice in workgroup
-/// memory, then every thread accumulates its 4 x 4 results (rows ty + 16i,
-/// columns tx + 16j, so that a warp's shared reads are broadcasts or
-/// consecutive words). Built before bufferization, whose deallocation
+/// memory, then every thread accumulates its 4 x 4 results (rows 4ty + i,
+/// columns 4tx + j), reading each K step's four lhs and four rhs values
+/// with one 16-byte workgroup load each (a warp's reads are broadcasts or
+/// consecutive 16-byte words, free of bank conflicts). Built before
+/// bufferization, whose deallocation
 /// rejects gpu.barrier and workgroup attributions, so the kernels call
 /// kBarrierFn and use private workgroup globals, which
 /// moe-resolve-workgroup-barriers rewrites after outlining.
@@ -810,7 +813,7 @@ struct TiledProduct {
   bool rhsKFastest;                             // weight stored [.., N, K]
   function_ref<Value(int64_t q, Value k)> lhs;  // row ty + 16q, column k
   function_ref<Value(int64_t p, Value k, Value n)> rhs; // in range
-  /// Stores result (i, j) of every product: row ty + 16i, column n.
+  /// Stores result (i, j) of every product: row 4ty + i, column n.
   function_ref<void(int64_t i, Value n, ArrayRef<Value> results)> store;
 };
 
@@ -843,6 +846,20 @@ void emitTile(LoopBuilder &kb, Value colBlock, Value tid,
   int64_t numAcc = t.numRhs * kPerThread * kPerThread;
   auto accAt = [&](int64_t p, int64_t i, int64_t j) {
     return (p * kPerThread + i) * kPerThread + j;
+  };
+  // This thread's results: rows rowBase + i, columns colBase + j (tile
+  // coordinates), read from the staged slices four at a time.
+  Value rowBase = kb.muli(ty, kb.idx(kPerThread));
+  Value colBase = kb.muli(tx, kb.idx(kPerThread));
+  auto vec4 = VectorType::get({kPerThread}, b.getF32Type());
+  auto load4 = [&](Value tile, Value kk, Value at) {
+    Value v = vector::LoadOp::create(b, loc, vec4, tile, ValueRange{kk, at},
+                                     /*nontemporal=*/false,
+                                     llvm::MaybeAlign(16));
+    SmallVector<Value> parts;
+    for (int64_t e = 0; e < kPerThread; ++e)
+      parts.push_back(vector::ExtractOp::create(b, loc, v, e));
+    return parts;
   };
   Value steps = arith::CeilDivUIOp::create(b, loc, t.K, kb.idx(kTileK));
   // This thread's staging values of K step `step`: kPerThread lhs values,
@@ -894,19 +911,16 @@ void emitTile(LoopBuilder &kb, Value colBlock, Value tid,
               Value kk0 = kb.muli(group, kb.idx(kUnroll));
               for (int64_t u = 0; u < kUnroll; ++u) {
                 Value kk = kb.addi(kk0, kb.idx(u));
-                SmallVector<Value> lv;
-                for (int64_t i = 0; i < kPerThread; ++i)
-                  lv.push_back(
-                      kb.load(lhsTile, {kk, kb.addi(ty, kb.idx(16 * i))}));
-                for (int64_t p = 0; p < t.numRhs; ++p)
-                  for (int64_t j = 0; j < kPerThread; ++j) {
-                    Value rv = kb.load(rhsTiles[p],
-                                       {kk, kb.addi(tx, kb.idx(16 * j))});
+                SmallVector<Value> lv = load4(lhsTile, kk, rowBase);
+                for (int64_t p = 0; p < t.numRhs; ++p) {
+                  SmallVector<Value> rv = load4(rhsTiles[p], kk, colBase);
+                  for (int64_t j = 0; j < kPerThread; ++j)
                     for (int64_t i = 0; i < kPerThread; ++i) {
                       int64_t at = accAt(p, i, j);
-                      out[at] = math::FmaOp::create(b, loc, lv[i], rv, out[at]);
+                      out[at] =
+                          math::FmaOp::create(b, loc, lv[i], rv[j], out[at]);
                     }
-                  }
+                }
               }
               return out;
             });
@@ -917,7 +931,7 @@ void emitTile(LoopBuilder &kb, Value colBlock, Value tid,
   assert(static_cast<int64_t>(acc.size()) == numAcc + numStaged);
   for (int64_t i = 0; i < kPerThread; ++i)
     for (int64_t j = 0; j < kPerThread; ++j) {
-      Value n = kb.addi(n0, kb.addi(tx, kb.idx(16 * j)));
+      Value n = kb.addi(n0, kb.addi(colBase, kb.idx(j)));
       SmallVector<Value> results;
       for (int64_t p = 0; p < t.numRhs; ++p)
         results.push_back(acc[accAt(p, i, j)]);
@@ -1084,14 +1098,13 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       return kb.mulf(activation(kb, f.getActivation(), g, alpha),
                      kb.addf(u, kb.f32(shift)));
     };
-    // Shared-memory kernels: per tile, the tokens of this thread's rows
-    // ty + 16q (-1: past the tile or no valid token).
-    auto threadTokens = [&](Value t, Value tid) {
+    // Shared-memory kernels: per tile, the tokens of four of the tile's
+    // rows, rowOf(0..3) (-1: past the tile or no valid token).
+    auto threadTokens = [&](Value t, function_ref<Value(int64_t)> rowOf) {
       Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
-      Value ty = kb.divu(tid, kb.idx(16));
       SmallVector<Value> toks;
       for (int64_t q = 0; q < shared_tiles::kPerThread; ++q) {
-        Value m = kb.addi(ty, kb.idx(16 * q));
+        Value m = rowOf(q);
         Value inTile = kb.cmpi(CmpIPredicate::slt, m, n);
         Value r = kb.addi(r0, kb.minIdx(m, kb.subi(n, kb.idx(1))));
         Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
@@ -1110,9 +1123,11 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
         Value e = kb.load(tileExpert, {t});
         // Uniform per block: the barriers inside are reached by all or none.
         kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
-          SmallVector<Value> toks = threadTokens(t, tid);
           Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
           Value ty = kb.divu(tid, kb.idx(16));
+          // The gathered rows this thread stages: ty + 16q.
+          SmallVector<Value> toks = threadTokens(
+              t, [&](int64_t q) { return kb.addi(ty, kb.idx(16 * q)); });
           shared_tiles::TiledProduct prod;
           prod.numRhs = glu ? 2 : 1;
           prod.K = kb.idx(D);
@@ -1129,7 +1144,8 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
                           : weight(upMatrix, e, k, upCol(h));
           };
           auto store = [&](int64_t i, Value h, ArrayRef<Value> res) {
-            Value m = kb.addi(ty, kb.idx(16 * i));
+            Value m = kb.addi(kb.muli(ty, kb.idx(shared_tiles::kPerThread)),
+                              kb.idx(i));
             kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n), [&] {
               Value v = epilogue(e, res[0], glu ? res[1] : Value(), gateCol(h),
                                  glu ? upCol(h) : Value());
@@ -1203,9 +1219,14 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
                                                      Value tid) {
         Value e = kb.load(tileExpert, {t});
         kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
-          SmallVector<Value> toks = threadTokens(t, tid);
           Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
           Value ty = kb.divu(tid, kb.idx(16));
+          // The result rows this thread stores: 4ty + i.
+          auto resultRow = [&](int64_t i) {
+            return kb.addi(kb.muli(ty, kb.idx(shared_tiles::kPerThread)),
+                           kb.idx(i));
+          };
+          SmallVector<Value> toks = threadTokens(t, resultRow);
           shared_tiles::TiledProduct prod;
           prod.numRhs = 1;
           prod.K = Fv;
@@ -1220,7 +1241,7 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
             return weight(w2, e, k, d);
           };
           auto store = [&](int64_t i, Value d, ArrayRef<Value> res) {
-            Value m = kb.addi(ty, kb.idx(16 * i));
+            Value m = resultRow(i);
             kb.ifThen(kb.cmpi(CmpIPredicate::sge, toks[i], kb.idx(0)), [&] {
               Value y = res[0];
               if (b2)

@@ -5,7 +5,9 @@
 // kernels over (row tile, 64-column block) with 256 threads that stage
 // 16-deep K slices in private workgroup globals between barrier
 // placeholders (moe-resolve-workgroup-barriers makes them gpu.barrier after
-// outlining), the SwiGLU epilogue in the first kernel's store. The loads
+// outlining), the SwiGLU epilogue in the first kernel's store. Each
+// thread reads its four rows and four columns of a K step as 16-byte
+// vectors. The loads
 // of step s + 1 are issued after the barrier that publishes step s and
 // before its products (software pipelining).
 // CHECK-DAG:   func.func private @__moe_workgroup_barrier()
@@ -24,6 +26,7 @@
 //       CHECK:       func.call @__moe_workgroup_barrier() : () -> ()
 //       CHECK:       arith.extf %{{.*}} : bf16 to f32
 //       CHECK:       scf.for
+//       CHECK:         vector.load %{{.*}} {alignment = 16 : i64} : memref<16x64xf32, #gpu.address_space<workgroup>>, vector<4xf32>
 //       CHECK:         math.fma
 //       CHECK:       func.call @__moe_workgroup_barrier() : () -> ()
 //       CHECK:     math.exp
