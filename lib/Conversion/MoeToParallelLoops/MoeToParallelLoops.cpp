@@ -810,6 +810,7 @@ void declareSymbols(RewriterBase &b, ModuleOp module, Location loc) {
 struct TiledProduct {
   int64_t numRhs;                               // 1 or 2 products
   Value K, N;                                   // reduction and column sizes
+  Value kBegin;                                 // first k of this block
   bool rhsKFastest;                             // weight stored [.., N, K]
   function_ref<Value(int64_t q, Value k)> lhs;  // row ty + 16q, column k
   function_ref<Value(int64_t p, Value k, Value n)> rhs; // in range
@@ -861,13 +862,16 @@ void emitTile(LoopBuilder &kb, Value colBlock, Value tid,
       parts.push_back(vector::ExtractOp::create(b, loc, v, e));
     return parts;
   };
-  Value steps = arith::CeilDivUIOp::create(b, loc, t.K, kb.idx(kTileK));
+  // K steps of [kBegin, K) (none when kBegin >= K).
+  Value span = arith::MaxSIOp::create(b, loc, kb.subi(t.K, t.kBegin),
+                                      kb.idx(0));
+  Value steps = arith::CeilDivUIOp::create(b, loc, span, kb.idx(kTileK));
   // This thread's staging values of K step `step`: kPerThread lhs values,
   // then kPerThread per product. Past K (the step after the last
   // included) they are zeros, without loads.
   int64_t numStaged = (1 + t.numRhs) * kPerThread;
   auto loadStep = [&](Value step) {
-    Value k0 = kb.muli(step, kb.idx(kTileK));
+    Value k0 = kb.addi(t.kBegin, kb.muli(step, kb.idx(kTileK)));
     SmallVector<Value> vals;
     Value k = kb.addi(k0, tx);
     Value kOk = kb.cmpi(CmpIPredicate::slt, k, t.K);
@@ -940,20 +944,38 @@ void emitTile(LoopBuilder &kb, Value colBlock, Value tid,
     }
 }
 
-/// gpu.launch over (tiles, column blocks of `N`) with kThreads threads;
-/// `body(tile, colBlock, tid)`.
-void emitLaunch(LoopBuilder &kb, Value tiles, Value N,
-                function_ref<void(Value, Value, Value)> body) {
+/// gpu.launch over (tiles, column blocks of `N`, `splits`) with kThreads
+/// threads; `body(tile, colBlock, split, tid)`.
+void emitLaunch(LoopBuilder &kb, Value tiles, Value N, Value splits,
+                function_ref<void(Value, Value, Value, Value)> body) {
   RewriterBase &b = kb.b;
   Value colBlocks =
       arith::CeilDivUIOp::create(b, kb.loc, N, kb.idx(kTileN));
-  auto launch = gpu::LaunchOp::create(b, kb.loc, tiles, colBlocks, kb.idx(1),
+  auto launch = gpu::LaunchOp::create(b, kb.loc, tiles, colBlocks, splits,
                                       kb.idx(kThreads), kb.idx(1), kb.idx(1));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&launch.getBody().front());
   body(launch.getBlockIds().x, launch.getBlockIds().y,
-       launch.getThreadIds().x);
+       launch.getBlockIds().z, launch.getThreadIds().x);
   gpu::TerminatorOp::create(b, kb.loc);
+}
+
+/// How many K ranges the down product splits into: enough blocks to give
+/// every multiprocessor two (kTargetBlocks) when few row tiles exist
+/// (decode), at most kMaxSplits, at least one K step each.
+constexpr int64_t kTargetBlocks = 256, kMaxSplits = 8;
+Value splitCount(LoopBuilder &kb, Value rows, Value N, Value K) {
+  RewriterBase &b = kb.b;
+  auto ceilDiv = [&](Value x, int64_t y) {
+    return arith::CeilDivUIOp::create(b, kb.loc, x, kb.idx(y)).getResult();
+  };
+  Value one = kb.idx(1);
+  Value rowTiles = arith::MaxUIOp::create(b, kb.loc, ceilDiv(rows, kTileM), one);
+  Value blocks = kb.muli(rowTiles, ceilDiv(N, kTileN));
+  Value want = kb.divu(kb.idx(kTargetBlocks), blocks);
+  Value splits = kb.minIdx(kb.idx(kMaxSplits), ceilDiv(K, kTileK));
+  splits = kb.minIdx(splits, want);
+  return arith::MaxSIOp::create(b, kb.loc, splits, one);
 }
 } // namespace shared_tiles
 
@@ -1118,8 +1140,9 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
     if (kSharedTiles) {
       shared_tiles::declareSymbols(rewriter, op->getParentOfType<ModuleOp>(),
                                    loc);
-      shared_tiles::emitLaunch(kb, maxTiles, Fv, [&](Value t, Value cb,
-                                                     Value tid) {
+      shared_tiles::emitLaunch(kb, maxTiles, Fv, kb.idx(1), [&](Value t, Value cb,
+                                                                Value,
+                                                                Value tid) {
         Value e = kb.load(tileExpert, {t});
         // Uniform per block: the barriers inside are reached by all or none.
         kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
@@ -1131,6 +1154,7 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
           shared_tiles::TiledProduct prod;
           prod.numRhs = glu ? 2 : 1;
           prod.K = kb.idx(D);
+          prod.kBegin = kb.idx(0);
           prod.N = Fv;
           prod.rhsKFastest = !inOut;
           auto lhs = [&](int64_t q, Value k) {
@@ -1215,21 +1239,30 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
                outAt(kb.divu(i, Dv), kb.remu(i, Dv)));
     });
     if (kSharedTiles) {
-      shared_tiles::emitLaunch(kb, maxTiles, Dv, [&](Value t, Value cb,
-                                                     Value tid) {
+      // Split K: block z sums hidden units [z * kChunk, (z + 1) * kChunk)
+      // into partial[z * rows + r, d]; a second kernel adds the partial
+      // sums in z order (and b2) for the rows with a valid token. Decode
+      // has a few row tiles over a long K; without the split only
+      // ceil(D / 64) blocks per tile would stream the whole of W2.
+      Value splits = shared_tiles::splitCount(kb, rows, Dv, Fv);
+      Value kSteps = arith::CeilDivUIOp::create(rewriter, loc, Fv,
+                                                kb.idx(shared_tiles::kTileK));
+      Value kChunk =
+          kb.muli(arith::CeilDivUIOp::create(rewriter, loc, kSteps, splits),
+                  kb.idx(shared_tiles::kTileK));
+      Value partial =
+          kb.alloc({ShapedType::kDynamic, Dout}, f32, kb.muli(splits, rows));
+      shared_tiles::emitLaunch(kb, maxTiles, Dv, splits, [&](Value t, Value cb,
+                                                             Value z,
+                                                             Value tid) {
         Value e = kb.load(tileExpert, {t});
         kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
           Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
           Value ty = kb.divu(tid, kb.idx(16));
-          // The result rows this thread stores: 4ty + i.
-          auto resultRow = [&](int64_t i) {
-            return kb.addi(kb.muli(ty, kb.idx(shared_tiles::kPerThread)),
-                           kb.idx(i));
-          };
-          SmallVector<Value> toks = threadTokens(t, resultRow);
           shared_tiles::TiledProduct prod;
           prod.numRhs = 1;
-          prod.K = Fv;
+          prod.kBegin = kb.muli(z, kChunk);
+          prod.K = kb.minIdx(Fv, kb.addi(prod.kBegin, kChunk));
           prod.N = Dv;
           prod.rhsKFastest = !inOut;
           auto lhs = [&](int64_t q, Value k) {
@@ -1241,18 +1274,42 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
             return weight(w2, e, k, d);
           };
           auto store = [&](int64_t i, Value d, ArrayRef<Value> res) {
-            Value m = resultRow(i);
-            kb.ifThen(kb.cmpi(CmpIPredicate::sge, toks[i], kb.idx(0)), [&] {
-              Value y = res[0];
-              if (b2)
-                y = kb.addf(y, kb.toF32(kb.load(b2, {e, d})));
-              kb.store(kb.fromF32(y, outElem), out, outAt(kb.addi(r0, m), d));
+            Value m = kb.addi(kb.muli(ty, kb.idx(shared_tiles::kPerThread)),
+                              kb.idx(i));
+            kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n), [&] {
+              Value r = kb.addi(kb.muli(z, rows), kb.addi(r0, m));
+              kb.store(res[0], partial, {r, d});
             });
           };
           prod.lhs = lhs;
           prod.rhs = rhs;
           prod.store = store;
           shared_tiles::emitTile(kb, cb, tid, prod);
+        });
+      });
+      Value perTile = kb.idx(shared_tiles::kTileM * Dout);
+      kb.parallel(kb.muli(maxTiles, perTile), [&](Value i) {
+        Value t = kb.divu(i, perTile), rem = kb.remu(i, perTile);
+        Value m = kb.divu(rem, Dv), d = kb.remu(rem, Dv);
+        Value e = kb.load(tileExpert, {t});
+        kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
+          Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+          kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n), [&] {
+            Value r = kb.addi(r0, m);
+            Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
+            Value ok = kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
+                               kb.cmpi(CmpIPredicate::slt, tok, T));
+            kb.ifThen(ok, [&] {
+              Value y = kb.loop(kb.idx(0), splits, {kb.f32(0.0f)},
+                                [&](Value zi, ValueRange a) -> SmallVector<Value> {
+                                  Value pr = kb.addi(kb.muli(zi, rows), r);
+                                  return {kb.addf(a[0], kb.load(partial, {pr, d}))};
+                                })[0];
+              if (b2)
+                y = kb.addf(y, kb.toF32(kb.load(b2, {e, d})));
+              kb.store(kb.fromF32(y, outElem), out, outAt(r, d));
+            });
+          });
         });
       });
     } else

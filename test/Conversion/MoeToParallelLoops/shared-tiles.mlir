@@ -34,12 +34,21 @@
 //       CHECK:     gpu.terminator
 //       CHECK:   %[[O:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 //       CHECK:   scf.parallel
-//       CHECK:   gpu.launch
+// The down product splits K into at most 8 ranges (grid z): partial sums
+// per range, then one kernel adds them in range order for rows with a
+// valid token.
+//       CHECK:   %[[SPLITS:.*]] = arith.maxsi %{{.*}}, %c1{{.*}} : index
+//       CHECK:   %[[P:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+//       CHECK:   gpu.launch blocks({{.*}}) in ({{.*}}, %{{.*}} = %[[SPLITS]])
 //       CHECK:     memref.get_global @__moe_tile_rhs0
 //   CHECK-NOT:     memref.get_global @__moe_tile_rhs1
 //       CHECK:     memref.load %[[H]]
-//       CHECK:     memref.store %{{.*}}, %[[O]]
+//       CHECK:     memref.store %{{.*}}, %[[P]]
 //       CHECK:     gpu.terminator
+//       CHECK:   scf.parallel
+//       CHECK:     scf.for %{{.*}} = %{{.*}} to %[[SPLITS]]
+//       CHECK:       memref.load %[[P]]
+//       CHECK:     memref.store %{{.*}}, %[[O]]
 // Without the option: per-column parallel loops, no launch, no globals.
 // COLUMNS-NOT: gpu.launch
 // COLUMNS-NOT: memref.global
