@@ -163,6 +163,19 @@ public:
       scf::YieldOp::create(b, loc);
     });
   }
+  void ifElse(Value cond, function_ref<void()> then,
+              function_ref<void()> otherwise) {
+    scf::IfOp::create(
+        b, loc, cond,
+        [&](OpBuilder &, Location) {
+          then();
+          scf::YieldOp::create(b, loc);
+        },
+        [&](OpBuilder &, Location) {
+          otherwise();
+          scf::YieldOp::create(b, loc);
+        });
+  }
   /// A value computed only when `cond` holds, `otherwise` elsewhere.
   Value ifValue(Value cond, Value otherwise, function_ref<Value()> then) {
     auto ifOp = scf::IfOp::create(
@@ -960,17 +973,21 @@ void emitLaunch(LoopBuilder &kb, Value tiles, Value N, Value splits,
   gpu::TerminatorOp::create(b, kb.loc);
 }
 
-/// How many K ranges the down product splits into: enough blocks to give
-/// every multiprocessor two (kTargetBlocks) when few row tiles exist
-/// (decode), at most kMaxSplits, at least one K step each.
+/// How many K ranges a product over `rows` rows splits into: enough blocks
+/// to give every multiprocessor two (kTargetBlocks) when few row tiles
+/// exist (decode), at most kMaxSplits, at least one K step each. The row
+/// tiles are at most min(rows, ceil(rows / kTileM) + experts).
 constexpr int64_t kTargetBlocks = 256, kMaxSplits = 8;
-Value splitCount(LoopBuilder &kb, Value rows, Value N, Value K) {
+Value splitCount(LoopBuilder &kb, Value rows, Value N, Value K,
+                 int64_t numExperts) {
   RewriterBase &b = kb.b;
   auto ceilDiv = [&](Value x, int64_t y) {
     return arith::CeilDivUIOp::create(b, kb.loc, x, kb.idx(y)).getResult();
   };
   Value one = kb.idx(1);
-  Value rowTiles = arith::MaxUIOp::create(b, kb.loc, ceilDiv(rows, kTileM), one);
+  Value rowTiles = kb.minIdx(
+      rows, kb.addi(ceilDiv(rows, kTileM), kb.idx(numExperts)));
+  rowTiles = arith::MaxUIOp::create(b, kb.loc, rowTiles, one);
   Value blocks = kb.muli(rowTiles, ceilDiv(N, kTileN));
   Value want = kb.divu(kb.idx(kTargetBlocks), blocks);
   Value splits = kb.minIdx(kb.idx(kMaxSplits), ceilDiv(K, kTileK));
@@ -1140,48 +1157,108 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
     if (kSharedTiles) {
       shared_tiles::declareSymbols(rewriter, op->getParentOfType<ModuleOp>(),
                                    loc);
-      shared_tiles::emitLaunch(kb, maxTiles, Fv, kb.idx(1), [&](Value t, Value cb,
-                                                                Value,
-                                                                Value tid) {
-        Value e = kb.load(tileExpert, {t});
-        // Uniform per block: the barriers inside are reached by all or none.
-        kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
-          Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
-          Value ty = kb.divu(tid, kb.idx(16));
-          // The gathered rows this thread stages: ty + 16q.
-          SmallVector<Value> toks = threadTokens(
-              t, [&](int64_t q) { return kb.addi(ty, kb.idx(16 * q)); });
-          shared_tiles::TiledProduct prod;
-          prod.numRhs = glu ? 2 : 1;
-          prod.K = kb.idx(D);
-          prod.kBegin = kb.idx(0);
-          prod.N = Fv;
-          prod.rhsKFastest = !inOut;
-          auto lhs = [&](int64_t q, Value k) {
-            Value ok = kb.cmpi(CmpIPredicate::sge, toks[q], kb.idx(0));
-            return kb.ifValue(ok, kb.f32(0.0f), [&] {
-              return kb.toF32(kb.load(x, {toks[q], k}));
+      // Decode (few row tiles): K split as for the down product, the gate
+      // and up partial sums added in range order by a second kernel that
+      // applies the epilogue; otherwise one kernel with the epilogue.
+      Value splits = shared_tiles::splitCount(kb, rows, Fv, kb.idx(D),
+                                              numExperts);
+      auto emitHidden = [&](bool split) {
+        Value kChunk, partialG, partialU;
+        if (split) {
+          Value kSteps = arith::CeilDivUIOp::create(
+              rewriter, loc, kb.idx(D), kb.idx(shared_tiles::kTileK));
+          kChunk = kb.muli(
+              arith::CeilDivUIOp::create(rewriter, loc, kSteps, splits),
+              kb.idx(shared_tiles::kTileK));
+          partialG = kb.alloc({ShapedType::kDynamic, F}, f32,
+                              kb.muli(splits, rows));
+          if (glu)
+            partialU = kb.alloc({ShapedType::kDynamic, F}, f32,
+                                kb.muli(splits, rows));
+        }
+        shared_tiles::emitLaunch(
+            kb, maxTiles, Fv, split ? splits : kb.idx(1),
+            [&](Value t, Value cb, Value z, Value tid) {
+              Value e = kb.load(tileExpert, {t});
+              // Uniform per block: the barriers inside are reached by all or
+              // none.
+              kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
+                Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+                Value ty = kb.divu(tid, kb.idx(16));
+                // The gathered rows this thread stages: ty + 16q.
+                SmallVector<Value> toks = threadTokens(
+                    t, [&](int64_t q) { return kb.addi(ty, kb.idx(16 * q)); });
+                shared_tiles::TiledProduct prod;
+                prod.numRhs = glu ? 2 : 1;
+                prod.kBegin = split ? kb.muli(z, kChunk) : kb.idx(0);
+                prod.K = split ? kb.minIdx(kb.idx(D), kb.addi(prod.kBegin, kChunk))
+                               : kb.idx(D);
+                prod.N = Fv;
+                prod.rhsKFastest = !inOut;
+                auto lhs = [&](int64_t q, Value k) {
+                  Value ok = kb.cmpi(CmpIPredicate::sge, toks[q], kb.idx(0));
+                  return kb.ifValue(ok, kb.f32(0.0f), [&] {
+                    return kb.toF32(kb.load(x, {toks[q], k}));
+                  });
+                };
+                auto rhs = [&](int64_t p, Value k, Value h) {
+                  return p == 0 ? weight(w1, e, k, gateCol(h))
+                                : weight(upMatrix, e, k, upCol(h));
+                };
+                auto store = [&](int64_t i, Value h, ArrayRef<Value> res) {
+                  Value m = kb.addi(
+                      kb.muli(ty, kb.idx(shared_tiles::kPerThread)), kb.idx(i));
+                  kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n), [&] {
+                    if (split) {
+                      Value r = kb.addi(kb.muli(z, rows), kb.addi(r0, m));
+                      kb.store(res[0], partialG, {r, h});
+                      if (glu)
+                        kb.store(res[1], partialU, {r, h});
+                      return;
+                    }
+                    Value v = epilogue(e, res[0], glu ? res[1] : Value(),
+                                       gateCol(h), glu ? upCol(h) : Value());
+                    kb.store(v, hidden, {kb.addi(r0, m), h});
+                  });
+                };
+                prod.lhs = lhs;
+                prod.rhs = rhs;
+                prod.store = store;
+                shared_tiles::emitTile(kb, cb, tid, prod);
+              });
             });
-          };
-          auto rhs = [&](int64_t p, Value k, Value h) {
-            return p == 0 ? weight(w1, e, k, gateCol(h))
-                          : weight(upMatrix, e, k, upCol(h));
-          };
-          auto store = [&](int64_t i, Value h, ArrayRef<Value> res) {
-            Value m = kb.addi(kb.muli(ty, kb.idx(shared_tiles::kPerThread)),
-                              kb.idx(i));
+        if (!split)
+          return;
+        Value perTile = kb.idx(shared_tiles::kTileM * F);
+        kb.parallel(kb.muli(maxTiles, perTile), [&](Value i) {
+          Value t = kb.divu(i, perTile), rem = kb.remu(i, perTile);
+          Value m = kb.divu(rem, Fv), h = kb.remu(rem, Fv);
+          Value e = kb.load(tileExpert, {t});
+          kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
+            Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
             kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n), [&] {
-              Value v = epilogue(e, res[0], glu ? res[1] : Value(), gateCol(h),
-                                 glu ? upCol(h) : Value());
-              kb.store(v, hidden, {kb.addi(r0, m), h});
+              Value r = kb.addi(r0, m);
+              SmallVector<Value> sums = kb.loop(
+                  kb.idx(0), splits,
+                  SmallVector<Value>(glu ? 2 : 1, kb.f32(0.0f)),
+                  [&](Value zi, ValueRange a) -> SmallVector<Value> {
+                    Value pr = kb.addi(kb.muli(zi, rows), r);
+                    SmallVector<Value> next{
+                        kb.addf(a[0], kb.load(partialG, {pr, h}))};
+                    if (glu)
+                      next.push_back(kb.addf(a[1], kb.load(partialU, {pr, h})));
+                    return next;
+                  });
+              Value v = epilogue(e, sums[0], glu ? sums[1] : Value(),
+                                 gateCol(h), glu ? upCol(h) : Value());
+              kb.store(v, hidden, {r, h});
             });
-          };
-          prod.lhs = lhs;
-          prod.rhs = rhs;
-          prod.store = store;
-          shared_tiles::emitTile(kb, cb, tid, prod);
+          });
         });
-      });
+      };
+      kb.ifElse(kb.cmpi(CmpIPredicate::ugt, splits, kb.idx(1)),
+                [&] { emitHidden(/*split=*/true); },
+                [&] { emitHidden(/*split=*/false); });
     } else
     kb.parallel(kb.muli(maxTiles, Fv), [&](Value i) {
       Value t = kb.divu(i, Fv), h = kb.remu(i, Fv);
@@ -1244,7 +1321,7 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       // sums in z order (and b2) for the rows with a valid token. Decode
       // has a few row tiles over a long K; without the split only
       // ceil(D / 64) blocks per tile would stream the whole of W2.
-      Value splits = shared_tiles::splitCount(kb, rows, Dv, Fv);
+      Value splits = shared_tiles::splitCount(kb, rows, Dv, Fv, numExperts);
       Value kSteps = arith::CeilDivUIOp::create(rewriter, loc, Fv,
                                                 kb.idx(shared_tiles::kTileK));
       Value kChunk =

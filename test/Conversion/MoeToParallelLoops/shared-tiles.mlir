@@ -16,22 +16,40 @@
 // CHECK-DAG:   memref.global "private" @__moe_tile_rhs1 : memref<16x64xf32, #gpu.address_space<workgroup>>
 // CHECK-LABEL: func.func @expert_ffn_glu_bf16
 //       CHECK:   %[[H:.*]] = memref.alloc(%{{.*}}) : memref<?x32xf32>
-//       CHECK:   %[[C256:.*]] = arith.constant 256 : index
-//       CHECK:   gpu.launch blocks({{.*}}) in ({{.*}}) threads({{.*}}) in (%{{.*}} = %[[C256]]
-//       CHECK:     memref.get_global @__moe_tile_lhs
-//       CHECK:     memref.get_global @__moe_tile_rhs1
-//       CHECK:     arith.extf %{{.*}} : bf16 to f32
-//       CHECK:     scf.for
-//       CHECK:       memref.store %{{.*}} : memref<16x64xf32, #gpu.address_space<workgroup>>
-//       CHECK:       func.call @__moe_workgroup_barrier() : () -> ()
+// Decode (few row tiles): the gate/up product splits K into at most 8
+// ranges (grid z) whose partial sums a second kernel adds in range order
+// before the epilogue; otherwise one kernel with the epilogue.
+//       CHECK:   %[[S1:.*]] = arith.maxsi %{{.*}}, %c1{{.*}} : index
+//       CHECK:   %[[SPLIT:.*]] = arith.cmpi ugt, %[[S1]], %{{.*}} : index
+//       CHECK:   scf.if %[[SPLIT]] {
+//       CHECK:     %[[PG:.*]] = memref.alloc(%{{.*}}) : memref<?x32xf32>
+//       CHECK:     %[[PU:.*]] = memref.alloc(%{{.*}}) : memref<?x32xf32>
+//       CHECK:     gpu.launch blocks({{.*}}) in ({{.*}}, %{{.*}} = %[[S1]])
+//       CHECK:       memref.store %{{.*}}, %[[PG]]
+//       CHECK:       memref.store %{{.*}}, %[[PU]]
+//       CHECK:       gpu.terminator
+//       CHECK:     scf.parallel
+//       CHECK:       scf.for %{{.*}} = %{{.*}} to %[[S1]]
+//       CHECK:       math.exp
+//       CHECK:       memref.store %{{.*}}, %[[H]]
+//       CHECK:   } else {
+//       CHECK:     %[[C256:.*]] = arith.constant 256 : index
+//       CHECK:     gpu.launch blocks({{.*}}) in ({{.*}}) threads({{.*}}) in (%{{.*}} = %[[C256]]
+//       CHECK:       memref.get_global @__moe_tile_lhs
+//       CHECK:       memref.get_global @__moe_tile_rhs1
 //       CHECK:       arith.extf %{{.*}} : bf16 to f32
 //       CHECK:       scf.for
-//       CHECK:         vector.load %{{.*}} {alignment = 16 : i64} : memref<16x64xf32, #gpu.address_space<workgroup>>, vector<4xf32>
-//       CHECK:         math.fma
-//       CHECK:       func.call @__moe_workgroup_barrier() : () -> ()
-//       CHECK:     math.exp
-//       CHECK:     memref.store %{{.*}}, %[[H]]
-//       CHECK:     gpu.terminator
+//       CHECK:         memref.store %{{.*}} : memref<16x64xf32, #gpu.address_space<workgroup>>
+//       CHECK:         func.call @__moe_workgroup_barrier() : () -> ()
+//       CHECK:         arith.extf %{{.*}} : bf16 to f32
+//       CHECK:         scf.for
+//       CHECK:           vector.load %{{.*}} {alignment = 16 : i64} : memref<16x64xf32, #gpu.address_space<workgroup>>, vector<4xf32>
+//       CHECK:           math.fma
+//       CHECK:         func.call @__moe_workgroup_barrier() : () -> ()
+//       CHECK:       math.exp
+//       CHECK:       memref.store %{{.*}}, %[[H]]
+//       CHECK:       gpu.terminator
+//       CHECK:   }
 //       CHECK:   %[[O:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 //       CHECK:   scf.parallel
 // The down product splits K into at most 8 ranges (grid z): partial sums
