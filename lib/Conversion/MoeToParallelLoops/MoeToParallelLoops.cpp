@@ -19,6 +19,7 @@
 #include "moe/Dialect/Moe/IR/MoeOps.h"
 #include "moe/Dialect/Moe/Utils/BufferBridge.h"
 #include "moe/Dialect/Moe/Utils/Capacity.h"
+#include "moe/Dialect/Moe/Utils/RouterMatmul.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -973,6 +974,15 @@ void emitLaunch(LoopBuilder &kb, Value tiles, Value N, Value splits,
   gpu::TerminatorOp::create(b, kb.loc);
 }
 
+/// The K range of each split: whole K steps, the last range possibly short
+/// or empty.
+Value splitChunk(LoopBuilder &kb, Value K, Value splits) {
+  auto ceilDiv = [&](Value x, Value y) {
+    return arith::CeilDivUIOp::create(kb.b, kb.loc, x, y).getResult();
+  };
+  return kb.muli(ceilDiv(ceilDiv(K, kb.idx(kTileK)), splits), kb.idx(kTileK));
+}
+
 /// How many K ranges a product over `rows` rows splits into: enough blocks
 /// to give every multiprocessor two (kTargetBlocks) when few row tiles
 /// exist (decode), at most kMaxSplits, at least one K step each. The row
@@ -1154,6 +1164,23 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       }
       return toks;
     };
+    // body(e, r, col) for every row r of an active tile's segment and every
+    // column col < N: one iteration per (tile slot, tile row, column).
+    auto forEachTileRow = [&](int64_t N,
+                              function_ref<void(Value, Value, Value)> body) {
+      Value Nv = kb.idx(N);
+      Value perTile = kb.idx(shared_tiles::kTileM * N);
+      kb.parallel(kb.muli(maxTiles, perTile), [&](Value i) {
+        Value t = kb.divu(i, perTile), rem = kb.remu(i, perTile);
+        Value m = kb.divu(rem, Nv), col = kb.remu(rem, Nv);
+        Value e = kb.load(tileExpert, {t});
+        kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
+          Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
+          kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n),
+                    [&] { body(e, kb.addi(r0, m), col); });
+        });
+      });
+    };
     if (kSharedTiles) {
       shared_tiles::declareSymbols(rewriter, op->getParentOfType<ModuleOp>(),
                                    loc);
@@ -1165,11 +1192,7 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       auto emitHidden = [&](bool split) {
         Value kChunk, partialG, partialU;
         if (split) {
-          Value kSteps = arith::CeilDivUIOp::create(
-              rewriter, loc, kb.idx(D), kb.idx(shared_tiles::kTileK));
-          kChunk = kb.muli(
-              arith::CeilDivUIOp::create(rewriter, loc, kSteps, splits),
-              kb.idx(shared_tiles::kTileK));
+          kChunk = shared_tiles::splitChunk(kb, kb.idx(D), splits);
           partialG = kb.alloc({ShapedType::kDynamic, F}, f32,
                               kb.muli(splits, rows));
           if (glu)
@@ -1229,31 +1252,20 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
             });
         if (!split)
           return;
-        Value perTile = kb.idx(shared_tiles::kTileM * F);
-        kb.parallel(kb.muli(maxTiles, perTile), [&](Value i) {
-          Value t = kb.divu(i, perTile), rem = kb.remu(i, perTile);
-          Value m = kb.divu(rem, Fv), h = kb.remu(rem, Fv);
-          Value e = kb.load(tileExpert, {t});
-          kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
-            Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
-            kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n), [&] {
-              Value r = kb.addi(r0, m);
-              SmallVector<Value> sums = kb.loop(
-                  kb.idx(0), splits,
-                  SmallVector<Value>(glu ? 2 : 1, kb.f32(0.0f)),
-                  [&](Value zi, ValueRange a) -> SmallVector<Value> {
-                    Value pr = kb.addi(kb.muli(zi, rows), r);
-                    SmallVector<Value> next{
-                        kb.addf(a[0], kb.load(partialG, {pr, h}))};
-                    if (glu)
-                      next.push_back(kb.addf(a[1], kb.load(partialU, {pr, h})));
-                    return next;
-                  });
-              Value v = epilogue(e, sums[0], glu ? sums[1] : Value(),
-                                 gateCol(h), glu ? upCol(h) : Value());
-              kb.store(v, hidden, {r, h});
-            });
-          });
+        forEachTileRow(F, [&](Value e, Value r, Value h) {
+          SmallVector<Value> sums = kb.loop(
+              kb.idx(0), splits, SmallVector<Value>(glu ? 2 : 1, kb.f32(0.0f)),
+              [&](Value zi, ValueRange a) -> SmallVector<Value> {
+                Value pr = kb.addi(kb.muli(zi, rows), r);
+                SmallVector<Value> next{
+                    kb.addf(a[0], kb.load(partialG, {pr, h}))};
+                if (glu)
+                  next.push_back(kb.addf(a[1], kb.load(partialU, {pr, h})));
+                return next;
+              });
+          Value v = epilogue(e, sums[0], glu ? sums[1] : Value(), gateCol(h),
+                             glu ? upCol(h) : Value());
+          kb.store(v, hidden, {r, h});
         });
       };
       kb.ifElse(kb.cmpi(CmpIPredicate::ugt, splits, kb.idx(1)),
@@ -1322,11 +1334,7 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       // has a few row tiles over a long K; without the split only
       // ceil(D / 64) blocks per tile would stream the whole of W2.
       Value splits = shared_tiles::splitCount(kb, rows, Dv, Fv, numExperts);
-      Value kSteps = arith::CeilDivUIOp::create(rewriter, loc, Fv,
-                                                kb.idx(shared_tiles::kTileK));
-      Value kChunk =
-          kb.muli(arith::CeilDivUIOp::create(rewriter, loc, kSteps, splits),
-                  kb.idx(shared_tiles::kTileK));
+      Value kChunk = shared_tiles::splitChunk(kb, Fv, splits);
       Value partial =
           kb.alloc({ShapedType::kDynamic, Dout}, f32, kb.muli(splits, rows));
       shared_tiles::emitLaunch(kb, maxTiles, Dv, splits, [&](Value t, Value cb,
@@ -1364,29 +1372,19 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
           shared_tiles::emitTile(kb, cb, tid, prod);
         });
       });
-      Value perTile = kb.idx(shared_tiles::kTileM * Dout);
-      kb.parallel(kb.muli(maxTiles, perTile), [&](Value i) {
-        Value t = kb.divu(i, perTile), rem = kb.remu(i, perTile);
-        Value m = kb.divu(rem, Dv), d = kb.remu(rem, Dv);
-        Value e = kb.load(tileExpert, {t});
-        kb.ifThen(kb.cmpi(CmpIPredicate::sge, e, kb.idx(0)), [&] {
-          Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
-          kb.ifThen(kb.cmpi(CmpIPredicate::slt, m, n), [&] {
-            Value r = kb.addi(r0, m);
-            Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
-            Value ok = kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
-                               kb.cmpi(CmpIPredicate::slt, tok, T));
-            kb.ifThen(ok, [&] {
-              Value y = kb.loop(kb.idx(0), splits, {kb.f32(0.0f)},
-                                [&](Value zi, ValueRange a) -> SmallVector<Value> {
-                                  Value pr = kb.addi(kb.muli(zi, rows), r);
-                                  return {kb.addf(a[0], kb.load(partial, {pr, d}))};
-                                })[0];
-              if (b2)
-                y = kb.addf(y, kb.toF32(kb.load(b2, {e, d})));
-              kb.store(kb.fromF32(y, outElem), out, outAt(r, d));
-            });
-          });
+      forEachTileRow(Dout, [&](Value e, Value r, Value d) {
+        Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
+        Value ok = kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
+                           kb.cmpi(CmpIPredicate::slt, tok, T));
+        kb.ifThen(ok, [&] {
+          Value y = kb.loop(kb.idx(0), splits, {kb.f32(0.0f)},
+                            [&](Value zi, ValueRange a) -> SmallVector<Value> {
+                              Value pr = kb.addi(kb.muli(zi, rows), r);
+                              return {kb.addf(a[0], kb.load(partial, {pr, d}))};
+                            })[0];
+          if (b2)
+            y = kb.addf(y, kb.toF32(kb.load(b2, {e, d})));
+          kb.store(kb.fromF32(y, outElem), out, outAt(r, d));
         });
       });
     } else
@@ -1540,13 +1538,8 @@ struct LowerMatmul : OpRewritePattern<linalg::MatmulOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(linalg::MatmulOp op,
                                 PatternRewriter &rewriter) const override {
-    if (!op.hasPureTensorSemantics() || op.hasUserDefinedMaps())
+    if (!isF32TensorMatmul(op))
       return failure();
-    for (Value v : {op.getInputs()[0], op.getInputs()[1], op.getOutputs()[0]}) {
-      auto type = dyn_cast<RankedTensorType>(v.getType());
-      if (!type || type.getRank() != 2 || !type.getElementType().isF32())
-        return failure();
-    }
     LoopBuilder kb(rewriter, op.getLoc());
     Value lhs = kb.input(op.getInputs()[0]), rhs = kb.input(op.getInputs()[1]);
     Value init = op.getOutputs()[0];

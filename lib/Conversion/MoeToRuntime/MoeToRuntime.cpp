@@ -17,6 +17,7 @@
 #include "moe/Dialect/Moe/IR/MoeOps.h"
 #include "moe/Dialect/Moe/Utils/BufferBridge.h"
 #include "moe/Dialect/Moe/Utils/Capacity.h"
+#include "moe/Dialect/Moe/Utils/RouterMatmul.h"
 #include "moe/Dialect/Moe/Utils/TensorBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -387,13 +388,8 @@ struct LowerMatmul : OpRewritePattern<linalg::MatmulOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(linalg::MatmulOp op,
                                 PatternRewriter &rewriter) const override {
-    if (!op.hasPureTensorSemantics() || op.hasUserDefinedMaps())
+    if (!isF32TensorMatmul(op))
       return failure();
-    for (Value v : {op.getInputs()[0], op.getInputs()[1], op.getOutputs()[0]}) {
-      auto type = dyn_cast<RankedTensorType>(v.getType());
-      if (!type || type.getRank() != 2 || !type.getElementType().isF32())
-        return failure();
-    }
     KernelCallBuilder kb(rewriter, op.getLoc(), op);
     auto outType = cast<RankedTensorType>(op.getResultTypes()[0]);
     Value init = op.getOutputs()[0];

@@ -145,9 +145,17 @@ State &S() {
   static State *state = [] {
     auto *st = new State(); // never destroyed: used from atexit paths
     st->pool_enabled = EnvFlag("MOERT_DEVICE_POOL", true);
-    if (const char *mb = std::getenv("MOERT_DEVICE_POOL_MB"))
-      st->pool_limit = static_cast<size_t>(std::strtoull(mb, nullptr, 10))
-                       << 20;
+    if (const char *mb = std::getenv("MOERT_DEVICE_POOL_MB")) {
+      char *end = nullptr;
+      unsigned long long v = std::strtoull(mb, &end, 10);
+      if (*mb && end && *end == '\0' && v <= (1ull << 30))
+        st->pool_limit = static_cast<size_t>(v) << 20;
+      else
+        std::fprintf(stderr,
+                     "moert: ignoring MOERT_DEVICE_POOL_MB='%s' (expected a "
+                     "number of MiB up to 2^30)\n",
+                     mb);
+    }
     st->profile = EnvFlag("MOERT_DEVICE_PROFILE", false);
     if (st->profile)
       std::atexit(PrintProfile);
