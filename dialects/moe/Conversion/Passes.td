@@ -89,10 +89,15 @@ def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mli
       tile table, one launch for all experts); one iteration per
       `(tile, f)` computes the activated gate/up products of the tile's rows
       into an `[R, F]` f32 buffer, loading each weight element once for the
-      tile, and one iteration per `(tile, d)` the down product;
+      tile, and one iteration per `(tile, d)` the down product; with
+      `shared-tiles` (GPU targets) the two products are instead
+      `gpu.launch` kernels over (64-row tile, 64 columns[, K range]) that
+      stage 16-deep K slices in workgroup memory; when few row tiles exist
+      (decode) K is split into up to 8 ranges whose partial sums a second
+      parallel loop adds in range order (and applies the epilogue);
     * combine and expert_stats: one iteration per output element / expert;
     * f32 `linalg.matmul` (the router products): one iteration per output
-      element accumulating in a register in k order.
+      element accumulating in a register in k order (16 products per step).
 
     Operands cross into memrefs with `bufferization.to_buffer` (read-only),
     results are fresh buffers wrapped by `bufferization.to_tensor restrict`.
@@ -107,9 +112,9 @@ def ConvertMoeToParallelLoopsPass : Pass<"convert-moe-to-parallel-loops", "::mli
     Option<"sharedTiles", "shared-tiles", "bool", /*default=*/"false",
            "GPU targets only: lower the expert FFN's two products to "
            "shared-memory tiled grouped GEMM kernels (gpu.launch, 64x64 "
-           "output tiles, K steps of 16, 256 threads with 4x4 results each) "
-           "instead of per-column loops; the kernels need "
-           "moe-resolve-workgroup-barriers after gpu-kernel-outlining">
+           "output tiles, K steps of 16, 256 threads with 4x4 results each, "
+           "K split for decode) instead of per-column loops; the kernels "
+           "need moe-resolve-workgroup-barriers after gpu-kernel-outlining">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
