@@ -1086,14 +1086,17 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       kb.store(found[3], tileRow, {t});
       kb.store(found[4], tileRows, {t});
     });
-    // The token of row j of tile t, or -1 past the tile or for a row naming
-    // no valid token (such rows produce zeros).
-    auto tileTokens = [&](Value t) {
+    // The tokens of `count` rows of tile t, row rowOf(j) for j < count: -1
+    // past the tile or for a row naming no valid token (such rows produce
+    // zeros). tileTokens: rows 0 .. kTileRows-1 (per-column kernels).
+    auto rowTokens = [&](Value t, int64_t count,
+                         function_ref<Value(int64_t)> rowOf) {
       Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
       SmallVector<Value> toks;
-      for (int64_t j = 0; j < kTileRows; ++j) {
-        Value inTile = kb.cmpi(CmpIPredicate::slt, kb.idx(j), n);
-        Value r = kb.addi(r0, kb.minIdx(kb.idx(j), kb.subi(n, kb.idx(1))));
+      for (int64_t j = 0; j < count; ++j) {
+        Value m = rowOf(j);
+        Value inTile = kb.cmpi(CmpIPredicate::slt, m, n);
+        Value r = kb.addi(r0, kb.minIdx(m, kb.subi(n, kb.idx(1))));
         Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
         Value ok = kb.andi(inTile,
                            kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
@@ -1101,6 +1104,9 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
         toks.push_back(kb.select(ok, tok, kb.idx(-1)));
       }
       return toks;
+    };
+    auto tileTokens = [&](Value t) {
+      return rowTokens(t, kTileRows, [&](int64_t j) { return kb.idx(j); });
     };
 
     // W(e, k, n) of a logical [K, N] matrix stored [E, K, N] (in_out) or
@@ -1147,23 +1153,6 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       return kb.mulf(activation(kb, f.getActivation(), g, alpha),
                      kb.addf(u, kb.f32(shift)));
     };
-    // Shared-memory kernels: per tile, the tokens of four of the tile's
-    // rows, rowOf(0..3) (-1: past the tile or no valid token).
-    auto threadTokens = [&](Value t, function_ref<Value(int64_t)> rowOf) {
-      Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
-      SmallVector<Value> toks;
-      for (int64_t q = 0; q < shared_tiles::kPerThread; ++q) {
-        Value m = rowOf(q);
-        Value inTile = kb.cmpi(CmpIPredicate::slt, m, n);
-        Value r = kb.addi(r0, kb.minIdx(m, kb.subi(n, kb.idx(1))));
-        Value tok = kb.toIndex(kb.load(rowToken, rowIdx(r)));
-        Value ok = kb.andi(inTile,
-                           kb.andi(kb.cmpi(CmpIPredicate::sge, tok, kb.idx(0)),
-                                   kb.cmpi(CmpIPredicate::slt, tok, T)));
-        toks.push_back(kb.select(ok, tok, kb.idx(-1)));
-      }
-      return toks;
-    };
     // body(e, r, col) for every row r of an active tile's segment and every
     // column col < N: one iteration per (tile slot, tile row, column).
     auto forEachTileRow = [&](int64_t N,
@@ -1209,8 +1198,10 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
                 Value r0 = kb.load(tileRow, {t}), n = kb.load(tileRows, {t});
                 Value ty = kb.divu(tid, kb.idx(16));
                 // The gathered rows this thread stages: ty + 16q.
-                SmallVector<Value> toks = threadTokens(
-                    t, [&](int64_t q) { return kb.addi(ty, kb.idx(16 * q)); });
+                SmallVector<Value> toks =
+                    rowTokens(t, shared_tiles::kPerThread, [&](int64_t q) {
+                      return kb.addi(ty, kb.idx(16 * q));
+                    });
                 shared_tiles::TiledProduct prod;
                 prod.numRhs = glu ? 2 : 1;
                 prod.kBegin = split ? kb.muli(z, kChunk) : kb.idx(0);
