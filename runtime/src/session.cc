@@ -13,6 +13,7 @@
 #endif
 
 #include "model_internal.h"
+#include "cache_lines.h"
 #include "thread_pool.h"
 #include "weight_cache.h"
 
@@ -842,25 +843,43 @@ MOERT_API_EXPORT int moert_session_stats_enabled(const moert_session_t *session)
   return session && session->collect_stats ? 1 : 0;
 }
 
+#if defined(__x86_64__)
+namespace {
+struct FlushJob {
+  std::vector<moert::LineRange> ranges;
+  int64_t parts = 1;
+};
+
+void FlushParts(void *arg, int64_t begin, int64_t end) {
+  const FlushJob &job = *static_cast<const FlushJob *>(arg);
+  for (int64_t part = begin; part < end; ++part)
+    moert::ForEachLineOfPart(job.ranges, part, job.parts, [](uintptr_t line) {
+      _mm_clflush(reinterpret_cast<const void *>(line));
+    });
+  _mm_mfence();
+}
+} // namespace
+#endif
+
 MOERT_API_EXPORT int moert_session_evict_weights(const moert_session_t *session) {
 #if defined(__x86_64__)
   if (!session || session->model->device != MOERT_DEVICE_CPU)
     return 0;
-  for (const BoundWeight &b : session->bound) {
-    if (!b.bound || !b.data || b.bytes == 0)
-      continue;
-    const uintptr_t begin = reinterpret_cast<uintptr_t>(b.data) & ~uintptr_t(63);
-    const uintptr_t end = reinterpret_cast<uintptr_t>(b.data) + b.bytes;
-    for (uintptr_t p = begin; p < end; p += 64)
-      _mm_clflush(reinterpret_cast<const void *>(p));
-  }
+  FlushJob job;
+  auto add = [&job](const void *data, size_t bytes) {
+    job.ranges.push_back(moert::LinesOf(data, bytes));
+  };
+  for (const BoundWeight &b : session->bound)
+    if (b.bound && b.data && b.bytes != 0)
+      add(b.data, b.bytes);
   if (session->weight_cache)
-    session->weight_cache->ForEachReady([](const void *data, size_t bytes) {
-      const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
-      for (uintptr_t p = begin; p < begin + bytes; p += 64)
-        _mm_clflush(reinterpret_cast<const void *>(p));
-    });
-  _mm_mfence();
+    session->weight_cache->ForEachReady(add);
+  // On all the session's threads: faster, and it leaves the workers awake
+  // (spinning) for the next call, as the previous layer's kernels of a
+  // model do, so that a --cold benchmark measures the weights' trip from
+  // memory rather than the operating system waking idle threads.
+  job.parts = session->pool->num_threads();
+  session->pool->ParallelFor(job.parts, FlushParts, &job);
   return 1;
 #else
   (void)session;

@@ -211,7 +211,10 @@ MOERT_API_EXPORT int64_t moert_session_packed_weights_bytes(
  * that the next call reads its weights from memory, as a decode step does in
  * a server where other work ran in between. Sweeping a large buffer is not enough for that: last-level caches
  * keep lines that are reused call after call in preference to streamed ones.
- * For benchmarks (moe-run --cold); it costs a pass over the weights. Returns
+ * For benchmarks (moe-run --cold); it costs a pass over the weights, shared
+ * by the session's threads, which are left awake for the next call as they
+ * are between back-to-back layers (a worker woken from sleep costs tens of
+ * microseconds more than one still spinning). Returns
  * 1 when the weights were flushed, 0 when it cannot be done (NULL, a device
  * session, a CPU without the instruction). */
 MOERT_API_EXPORT int moert_session_evict_weights(const moert_session_t *session);
