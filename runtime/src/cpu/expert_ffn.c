@@ -139,10 +139,12 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #ifndef MOERT_FFN_DEC_SPLIT_ROWS
 #define MOERT_FFN_DEC_SPLIT_ROWS 8
 #endif
-#ifndef MOERT_FFN_DEC_STREAM_PF16
-/* Software prefetch distance of a stream of 16-bit weights (bytes). */
-#define MOERT_FFN_DEC_STREAM_PF16 8192
-#endif
+/* The same limit for 16-bit weights on several threads: there the tiled
+ * product is faster for wide rows of sums, the stream for narrow ones (cold
+ * Mixtral bf16 T=1, 2 threads, medians of 125 traced calls: W1/W3 with
+ * 2 x 14 KiB of sums 0.92 ms tiled vs 1.12 streamed; W2 with 4 KiB 0.46 vs
+ * 0.48). */
+#define MOERT_FFN_DEC_STREAM_BYTES_MT16 (8 * 1024)
 #ifndef MOERT_FFN_OI_AHEAD
 #define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */
 #endif
@@ -1093,12 +1095,8 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   const moert_parallel_hook *hook =
       tl_hook_set && tl_hook.parallel_for && tl_hook.num_threads > 1 ? &tl_hook
                                                                      : NULL;
-  /* 16-bit weights stream (decode) on one thread only: cold Mixtral bf16
-   * T=1 took 1.39 vs 1.64 ms streamed on one thread, but 1.09 vs 1.01 ms on
-   * two, where the tiled product's prefetched blocks keep more misses in
-   * flight. */
-  if (hook && P.es != 4)
-    P.stream_bytes = 0;
+  if (hook && P.es != 4 && P.stream_bytes > MOERT_FFN_DEC_STREAM_BYTES_MT16)
+    P.stream_bytes = MOERT_FFN_DEC_STREAM_BYTES_MT16;
   const int64_t E = P.E, R = P.R;
   /* With D = 0 every x row is the empty vector: point them all at a dummy
    * (never read: every product over D is then empty). */

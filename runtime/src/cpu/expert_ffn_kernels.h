@@ -411,10 +411,10 @@ ISA_AI void NAME(cr_oi)(const int RN, const int dtype, const size_t es,
  * sequential read per thread is what DRAM and the hardware prefetchers
  * serve best; the register-tiled path below reads K blocks as interleaved
  * runs of several rows and gets 75-80% of the bandwidth. Same bits as that
- * path: each sum is the same chain of FMAs in k order. 16-bit weights are
- * consumed at half the bytes per instruction, and the hardware prefetcher
- * alone falls behind (65% of the bandwidth): they are also prefetched
- * MOERT_FFN_DEC_STREAM_PF16 bytes ahead (for f32 that prefetch costs 35%). */
+ * path: each sum is the same chain of FMAs in k order. The hardware
+ * prefetchers alone serve it best, for 16-bit weights too: a software
+ * prefetch 8 KiB ahead made cold Mixtral bf16 T=1 on one thread 13% slower
+ * (medians of 9 interleaved runs, 1.70 vs 1.50 ms; for f32 it cost 35%). */
 ISA_AI void NAME(rowstream_t)(const int RN, const int dtype, const size_t es,
                               const float *const *x, int64_t K, const MatV *W,
                               int64_t k0, int64_t c0, int64_t nc,
@@ -435,9 +435,6 @@ ISA_AI void NAME(rowstream_t)(const int RN, const int dtype, const size_t es,
       xb[r] = V(bcast)(x[r] + k);
     int64_t c = 0;
     for (; c < nv; c += 4 * VL) {
-      if (es == 2 && VL >= 8) /* 4 VL halves: one or two lines */
-        for (int64_t q = 0; q < 4 * VL * 2; q += 64)
-          __builtin_prefetch(wp + c * 2 + MOERT_FFN_DEC_STREAM_PF16 + q, 0, 2);
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) {
         const VF w = V(ldw)(wp + (c + v * VL) * (int64_t)es, dtype, VL);
