@@ -139,12 +139,12 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #ifndef MOERT_FFN_DEC_SPLIT_ROWS
 #define MOERT_FFN_DEC_SPLIT_ROWS 8
 #endif
-/* The same limit for 16-bit weights on several threads: there the tiled
- * product is faster for wide rows of sums, the stream for narrow ones (cold
- * Mixtral bf16 T=1, 2 threads, medians of 125 traced calls: W1/W3 with
- * 2 x 14 KiB of sums 0.92 ms tiled vs 1.12 streamed; W2 with 4 KiB 0.46 vs
- * 0.48). */
-#define MOERT_FFN_DEC_STREAM_BYTES_MT16 (8 * 1024)
+/* The limit for 16-bit weights: the tiled product is faster for wide rows
+ * of sums, the stream for narrow ones. Cold Mixtral bf16 T=1, 2 threads,
+ * medians of 125 traced calls: W1/W3 (14 KiB of sums each) 0.92 ms tiled vs
+ * 1.12 streamed, W2 (4 KiB) 0.46 vs 0.48; one thread, whole calls against
+ * f32 (9 interleaved rounds): 0.508 with W1/W3 tiled, 0.535 streamed. */
+#define MOERT_FFN_DEC_STREAM_BYTES_16 (8 * 1024)
 #ifndef MOERT_FFN_OI_AHEAD
 #define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */
 #endif
@@ -1095,8 +1095,9 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   const moert_parallel_hook *hook =
       tl_hook_set && tl_hook.parallel_for && tl_hook.num_threads > 1 ? &tl_hook
                                                                      : NULL;
-  if (hook && P.es != 4 && P.stream_bytes > MOERT_FFN_DEC_STREAM_BYTES_MT16)
-    P.stream_bytes = MOERT_FFN_DEC_STREAM_BYTES_MT16;
+  const int stream_tuned = tl_tuning_set && tl_tuning.decode_stream_bytes != 0;
+  if (P.es != 4 && !stream_tuned && P.stream_bytes > MOERT_FFN_DEC_STREAM_BYTES_16)
+    P.stream_bytes = MOERT_FFN_DEC_STREAM_BYTES_16;
   const int64_t E = P.E, R = P.R;
   /* With D = 0 every x row is the empty vector: point them all at a dummy
    * (never read: every product over D is then empty). */
