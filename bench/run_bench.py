@@ -17,7 +17,9 @@ actually done, GB/s of distinct expert weights touched, and ratios against:
   * torch:  PyTorch eager, HF Mixtral-style block, when /usr/bin/python3 has torch
 and the DRAM read bandwidth measured by bench/baselines.c. Ratios of two of
 our own calls are measured as interleaved pairs of runs (median and range):
-skewed against balanced routing (T >= 64), the session's packed weights
+skewed against balanced routing (T >= 64: mixtral-skewed against the same
+library with a zero router bias, so that only the routing differs), the
+session's packed weights
 kept against packed per call (T >= 512) and cold bf16 against f32 weights
 (T <= 8).
 Needs numpy and libopenblas-dev; builds bench/baselines.c with cc.
@@ -235,7 +237,10 @@ def model_variants(models, T, names, opts=((), ())):
 AbKind = collections.namedtuple(
     "AbKind", "key option want_T models opts extra label title columns times")
 AB_KINDS = tuple(AbKind(*k) for k in (
-    ("skew", "skew_pairs", lambda T: T >= 64, ["mixtral-skewed", "mixtral-small"],
+    # The same library both times: its router bias of SKEW_BIAS against a
+    # zero one (two different libraries differ by more than the routing:
+    # code placement alone moved T=64 by 1-2% either way).
+    ("skew", "skew_pairs", lambda T: T >= 64, ["mixtral-skewed", "mixtral-skewed-balanced"],
      ((), ()), (), "skewed/balanced", "skewed / balanced",
      ("best skewed ms", "best balanced ms"), ("skewed_ms", "balanced_ms")),
     # The session's packed weights kept (the default) against packing them on
@@ -303,9 +308,10 @@ def main():
                    help="measure the whole table this many times; every quantity "
                         "(ours and the baselines') keeps its best round")
     p.add_argument("--skew-pairs", type=int, default=7,
-                   help="skewed against balanced routing (T >= 64, with both "
-                        "mixtral-small and mixtral-skewed configured): this many "
-                        "interleaved pairs of runs; 0 skips it")
+                   help="skewed against balanced routing (T >= 64, with "
+                        "mixtral-skewed configured: its weights against the same "
+                        "with a zero router bias): this many interleaved pairs of "
+                        "runs; 0 skips it")
     p.add_argument("--packed-pairs", type=int, default=5,
                    help="packed weights kept against packed per call (mixtral-small, "
                         "T >= 512): this many interleaved pairs; 0 skips it")
@@ -331,6 +337,7 @@ def main():
     import numpy as np
     # Compile every configuration and write its weights once.
     models = []
+    ab_models = []  # only measured in the interleaved A/Bs
     for name in a.configs.split(","):
         D, F, E, k, S, FS, form = CONFIGS[name]
         src = os.path.join(work, name + ".mlir")
@@ -339,10 +346,13 @@ def main():
         run([os.path.join(bindir, "moe-compile"), src, "--target=cpu", "-o", lib])
         entry, args = random_data.parse_signature(open(src).read())
         weights = random_data.make_arrays([a_ for a_ in args if a_[1] != "x"], 1, seed=1)
+        st = os.path.join(work, name + ".safetensors")
+        st_balanced = None
         if "router_bias" in weights:
             weights["router_bias"] = np.zeros(E, np.float32)
+            st_balanced = os.path.join(work, name + "-balanced.safetensors")
+            random_data.write_safetensors(st_balanced, weights)
             weights["router_bias"][0] = SKEW_BIAS
-        st = os.path.join(work, name + ".safetensors")
         random_data.write_safetensors(st, weights)
         del weights
         inputs = {}
@@ -350,6 +360,8 @@ def main():
             inputs[T] = os.path.join(work, "x-%s-%d.npy" % (name, T))
             np.save(inputs[T], random_data.make_arrays([a_ for a_ in args if a_[1] == "x"], T, seed=1)["x"])
         models.append((name, lib, st, inputs))
+        if st_balanced:
+            ab_models.append((name + "-balanced", lib, st_balanced, inputs))
     # Every round measures every row (ours and the baselines); each quantity
     # keeps its best value over the rounds, so a burst of noise on the
     # machine during one round does not decide a ratio.
@@ -397,7 +409,7 @@ def main():
             continue
         for T in sorted(int(t) for t in a.tokens.split(",")):
             for th in threads:
-                r = (measure_ab(kind, models, T, th, pairs, bindir, a.runs)
+                r = (measure_ab(kind, models + ab_models, T, th, pairs, bindir, a.runs)
                      if kind.want_T(T) else None)
                 if r:
                     ab[kind.key].append(r)
