@@ -5,6 +5,7 @@ the same run.
     /usr/bin/python3 bench/run_bench.py [--tokens 1,8,64,512,2048] [--rounds N]
         [--threads 1,2] [--configs mixtral-small,deepseek-fine,switch,mixtral-skewed,mixtral-bf16]
         [--runs N] [--skew-pairs N] [--packed-pairs N] [--bf16-pairs N]
+        [--dram-pairs N]
         [--markdown FILE] [--json FILE]
 
 For every configuration, token count and thread count it reports the time
@@ -161,6 +162,23 @@ print("ms=%.4f" % (best * 1e3))
 """
 
 
+def cold_against_dram(cmd, baselines, th, wbytes, pairs):
+    """Cold calls (moe-run --cold, the best of its calls) against the DRAM
+    read bandwidth, as `pairs` interleaved pairs of one cold run and one
+    bandwidth measurement right after it: the machine's bandwidth flips
+    between two levels within seconds, so a cold run and a bandwidth test
+    seconds apart can fall in different ones. Returns the cold time and the
+    bandwidth of the pair whose share of the bandwidth is the median."""
+    got = []
+    for _ in range(max(1, pairs)):
+        out = run(cmd + ["--cold"])
+        cold_ms = float(re.search(r"min ([0-9.]+) ms", out).group(1))
+        dram = baseline(baselines, ["bandwidth", 2048], th)[2]
+        got.append((wbytes / cold_ms / 1e6 / dram, cold_ms, dram))
+    got.sort()
+    return got[len(got) // 2][1:]
+
+
 def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
     """One row: our time (and cold time at T <= 8) and the baselines'."""
     D, F, E, k, S, FS, form = CONFIGS[name]
@@ -174,17 +192,13 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
     # Decode sizes are memory bound: their weight bandwidth is measured with
     # cold caches (moe-run --cold), since a repeated token would find part of
     # its experts' weights in the LLC.
-    cold_ms = float("nan")
-    dram = float("nan")
-    if T <= 8:
-        out = run(cmd + ["--cold"])
-        cold_ms = float(re.search(r"min ([0-9.]+) ms", out).group(1))
-        # The DRAM bandwidth a shared machine offers drifts over minutes:
-        # measure it right after the cold calls it is compared with.
-        dram = baseline(baselines, ["bandwidth", 2048], th)[2]
     counts = json.load(open(stats))["layers"][0]["tokens_per_expert"]
     active = sum(1 for c in counts if c > 0)
     wbytes = float((active * mats * D * F + S * mats * D * FS) * (2 if weight_type(name) == "bf16" else 4))
+    cold_ms = float("nan")
+    dram = float("nan")
+    if T <= 8:
+        cold_ms, dram = cold_against_dram(cmd, baselines, th, wbytes, a.dram_pairs)
     # The baselines run the plain f32 Mixtral block.
     plain = form == "glu" and not S and name == "mixtral-small"
     loop_ms = baseline(baselines, ["loop", D, F, E, k, T], th)[0] if plain else float("nan")
@@ -269,12 +283,14 @@ def measure_ab(kind, models, T, th, pairs, bindir, runs):
 def merge_rounds(old, new):
     """Best of two rounds of a row: the shortest times, the highest rate."""
     out = dict(new)
-    for f in ("ms", "cold_ms", "loop_ms", "torch_ms"):
+    for f in ("ms", "loop_ms", "torch_ms"):
         if old[f] == old[f]:
             out[f] = min(old[f], new[f]) if new[f] == new[f] else old[f]
     out["sgemm_gflops"] = max(old["sgemm_gflops"], new["sgemm_gflops"])
-    if old["dram"] == old["dram"]:
-        out["dram"] = max(old["dram"], new["dram"])
+    # A cold time stays with the bandwidth measured next to it: the round
+    # with the faster cold calls.
+    if old["cold_ms"] == old["cold_ms"] and not new["cold_ms"] < old["cold_ms"]:
+        out["cold_ms"], out["dram"] = old["cold_ms"], old["dram"]
     return out
 
 
@@ -315,6 +331,10 @@ def main():
     p.add_argument("--packed-pairs", type=int, default=5,
                    help="packed weights kept against packed per call (mixtral-small, "
                         "T >= 512): this many interleaved pairs; 0 skips it")
+    p.add_argument("--dram-pairs", type=int, default=3,
+                   help="cold rows (T <= 8): this many interleaved pairs of a cold "
+                        "run and a DRAM bandwidth measurement; the row shows the "
+                        "pair with the median share of the bandwidth")
     p.add_argument("--bf16-pairs", type=int, default=7,
                    help="cold bf16 against f32 weights (T <= 8, with mixtral-small "
                         "and mixtral-bf16 configured): this many interleaved pairs; "
