@@ -140,10 +140,11 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_DEC_SPLIT_ROWS 8
 #endif
 /* The limit for 16-bit weights: the tiled product is faster for wide rows
- * of sums, the stream for narrow ones. Cold Mixtral bf16 T=1, 2 threads,
- * medians of 125 traced calls: W1/W3 (14 KiB of sums each) 0.92 ms tiled vs
- * 1.12 streamed, W2 (4 KiB) 0.46 vs 0.48; one thread, whole calls against
- * f32 (9 interleaved rounds): 0.508 with W1/W3 tiled, 0.535 streamed. */
+ * of sums, the stream for narrow ones. Cold Mixtral bf16 T=1 against f32,
+ * medians of interleaved rounds: on 2 threads 0.56 all tiled, 0.60 all
+ * streamed (15 rounds), 0.51 with W2 (4 KiB of sums) streamed and W1/W3
+ * (14 KiB each) tiled (11 rounds); on one thread 0.535 with W1/W3 streamed,
+ * 0.508 tiled (9 rounds). */
 #define MOERT_FFN_DEC_STREAM_BYTES_16 (8 * 1024)
 #ifndef MOERT_FFN_OI_AHEAD
 #define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */

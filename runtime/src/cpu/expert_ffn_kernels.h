@@ -414,7 +414,7 @@ ISA_AI void NAME(cr_oi)(const int RN, const int dtype, const size_t es,
  * path: each sum is the same chain of FMAs in k order. The hardware
  * prefetchers alone serve it best, for 16-bit weights too: a software
  * prefetch 8 KiB ahead made cold Mixtral bf16 T=1 on one thread 13% slower
- * (medians of 9 interleaved runs, 1.70 vs 1.50 ms; for f32 it cost 35%). */
+ * (medians of 9 interleaved runs, 1.73 vs 1.54 ms; for f32 it cost 35%). */
 ISA_AI void NAME(rowstream_t)(const int RN, const int dtype, const size_t es,
                               const float *const *x, int64_t K, const MatV *W,
                               int64_t k0, int64_t c0, int64_t nc,
