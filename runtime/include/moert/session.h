@@ -214,7 +214,8 @@ MOERT_API_EXPORT int64_t moert_session_packed_weights_bytes(
  * For benchmarks (moe-run --cold); it costs a pass over the weights, shared
  * by the session's threads, which are left awake for the next call as they
  * are between back-to-back layers (a worker woken from sleep costs tens of
- * microseconds more than one still spinning). Returns
+ * microseconds more than one still spinning); like a call, it must not run
+ * concurrently with another use of the session. Returns
  * 1 when the weights were flushed, 0 when it cannot be done (NULL, a device
  * session, a CPU without the instruction). */
 MOERT_API_EXPORT int moert_session_evict_weights(const moert_session_t *session);
