@@ -46,7 +46,9 @@
  *
  * Parallelism comes from the thread-local hook (moert_cpu_set_parallel_hook):
  * one parallel_for over one group of GEMM row blocks per thread, then the
- * phase 1 tasks; one over the phase 2 tasks. The GEMM groups are planned
+ * phase 1 tasks; one over the phase 2 tasks. Decode tasks are handed out
+ * by their expert's rows, most first, so that a hot expert does not end a
+ * phase alone. The GEMM groups are planned
  * from a cost model (rows, plus the weight packing every block does): whole
  * experts largest first, or, when one expert holds more than a thread's
  * share (skewed routing), experts split at the thread boundaries, whichever
@@ -1233,14 +1235,34 @@ void _mlir_ciface_moert_cpu_expert_ffn(
    * decode phase 2. */
   const int64_t ngroups = ffn_plan_gemm(&P, &tn, est, nthr, tasks, gofs);
   int64_t na = gofs[ngroups], hused = 0;
+  /* Decode experts, most rows first (ties in expert order): their tasks are
+   * handed out in that order, so that a hot expert's tasks start first
+   * rather than last (longest first). Mixtral T=64, 2 threads, the hot
+   * expert (35 rows) last in expert order, against balanced routing with
+   * the same library, medians of 15 interleaved rounds: +2.7% -> +0.7%.
+   * Without scratch, expert order. */
+  FfnExpertCost *dorder = (FfnExpertCost *)moert_ffn_alloc(&P, (size_t)E * sizeof(*dorder));
+  int64_t nd = 0;
   for (int64_t e = 0; e < E; ++e) {
     int64_t n = est[e + 1] - est[e];
-    const int dec = ffn_decode(&tn, n);
-    if (n == 0 || !dec)
+    if (n == 0 || !ffn_decode(&tn, n))
       continue;
     for (int64_t i = 0; i < n; ++i)
       hrow[est[e] + i] = hbuf + (hused + i) * P.F;
     hused += n;
+    if (dorder) {
+      FfnExpertCost c = {n, e};
+      dorder[nd++] = c;
+    }
+  }
+  if (dorder)
+    qsort(dorder, (size_t)nd, sizeof *dorder, ffn_by_cost_desc);
+  const int64_t norder = dorder ? nd : E;
+  for (int64_t j = 0; j < norder; ++j) {
+    const int64_t e = dorder ? dorder[j].e : j;
+    int64_t n = est[e + 1] - est[e];
+    if (n == 0 || !ffn_decode(&tn, n))
+      continue;
     for (int64_t i = 0; i < n; i += MOERT_DEC_MAX_ROWS) {
       int64_t rn = n - i < MOERT_DEC_MAX_ROWS ? n - i : MOERT_DEC_MAX_ROWS;
       for (int64_t c = 0; c < nfc; ++c) {
@@ -1252,10 +1274,10 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     }
   }
   const int64_t phase_a = na;
-  for (int64_t e = 0; e < E; ++e) {
+  for (int64_t j = 0; j < norder; ++j) {
+    const int64_t e = dorder ? dorder[j].e : j;
     int64_t n = est[e + 1] - est[e];
-    const int dec = ffn_decode(&tn, n);
-    if (n == 0 || !dec)
+    if (n == 0 || !ffn_decode(&tn, n))
       continue;
     for (int64_t i = 0; i < n; i += MOERT_DEC_MAX_ROWS) {
       int64_t rn = n - i < MOERT_DEC_MAX_ROWS ? n - i : MOERT_DEC_MAX_ROWS;
@@ -1267,6 +1289,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
       }
     }
   }
+  free(dorder);
   FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks, gofs, ngroups};
   ffn_parallel(hook, ngroups + (phase_a - gofs[ngroups]), &ctx);
   ctx.tasks = tasks + phase_a;
