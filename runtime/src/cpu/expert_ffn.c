@@ -855,6 +855,22 @@ static int64_t ffn_emit_blocks(FfnTask *tasks, int64_t nt, int64_t e,
   return nt;
 }
 
+/* Appends the decode tasks of `type` (TASK_DEC1 over F, TASK_DEC2 over the
+ * output columns: `total` columns in chunks of `chunk`) for rows
+ * [i0, i0 + n) of expert e, in groups of at most MOERT_DEC_MAX_ROWS rows. */
+static int64_t ffn_emit_decode(FfnTask *tasks, int64_t nt, int type, int64_t e,
+                               int64_t i0, int64_t n, int64_t chunk,
+                               int64_t total) {
+  for (int64_t i = 0; i < n; i += MOERT_DEC_MAX_ROWS) {
+    const int64_t rn = n - i < MOERT_DEC_MAX_ROWS ? n - i : MOERT_DEC_MAX_ROWS;
+    for (int64_t c0 = 0; c0 < total; c0 += chunk) {
+      FfnTask t = {type, e, i0 + i, rn, c0, total - c0 < chunk ? total : c0 + chunk};
+      tasks[nt++] = t;
+    }
+  }
+  return nt;
+}
+
 /* Two ways of dealing the GEMM-path experts (expert e: rows [est[e],
  * est[e + 1])) out to nthr threads as groups of tasks, one group per thread
  * (group g: tasks [gofs[g], gofs[g + 1])). Both use a cost model in rows: a
@@ -1258,35 +1274,17 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   if (dorder)
     qsort(dorder, (size_t)nd, sizeof *dorder, ffn_by_cost_desc);
   const int64_t norder = dorder ? nd : E;
-  for (int64_t j = 0; j < norder; ++j) {
-    const int64_t e = dorder ? dorder[j].e : j;
-    int64_t n = est[e + 1] - est[e];
-    if (n == 0 || !ffn_decode(&tn, n))
-      continue;
-    for (int64_t i = 0; i < n; i += MOERT_DEC_MAX_ROWS) {
-      int64_t rn = n - i < MOERT_DEC_MAX_ROWS ? n - i : MOERT_DEC_MAX_ROWS;
-      for (int64_t c = 0; c < nfc; ++c) {
-        int64_t f0 = c * fchunk;
-        int64_t f1 = P.F - f0 < fchunk ? P.F : f0 + fchunk;
-        FfnTask t = {TASK_DEC1, e, est[e] + i, rn, f0, f1};
-        tasks[na++] = t;
-      }
-    }
-  }
-  const int64_t phase_a = na;
-  for (int64_t j = 0; j < norder; ++j) {
-    const int64_t e = dorder ? dorder[j].e : j;
-    int64_t n = est[e + 1] - est[e];
-    if (n == 0 || !ffn_decode(&tn, n))
-      continue;
-    for (int64_t i = 0; i < n; i += MOERT_DEC_MAX_ROWS) {
-      int64_t rn = n - i < MOERT_DEC_MAX_ROWS ? n - i : MOERT_DEC_MAX_ROWS;
-      for (int64_t c = 0; c < ndc; ++c) {
-        int64_t d0 = c * dchunk;
-        int64_t d1 = P.Dout - d0 < dchunk ? P.Dout : d0 + dchunk;
-        FfnTask t = {TASK_DEC2, e, est[e] + i, rn, d0, d1};
-        tasks[na++] = t;
-      }
+  int64_t phase_a = 0;
+  for (int type = TASK_DEC1; type <= TASK_DEC2; ++type) {
+    if (type == TASK_DEC2)
+      phase_a = na;
+    for (int64_t j = 0; j < norder; ++j) {
+      const int64_t e = dorder ? dorder[j].e : j;
+      const int64_t n = est[e + 1] - est[e];
+      if (n > 0 && ffn_decode(&tn, n))
+        na = type == TASK_DEC1
+                 ? ffn_emit_decode(tasks, na, type, e, est[e], n, fchunk, P.F)
+                 : ffn_emit_decode(tasks, na, type, e, est[e], n, dchunk, P.Dout);
     }
   }
   free(dorder);
