@@ -33,7 +33,8 @@
  *  - Decode path (< decode_rows rows). Memory bound: every weight is
  *    streamed from memory once per task, unpacked, converted on load.
  *    in_out matrices: up to 4 rows (whole stored rows, sums <= 16 KiB for
- *    one row, 8 KiB for several) stream the weight rows in stored order
+ *    one row, 8 KiB for several; 16-bit weights: one row, 8 KiB) stream
+ *    the weight rows in stored order
  *    with the sums in L1, the single sequential read DRAM serves best;
  *    otherwise 4 rows x 64 columns register tiles over K
  *    blocks of ~64 KiB of weights (L2), the next block prefetched as whole
