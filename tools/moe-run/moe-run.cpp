@@ -4,7 +4,7 @@
 //         --input NAME=path.npy ... [--output NAME=path.npy ... | --output-dir DIR]
 //         [--print] [--threads N] [--time N] [--stats stats.json] [--list]
 //         [--packed-weights-mb N] [--warm-calls N]
-//         [--device cpu|cuda|rocm]
+//         [--device cpu|cuda|rocm] [--compare-model LIB2] [--compare-weights W2]
 //
 // Links only libmoert (no LLVM/MLIR). Every error prints one line
 // "moe-run: error: ..." on stderr and exits with status 1.
@@ -74,6 +74,17 @@ options:
                             is warm (packed weights kept); default 0
   --time N                  after the first (warm-up) call, run N timed calls
                             and print the mean and minimum time per call
+  --compare-model LIB2      with --time: also load LIB2 (same entry name, same
+                            inputs, its own session) and time it against the
+                            model call by call: N rounds of one call of each,
+                            the order flipping every round, so that a machine
+                            whose speed drifts (memory bandwidth that changes
+                            within seconds) slows both alike; prints both
+                            times and the median and range of the per-round
+                            ratios model / compare
+  --compare-weights W2      with --time: the weights of the compared model
+                            (default: --weights); alone, compares the model
+                            with itself bound to W2
   --stats FILE              write the routing statistics of the first call
                             (the one whose results are written) as JSON
   --list                    list the entry points with their arguments and
@@ -101,6 +112,8 @@ struct Options {
   bool cold = false;   // evict the caches before every timed call
   int64_t packed_mb = -1; // < 0: the session's default
   int64_t warm_calls = 0;
+  std::string compare_model;   // with --time: a model timed against this one
+  std::string compare_weights; // its weights ("" = the same as --weights)
 };
 
 [[noreturn]] void Fail(const std::string &message) {
@@ -173,7 +186,8 @@ Options ParseOptions(int argc, char **argv) {
                                           "--input",  "--output",     "--output-dir",
                                           "--time",   "--stats",      "--threads",
                                           "--device", "--weights-placement",
-                                          "--packed-weights-mb", "--warm-calls"};
+                                          "--packed-weights-mb", "--warm-calls",
+                                          "--compare-model", "--compare-weights"};
     bool valued = std::find_if(std::begin(kValued), std::end(kValued),
                                [&](const char *k) { return name == k; }) !=
                   std::end(kValued);
@@ -217,6 +231,10 @@ Options ParseOptions(int argc, char **argv) {
       o.packed_mb = ParseInt(value, 0, int64_t(1) << 40,
                              "--packed-weights-mb expects a non-negative "
                              "integer (MiB)");
+    } else if (name == "--compare-model") {
+      o.compare_model = value;
+    } else if (name == "--compare-weights") {
+      o.compare_weights = value;
     } else if (name == "--warm-calls") {
       o.warm_calls = ParseInt(value, 0, 1000000,
                               "--warm-calls expects an integer in [0, 1000000]");
@@ -229,6 +247,11 @@ Options ParseOptions(int argc, char **argv) {
     Fail("--model is required (see --help)");
   if (!o.outputs.empty() && !o.output_dir.empty())
     Fail("--output and --output-dir cannot be combined");
+  const bool compare = !o.compare_model.empty() || !o.compare_weights.empty();
+  if (compare && o.time_calls == 0)
+    Fail("--compare-model and --compare-weights need --time");
+  if (compare && o.list)
+    Fail("--compare-model and --compare-weights cannot be combined with --list");
   for (size_t i = 0; i < o.inputs.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (o.inputs[i].first == o.inputs[j].first)
@@ -448,54 +471,64 @@ struct Results {
   }
 };
 
-} // namespace
-
-int main(int argc, char **argv) {
-  Options o = ParseOptions(argc, argv);
-
-  // --device: check the device first, so a missing driver is reported as
-  // such rather than as a library that failed to load.
-  if (!o.device.empty())
-    Check(moert_device_init(static_cast<moert_device_kind_t>(
-        moert_device_kind_from_name(o.device.c_str()))));
+// A model library bound for calls: the library, its weights, the entry
+// point, the inputs converted to the entry's dtypes and a session.
+struct Bound {
   moert_model_t *model = nullptr;
-  Check(moert_model_load(o.model.c_str(), &model));
-  if (!o.device.empty() && o.device != moert_model_target(model))
-    Fail("the model library '" + o.model + "' was compiled for " +
-         moert_model_target(model) + ", not " + o.device +
-         " (moe-compile --target=" + o.device + ")");
   moert_weights_t *weights = nullptr;
-  if (!o.weights.empty())
-    Check(moert_weights_load_safetensors_ex(
-        o.weights.c_str(), o.list ? MOERT_WEIGHTS_MAP : o.placement, &weights));
-
-  if (o.list) {
-    ListEntries(model, weights);
-    moert_weights_release(weights);
-    moert_model_release(model);
-    return 0;
-  }
-
   int32_t entry_index = 0;
-  if (!o.entry.empty()) {
-    Check(moert_model_find_entry(model, o.entry.c_str(), &entry_index));
-  } else if (moert_model_entry_count(model) != 1) {
-    Fail("model '" + std::string(moert_model_name(model)) + "' has " +
-         std::to_string(moert_model_entry_count(model)) +
-         " entry points; choose one with --entry (see --list)");
-  }
-  const moert_entry_desc *entry = moert_model_entry(model, entry_index);
-
-  // Outputs must name results.
-  for (const auto &[name, path] : o.outputs)
-    if (moert_entry_find_result(entry, name.c_str()) < 0)
-      Fail("--output '" + name + "': entry '" + entry->name +
-           "' has no such result (results: " +
-           NameList(entry->results, entry->num_results) + ")");
-
-  // Inputs: read, and convert floats to the argument's float dtype.
+  const moert_entry_desc *entry = nullptr;
   std::vector<moert_tensor_t *> input_tensors;
   std::vector<moert_named_tensor> inputs;
+  moert_session_t *session = nullptr;
+
+  Bound() = default;
+  Bound(const Bound &) = delete;
+  Bound &operator=(const Bound &) = delete;
+  ~Bound() {
+    moert_session_release(session);
+    for (moert_tensor_t *t : input_tensors)
+      moert_tensor_release(t);
+    moert_weights_release(weights);
+    moert_model_release(model);
+  }
+
+  moert_status_t Call(Results &results) {
+    return moert_session_call(session, inputs.data(), inputs.size(),
+                              results.tensors.data(), entry->num_results);
+  }
+};
+
+// Loads the library at `path` (checked against --device) and, if given, its
+// weights.
+void LoadModel(Bound &b, const Options &o, const std::string &path,
+               const std::string &weights) {
+  Check(moert_model_load(path.c_str(), &b.model));
+  if (!o.device.empty() && o.device != moert_model_target(b.model))
+    Fail("the model library '" + path + "' was compiled for " +
+         moert_model_target(b.model) + ", not " + o.device +
+         " (moe-compile --target=" + o.device + ")");
+  if (!weights.empty())
+    Check(moert_weights_load_safetensors_ex(
+        weights.c_str(), o.list ? MOERT_WEIGHTS_MAP : o.placement, &b.weights));
+}
+
+// Chooses the entry point `name` ("" = the only one) of a loaded library.
+void ChooseEntry(Bound &b, const std::string &name) {
+  if (!name.empty()) {
+    Check(moert_model_find_entry(b.model, name.c_str(), &b.entry_index));
+  } else if (moert_model_entry_count(b.model) != 1) {
+    Fail("model '" + std::string(moert_model_name(b.model)) + "' has " +
+         std::to_string(moert_model_entry_count(b.model)) +
+         " entry points; choose one with --entry (see --list)");
+  }
+  b.entry = moert_model_entry(b.model, b.entry_index);
+}
+
+// Reads the --input files, converting floats to the arguments' float dtypes,
+// and creates the session (threads and packed weights as the options say).
+void BindInputsAndCreateSession(Bound &b, const Options &o) {
+  const moert_entry_desc *entry = b.entry;
   for (const auto &[name, path] : o.inputs) {
     int32_t arg = moert_entry_find_arg(entry, name.c_str());
     if (arg < 0)
@@ -504,6 +537,7 @@ int main(int argc, char **argv) {
            NameList(entry->args, entry->num_args) + ")");
     moert_tensor_t *t = nullptr;
     Check(moert_npy_read(path.c_str(), &t), "--input '" + name + "'");
+    b.input_tensors.push_back(t);
     int32_t want = entry->args[arg].dtype;
     int32_t have = moert_tensor_dtype(t);
     if (have != want) {
@@ -515,80 +549,166 @@ int main(int argc, char **argv) {
       Check(moert_tensor_convert(t, want, &converted),
             "--input '" + name + "'");
       moert_tensor_release(t);
-      t = converted;
+      b.input_tensors.back() = converted;
     }
-    input_tensors.push_back(t);
   }
   for (size_t i = 0; i < o.inputs.size(); ++i)
-    inputs.push_back({o.inputs[i].first.c_str(), input_tensors[i]});
+    b.inputs.push_back({o.inputs[i].first.c_str(), b.input_tensors[i]});
 
-  moert_session_t *session = nullptr;
-  Check(moert_session_create(model, entry_index, weights, &session));
-  Check(moert_session_set_num_threads(session, o.threads));
+  Check(moert_session_create(b.model, b.entry_index, b.weights, &b.session));
+  Check(moert_session_set_num_threads(b.session, o.threads));
   if (o.packed_mb >= 0)
-    Check(moert_session_set_packed_weights_limit(session, o.packed_mb << 20));
+    Check(moert_session_set_packed_weights_limit(b.session, o.packed_mb << 20));
+}
+
+// Times calls of bound models (--time, --cold).
+class Timer {
+public:
+  explicit Timer(bool cold)
+      : cold_(cold), evict_(cold ? (size_t(256) << 20) / 8 : 0, 1) {}
+  ~Timer() {
+    // Keep the eviction loop observable so it is not optimised away.
+    asm volatile("" : : "r"(evict_sum_));
+  }
+
+  // One timed call of b (results discarded), in milliseconds.
+  double TimedCall(Bound &b, int64_t index, const char *what) {
+    // --cold: read a buffer far larger than any last-level cache between
+    // calls (untimed), so nothing the call used stays cached. Only read: the
+    // dirty lines a written sweep leaves behind would be written back during
+    // the timed call, charging it for the sweep's traffic. The buffer may
+    // have changed, as far as the compiler knows: every call reads it again.
+    asm volatile("" : : "r"(evict_.data()) : "memory");
+    for (uint64_t v : evict_)
+      evict_sum_ += v;
+    // The sweep alone leaves weights that every call reuses in the
+    // last-level cache (its replacement policy protects them); flush them.
+    if (cold_)
+      moert_session_evict_weights(b.session);
+    Results scratch(b.entry->num_results);
+    auto start = std::chrono::steady_clock::now();
+    moert_status_t s = b.Call(scratch);
+    auto end = std::chrono::steady_clock::now();
+    Check(s, std::string(what) + "timed call " + std::to_string(index + 1));
+    return std::chrono::duration<double, std::milli>(end - start).count();
+  }
+
+private:
+  bool cold_;
+  std::vector<uint64_t> evict_;
+  uint64_t evict_sum_ = 0;
+};
+
+// "mean X ms, min Y ms per call" of a series of call times.
+std::string MeanMin(const std::vector<double> &ms) {
+  double total = 0, lo = ms.front();
+  for (double v : ms) {
+    total += v;
+    lo = std::min(lo, v);
+  }
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "mean %.4f ms, min %.4f ms per call",
+                total / static_cast<double>(ms.size()), lo);
+  return buf;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o = ParseOptions(argc, argv);
+
+  // --device: check the device first, so a missing driver is reported as
+  // such rather than as a library that failed to load.
+  if (!o.device.empty())
+    Check(moert_device_init(static_cast<moert_device_kind_t>(
+        moert_device_kind_from_name(o.device.c_str()))));
+  Bound run;
+  LoadModel(run, o, o.model, o.weights);
+
+  if (o.list) {
+    ListEntries(run.model, run.weights);
+    return 0;
+  }
+
+  ChooseEntry(run, o.entry);
+  const moert_entry_desc *entry = run.entry;
+
+  // Outputs must name results.
+  for (const auto &[name, path] : o.outputs)
+    if (moert_entry_find_result(entry, name.c_str()) < 0)
+      Fail("--output '" + name + "': entry '" + entry->name +
+           "' has no such result (results: " +
+           NameList(entry->results, entry->num_results) + ")");
+
+  BindInputsAndCreateSession(run, o);
+
+  // --compare-model / --compare-weights: the model timed against this one,
+  // bound to the same entry name and inputs.
+  const bool compare = !o.compare_model.empty() || !o.compare_weights.empty();
+  Bound against;
+  if (compare) {
+    LoadModel(against, o, o.compare_model.empty() ? o.model : o.compare_model,
+              o.compare_weights.empty() ? o.weights : o.compare_weights);
+    ChooseEntry(against, entry->name);
+    BindInputsAndCreateSession(against, o);
+  }
 
   for (int64_t i = 0; i < o.warm_calls; ++i) {
     Results warm(entry->num_results);
-    Check(moert_session_call(session, inputs.data(), inputs.size(),
-                             warm.tensors.data(), entry->num_results),
-          "warm call " + std::to_string(i + 1));
+    Check(run.Call(warm), "warm call " + std::to_string(i + 1));
   }
-  moert_session_stats_reset(session);
+  moert_session_stats_reset(run.session);
 
   Results results(entry->num_results);
-  Check(moert_session_call(session, inputs.data(), inputs.size(),
-                           results.tensors.data(), entry->num_results));
+  Check(run.Call(results));
 
   // Statistics of this call, the one whose results are written (timed calls
   // repeat it with the same inputs).
   if (!o.stats.empty())
-    WriteStats(session, model, o.stats);
+    WriteStats(run.session, run.model, o.stats);
 
   if (o.time_calls > 0) {
     // Timed calls measure the model, not the statistics bookkeeping.
-    moert_session_set_stats_enabled(session, 0);
-    Results scratch(entry->num_results);
-    double total_ms = 0, min_ms = 0;
-    // --cold: read a buffer far larger than any last-level cache between
-    // calls (untimed), so nothing the call used stays cached. Only read: the
-    // dirty lines a written sweep leaves behind would be written back during
-    // the timed call, charging it for the sweep's traffic.
-    std::vector<uint64_t> evict(o.cold ? (size_t(256) << 20) / 8 : 0, 1);
-    uint64_t evict_sum = 0;
-    for (int64_t i = 0; i < o.time_calls; ++i) {
-      // The buffer may have changed, as far as the compiler knows: every
-      // call reads it again.
-      asm volatile("" : : "r"(evict.data()) : "memory");
-      for (uint64_t v : evict)
-        evict_sum += v;
-      // The sweep alone leaves weights that every call reuses in the
-      // last-level cache (its replacement policy protects them); flush them.
-      if (o.cold)
-        moert_session_evict_weights(session);
-      auto start = std::chrono::steady_clock::now();
-      moert_status_t s =
-          moert_session_call(session, inputs.data(), inputs.size(),
-                             scratch.tensors.data(), entry->num_results);
-      auto end = std::chrono::steady_clock::now();
-      Check(s, "timed call " + std::to_string(i + 1));
-      scratch.Clear();
-      double ms = std::chrono::duration<double, std::milli>(end - start).count();
-      total_ms += ms;
-      min_ms = i == 0 ? ms : std::min(min_ms, ms);
+    moert_session_set_stats_enabled(run.session, 0);
+    if (compare) {
+      // The compared model gets the same warm-up as this one.
+      moert_session_set_stats_enabled(against.session, 0);
+      for (int64_t i = 0; i <= o.warm_calls; ++i) {
+        Results warm(against.entry->num_results);
+        Check(against.Call(warm), "compared model: warm-up call");
+      }
     }
-    // Keep the eviction loop observable so it is not optimised away.
-    asm volatile("" : : "r"(evict_sum));
-    std::printf("time: %s, %" PRId64 " calls after 1 warm-up%s: mean %.4f ms, "
-                "min %.4f ms per call\n",
-                entry->name, o.time_calls,
-                o.cold ? " (cold caches)" : "",
-                total_ms / static_cast<double>(o.time_calls), min_ms);
-    const int64_t kept = moert_session_packed_weights_bytes(session);
+    Timer timer(o.cold);
+    std::vector<double> ms, against_ms, ratios;
+    for (int64_t i = 0; i < o.time_calls; ++i) {
+      // With a compared model, each round calls both, the order flipping
+      // every round, so neither is always the one that runs first.
+      if (compare && i % 2 == 1)
+        against_ms.push_back(timer.TimedCall(against, i, "compared model: "));
+      ms.push_back(timer.TimedCall(run, i, ""));
+      if (compare && i % 2 == 0)
+        against_ms.push_back(timer.TimedCall(against, i, "compared model: "));
+      if (compare)
+        ratios.push_back(ms.back() / against_ms.back());
+    }
+    const char *cold = o.cold ? " (cold caches)" : "";
+    std::printf("time: %s, %" PRId64 " calls after 1 warm-up%s: %s\n",
+                entry->name, o.time_calls, cold, MeanMin(ms).c_str());
+    if (compare) {
+      std::sort(ratios.begin(), ratios.end());
+      std::printf("compare time: %s, %" PRId64 " calls after 1 warm-up%s: %s\n",
+                  entry->name, o.time_calls, cold, MeanMin(against_ms).c_str());
+      std::printf("compare ratio: model / compare per round: median %.4f, "
+                  "range %.4f-%.4f over %" PRId64 " rounds\n",
+                  ratios[ratios.size() / 2], ratios.front(), ratios.back(),
+                  o.time_calls);
+    }
+    const int64_t kept = moert_session_packed_weights_bytes(run.session);
     std::printf("packed weights kept: %.1f MiB (%" PRId64
                 " bytes; limit %.1f MiB)\n",
                 static_cast<double>(kept) / (1 << 20), kept,
-                static_cast<double>(moert_session_packed_weights_limit(session)) /
+                static_cast<double>(
+                    moert_session_packed_weights_limit(run.session)) /
                     (1 << 20));
   }
 
@@ -615,11 +735,5 @@ int main(int argc, char **argv) {
                   o.output_dir + "/" + FileNameFor(name) + ".npy");
     }
   }
-  results.Clear();
-  moert_session_release(session);
-  for (moert_tensor_t *t : input_tensors)
-    moert_tensor_release(t);
-  moert_weights_release(weights);
-  moert_model_release(model);
   return 0;
 }

@@ -188,6 +188,70 @@ TEST_F(MoeRunTest, TimeWithColdCaches) {
       << r.output;
 }
 
+// --compare-model / --compare-weights: both models timed call by call, each
+// bound to its own weights, with the ratio of their per-round times.
+TEST_F(MoeRunTest, CompareAnotherModelAndOtherWeights) {
+  std::string other = dir_.File("w2.safetensors");
+  WriteFile(other, Safetensors(R"({"w": {"dtype": "F32", "shape": [4], )"
+                               R"("data_offsets": [0, 16]}})",
+                               Bytes<float>({1, 2, 3, 4})));
+  RunResult r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add",
+                         "--weights", weights_, "--input", "x=" + x_, "--time",
+                         "4", "--cold", "--compare-model",
+                         MOERT_FAKE_MODEL_NOSTATS_PATH, "--compare-weights",
+                         other, "--print"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(Contains(r.output, "time: add, 4 calls after 1 warm-up (cold "
+                                 "caches): mean"))
+      << r.output;
+  EXPECT_TRUE(Contains(r.output, "compare time: add, 4 calls after 1 warm-up "
+                                 "(cold caches): mean"))
+      << r.output;
+  EXPECT_TRUE(Contains(r.output, "compare ratio: model / compare per round: "
+                                 "median "))
+      << r.output;
+  EXPECT_TRUE(Contains(r.output, "over 4 rounds")) << r.output;
+  // The printed results are the model's own (w = 10, 20, 30, 40).
+  EXPECT_TRUE(Contains(r.output, "[[11, 22, 33, 44],")) << r.output;
+
+  // --compare-weights alone: the same library bound to other weights.
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--time", "2",
+               "--compare-weights", other});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(Contains(r.output, "over 2 rounds")) << r.output;
+}
+
+TEST_F(MoeRunTest, CompareErrors) {
+  RunResult r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add",
+                         "--weights", weights_, "--input", "x=" + x_,
+                         "--compare-model", MOERT_FAKE_MODEL_PATH});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "--compare-model and --compare-weights need "
+                                 "--time"))
+      << r.output;
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--list", "--time", "1",
+               "--compare-weights", weights_});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "cannot be combined with --list")) << r.output;
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--time", "1",
+               "--compare-model", dir_.File("libnope.so")});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "libnope.so")) << r.output;
+  // The compared model's weights lack 'w': its first call says so.
+  std::string empty = dir_.File("empty.safetensors");
+  WriteFile(empty, Safetensors(R"({"v": {"dtype": "F32", "shape": [1], )"
+                               R"("data_offsets": [0, 4]}})",
+                               Bytes<float>({1})));
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--time", "1",
+               "--compare-weights", empty});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "compared model: warm-up call")) << r.output;
+  EXPECT_TRUE(Contains(r.output, "missing argument 'w'")) << r.output;
+}
+
 TEST_F(MoeRunTest, CallErrors) {
   RunResult r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add",
                      "--input", "x=" + x_});
