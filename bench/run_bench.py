@@ -17,12 +17,12 @@ actually done, GB/s of distinct expert weights touched, and ratios against:
   * sgemm:  OpenBLAS cblas_sgemm on an equal-FLOP shape (rate ratio)
   * torch:  PyTorch eager, HF Mixtral-style block, when /usr/bin/python3 has torch
 and the DRAM read bandwidth measured by bench/baselines.c. Ratios of two of
-our own calls are measured as interleaved pairs of runs (median and range):
-skewed against balanced routing (T >= 64: mixtral-skewed against the same
-library with a zero router bias, so that only the routing differs), the
-session's packed weights
-kept against packed per call (T >= 512) and cold bf16 against f32 weights
-(T <= 8).
+our own calls are measured interleaved (median and range): skewed against
+balanced routing (T >= 64: mixtral-skewed against the same library with a
+zero router bias, so that only the routing differs) and cold bf16 against
+f32 weights (T <= 8) call by call in one process (moe-run --compare-model),
+the session's packed weights kept against packed per call (T >= 512) as
+pairs of processes.
 Needs numpy and libopenblas-dev; builds bench/baselines.c with cc.
 """
 
@@ -236,6 +236,38 @@ def interleaved(variants, T, th, pairs, bindir, runs, extra=()):
                 b_ms=best[variants[1][0]])
 
 
+def alternating(variants, T, th, runs_count, bindir, runs, extra=()):
+    """Two variants of a call measured call by call inside one process
+    (moe-run --compare-model/--compare-weights): `runs_count` runs of
+    timed_calls(T, runs) rounds of one call of each, the order flipping every
+    round, and which variant is moe-run's model flipping every run. The
+    machine's memory bandwidth changes level within seconds, so two
+    processes seconds apart can see different levels; consecutive calls
+    almost always share one. variants: [(key, lib, st, xin, opts)] with the
+    numerator first (opts must be empty: both sides run with the same
+    options). Returns the median and range of the runs' median per-round
+    ratios first / second and each variant's best time."""
+    best = {v[0]: 1e30 for v in variants}
+    medians = []
+    rounds = timed_calls(T, runs)
+    for i in range(runs_count):
+        first, second = variants if i % 2 == 0 else variants[::-1]
+        assert not first[4] and not second[4], "same options on both sides"
+        out = run([os.path.join(bindir, "moe-run"), "--model", first[1], "--weights", first[2],
+                   "--input", "x=" + first[3], "--time", str(rounds), "--threads", str(th),
+                   "--compare-model", second[1], "--compare-weights", second[2]] + list(extra))
+        best[first[0]] = min(best[first[0]], float(
+            re.search(r"^time: .* min ([0-9.]+) ms", out, re.M).group(1)))
+        best[second[0]] = min(best[second[0]], float(
+            re.search(r"^compare time: .* min ([0-9.]+) ms", out, re.M).group(1)))
+        median = float(re.search(r"^compare ratio: .* median ([0-9.]+)", out, re.M).group(1))
+        medians.append(median if first is variants[0] else 1 / median)
+    medians.sort()
+    return dict(T=T, threads=th, pairs=runs_count, rounds=rounds, same_process=True,
+                median=medians[len(medians) // 2], lo=medians[0], hi=medians[-1],
+                a_ms=best[variants[0][0]], b_ms=best[variants[1][0]])
+
+
 def model_variants(models, T, names, opts=((), ())):
     by = {name: (lib, st, inputs[T]) for name, lib, st, inputs in models if T in inputs}
     if not all(n in by for n in names):
@@ -244,29 +276,41 @@ def model_variants(models, T, names, opts=((), ())):
             for n, o in zip(names, opts)]
 
 
-# The interleaved A/Bs: JSON key, the option giving the number of pairs,
-# which T, the two models (numerator first), their moe-run options, options
-# for both, printed label, markdown title and column headers, names of the
-# two best times.
+# The interleaved A/Bs: JSON key, the option giving the number of pairs (or
+# of runs), which T, the two models (numerator first), their moe-run
+# options, options for both, printed label, markdown title and column
+# headers, names of the two best times, and whether both run in one process,
+# call by call (alternating(); possible when both sides take the same
+# options) rather than as pairs of processes (interleaved()).
 AbKind = collections.namedtuple(
-    "AbKind", "key option want_T models opts extra label title columns times")
+    "AbKind", "key option want_T models opts extra label title columns times same_process")
 AB_KINDS = tuple(AbKind(*k) for k in (
     # The same library both times: its router bias of SKEW_BIAS against a
     # zero one (two different libraries differ by more than the routing:
-    # code placement alone moved T=64 by 1-2% either way).
+    # code placement alone moved T=64 by 1-2% either way); one process.
     ("skew", "skew_pairs", lambda T: T >= 64, ["mixtral-skewed", "mixtral-skewed-balanced"],
      ((), ()), (), "skewed/balanced", "skewed / balanced",
-     ("best skewed ms", "best balanced ms"), ("skewed_ms", "balanced_ms")),
+     ("best skewed ms", "best balanced ms"), ("skewed_ms", "balanced_ms"), True),
     # The session's packed weights kept (the default) against packing them on
     # every call (moe-run --packed-weights-mb 0).
     ("packed", "packed_pairs", lambda T: T >= 512, ["mixtral-small", "mixtral-small"],
      ((), ("--packed-weights-mb", "0")), (), "packed kept/per call",
      "packed weights kept / packed per call", ("best kept ms", "best per-call ms"),
-     ("kept_ms", "per_call_ms")),
+     ("kept_ms", "per_call_ms"), False),
+    # Cold bf16 against f32 weights, call by call in one process: as pairs
+    # of processes, the two often ran at different bandwidth levels (2
+    # threads: medians 0.61-0.63 where level-matched calls gave 0.51).
     ("bf16_cold", "bf16_pairs", lambda T: T <= 8, ["mixtral-bf16", "mixtral-small"],
      ((), ()), ("--cold",), "cold bf16/f32", "cold bf16 / f32",
-     ("best bf16 ms", "best f32 ms"), ("bf16_ms", "f32_ms")),
+     ("best bf16 ms", "best f32 ms"), ("bf16_ms", "f32_ms"), True),
 ))
+
+
+def ab_what(r):
+    """What an A/B's median and range are over."""
+    if r.get("same_process"):
+        return "the medians of %d runs of %d alternating calls each" % (r["pairs"], r["rounds"])
+    return "%d interleaved pairs" % r["pairs"]
 
 
 def measure_ab(kind, models, T, th, pairs, bindir, runs):
@@ -275,7 +319,8 @@ def measure_ab(kind, models, T, th, pairs, bindir, runs):
     v = model_variants(models, T, kind.models, kind.opts)
     if not v:
         return None
-    r = interleaved(v, T, th, pairs, bindir, runs, kind.extra)
+    r = (alternating if kind.same_process else interleaved)(v, T, th, pairs, bindir, runs,
+                                                           kind.extra)
     r[kind.times[0]], r[kind.times[1]] = r.pop("a_ms"), r.pop("b_ms")
     return r
 
@@ -326,8 +371,8 @@ def main():
     p.add_argument("--skew-pairs", type=int, default=7,
                    help="skewed against balanced routing (T >= 64, with "
                         "mixtral-skewed configured: its weights against the same "
-                        "with a zero router bias): this many interleaved pairs of "
-                        "runs; 0 skips it")
+                        "with a zero router bias): this many runs of alternating "
+                        "calls in one process; 0 skips it")
     p.add_argument("--packed-pairs", type=int, default=5,
                    help="packed weights kept against packed per call (mixtral-small, "
                         "T >= 512): this many interleaved pairs; 0 skips it")
@@ -337,8 +382,8 @@ def main():
                         "pair with the median share of the bandwidth")
     p.add_argument("--bf16-pairs", type=int, default=7,
                    help="cold bf16 against f32 weights (T <= 8, with mixtral-small "
-                        "and mixtral-bf16 configured): this many interleaved pairs; "
-                        "0 skips it")
+                        "and mixtral-bf16 configured): this many runs of "
+                        "alternating calls in one process; 0 skips it")
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--markdown")
     p.add_argument("--json")
@@ -433,9 +478,9 @@ def main():
                      if kind.want_T(T) else None)
                 if r:
                     ab[kind.key].append(r)
-                    print("%s T=%-5d th=%d  median %.3f (range %.3f-%.3f over %d interleaved "
-                          "pairs); best %.3f / %.3f ms" % (
-                              kind.label, T, th, r["median"], r["lo"], r["hi"], r["pairs"],
+                    print("%s T=%-5d th=%d  median %.3f (range %.3f-%.3f over %s); "
+                          "best %.3f / %.3f ms" % (
+                              kind.label, T, th, r["median"], r["lo"], r["hi"], ab_what(r),
                               r[k1], r[k2]), flush=True)
     if a.json:
         json.dump(dict(rows=rows, **ab), open(a.json, "w"), indent=1)
@@ -466,12 +511,12 @@ def main():
                 rs, (c1, c2), (k1, k2) = ab[kind.key], kind.columns, kind.times
                 if not rs:
                     continue
-                f.write("\n| T | threads | %s: median of interleaved pairs (range) | %s | %s |\n"
+                f.write("\n| T | threads | %s: median (range) | %s | %s |\n"
                         % (kind.title, c1, c2))
                 f.write("|---|---|---|---|---|\n")
                 for r in rs:
-                    f.write("| %d | %d | %.3f (%.3f-%.3f, %d pairs) | %.3f | %.3f |\n" % (
-                        r["T"], r["threads"], r["median"], r["lo"], r["hi"], r["pairs"],
+                    f.write("| %d | %d | %.3f (%.3f-%.3f, %s) | %.3f | %.3f |\n" % (
+                        r["T"], r["threads"], r["median"], r["lo"], r["hi"], ab_what(r),
                         r[k1], r[k2]))
     return 0
 
