@@ -770,9 +770,13 @@ TEST(ExpertFfn, DecodeManyRowsSplitBitIdentical) {
     Problem base = Make(f, 40, 64, 256, 72, {32, 9, 12, 0, 14, 13}, -1, 41u);
     std::vector<float> serial = Check(base, "decode many rows serial");
     FakePool pool = RunOnTwoFakeThreads(base, serial);
-    // 5 experts with rows: F = 256 in 4 chunks, Dout = 72 in 2 (chunks have
-    // at least 64 columns); without the split, 5 + 5.
-    EXPECT_EQ(pool.tasks, 5 * 4 + 5 * 2);
+    // 5 experts with rows, heavy (10 rows per expert on average), handed out
+    // longest first (32, 14, 13, 12, 9 rows: costs rows + 4 = 36, 18, 17,
+    // 16, 13) in chunks of at most a quarter of the cost left (100, 64, 46,
+    // 29, 13): 2, 2, 2, 3 and 5 parts. F = 256 then takes 2, 2, 2, 2 and 4
+    // chunks (chunks have at least 64 columns), Dout = 72 two each; without
+    // the split, 5 + 5.
+    EXPECT_EQ(pool.tasks, (2 + 2 + 2 + 2 + 4) + 5 * 2);
   }
 }
 

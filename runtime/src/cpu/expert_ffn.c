@@ -142,6 +142,19 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #ifndef MOERT_FFN_DEC_SPLIT_ROWS
 #define MOERT_FFN_DEC_SPLIT_ROWS 8
 #endif
+/* Heavy decode experts: chunks are at most 1 / (MOERT_FFN_DEC_GUIDE x
+ * threads) of the work left, at most MOERT_FFN_DEC_MAX_PARTS per expert;
+ * the weight stream of a group costs about MOERT_FFN_DEC_STREAM_COST rows
+ * of FMAs (see ffn_decode_parts). */
+#ifndef MOERT_FFN_DEC_GUIDE
+#define MOERT_FFN_DEC_GUIDE 2
+#endif
+#ifndef MOERT_FFN_DEC_MAX_PARTS
+#define MOERT_FFN_DEC_MAX_PARTS 8
+#endif
+#ifndef MOERT_FFN_DEC_STREAM_COST
+#define MOERT_FFN_DEC_STREAM_COST 4
+#endif
 /* The limit for 16-bit weights: the tiled product is faster for wide rows
  * of sums, the stream for narrow ones. Cold Mixtral bf16 T=1 against f32,
  * medians of interleaved rounds: on 2 threads 0.56 all tiled, 0.60 all
@@ -826,6 +839,31 @@ static int64_t ffn_chunk(int64_t n, int64_t parts) {
   return c;
 }
 
+/* Estimated cost of a decode group of n rows, in rows: the FMAs plus the
+ * weight stream, which costs about MOERT_FFN_DEC_STREAM_COST rows. */
+static int64_t ffn_decode_cost(int64_t n) {
+  return n + MOERT_FFN_DEC_STREAM_COST;
+}
+
+/* Column chunks of a heavy decode expert of cost `cost`, handed out when
+ * `left` is the cost of it and all experts after it (longest first):
+ * chunks of at most left / (MOERT_FFN_DEC_GUIDE x nthr), so experts handed
+ * out early stay whole (whole weight rows stream best) and the last ones
+ * are cut finer, leaving the threads little to even out at the end.
+ * Mixtral T=64, 2 threads: 4 chunks of every expert read the weight rows
+ * as runs of 3.5 KiB (W1/W3) and 1 KiB (W2); a 9-row expert took 2.00 ms
+ * for W1/W3 and 1.14 ms for W2, against 1.92 and 0.82 ms whole (profiled,
+ * in one process). This plan against 4 chunks of every expert, medians of
+ * 40 alternating calls: skewed routing 1.2-2.6% faster, balanced 0.9-1.6%
+ * (MOERT_FFN_DEC_GUIDE 3: 0-0.7%). */
+static int64_t ffn_decode_parts(int64_t cost, int64_t left, int64_t nthr) {
+  const int64_t piece = left / (MOERT_FFN_DEC_GUIDE * nthr);
+  int64_t parts = piece > 0 ? (cost + piece - 1) / piece : MOERT_FFN_DEC_MAX_PARTS;
+  if (parts < 1)
+    parts = 1;
+  return parts < MOERT_FFN_DEC_MAX_PARTS ? parts : MOERT_FFN_DEC_MAX_PARTS;
+}
+
 /* Whether an expert with n rows takes the decode path (n only: never the
  * thread count, so that the result does not depend on it). */
 static int ffn_decode(const MoertFfnTune *tn, int64_t n) {
@@ -1204,18 +1242,19 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   }
   /* Decode tasks of few rows cost about the same (weight streaming), so
    * balance needs a task count that is a multiple of the thread count.
-   * Groups of many rows cost in proportion to their rows as well: finer
-   * chunks let the dynamic schedule even them out (Mixtral T=64, 2
-   * threads: 19.0 vs 21.6 ms balanced, 20.6 vs 23.7 ms skewed). */
-  int64_t split = 1;
-  if (nthr > 1 && ndg > 0 && dec_rows >= MOERT_FFN_DEC_SPLIT_ROWS * ndg)
-    split = 2 * nthr;
+   * Groups of many rows (heavy) cost in proportion to their rows as well,
+   * and their experts are cut into column chunks so that the dynamic
+   * schedule can even them out -- but only as finely as that needs: a
+   * chunk reads each weight row as a run of its columns, and short runs
+   * stream worse than whole rows (see ffn_decode_parts). */
+  const int heavy = nthr > 1 && ndg > 0 && dec_rows >= MOERT_FFN_DEC_SPLIT_ROWS * ndg;
+  int64_t split = heavy ? 2 * nthr : 1;
   if (ndg > 0)
     while (split < nthr && (ndg * split) % nthr != 0)
       ++split;
-  const int64_t fchunk = ffn_chunk(P.F, split), dchunk = ffn_chunk(P.Dout, split);
-  const int64_t nfc = (P.F + fchunk - 1) / fchunk;
-  const int64_t ndc = (P.Dout + dchunk - 1) / dchunk;
+  /* The most chunks of one group: every part count is at most this. */
+  const int64_t max_parts =
+      heavy && split < MOERT_FFN_DEC_MAX_PARTS ? MOERT_FFN_DEC_MAX_PARTS : split;
   int64_t ntask = 0;
   for (int64_t e = 0; e < E; ++e) {
     int64_t n = est[e + 1] - est[e];
@@ -1223,7 +1262,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
       continue;
     const int dec = ffn_decode(&tn, n);
     if (dec)
-      ntask += (n + MOERT_DEC_MAX_ROWS - 1) / MOERT_DEC_MAX_ROWS * (nfc + ndc);
+      ntask += (n + MOERT_DEC_MAX_ROWS - 1) / MOERT_DEC_MAX_ROWS * 2 * max_parts;
     else
       ntask += ffn_blocks(n, tn.row_block);
   }
@@ -1279,13 +1318,23 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   for (int type = TASK_DEC1; type <= TASK_DEC2; ++type) {
     if (type == TASK_DEC2)
       phase_a = na;
+    int64_t left = 0; /* cost of the heavy experts not yet emitted */
+    for (int64_t j = 0; heavy && dorder && j < norder; ++j)
+      left += ffn_decode_cost(est[dorder[j].e + 1] - est[dorder[j].e]);
     for (int64_t j = 0; j < norder; ++j) {
       const int64_t e = dorder ? dorder[j].e : j;
       const int64_t n = est[e + 1] - est[e];
-      if (n > 0 && ffn_decode(&tn, n))
-        na = type == TASK_DEC1
-                 ? ffn_emit_decode(tasks, na, type, e, est[e], n, fchunk, P.F)
-                 : ffn_emit_decode(tasks, na, type, e, est[e], n, dchunk, P.Dout);
+      if (n == 0 || !ffn_decode(&tn, n))
+        continue;
+      int64_t parts = split;
+      if (heavy && dorder) {
+        parts = ffn_decode_parts(ffn_decode_cost(n), left, nthr);
+        left -= ffn_decode_cost(n);
+      }
+      na = type == TASK_DEC1
+               ? ffn_emit_decode(tasks, na, type, e, est[e], n, ffn_chunk(P.F, parts), P.F)
+               : ffn_emit_decode(tasks, na, type, e, est[e], n, ffn_chunk(P.Dout, parts),
+                                 P.Dout);
     }
   }
   free(dorder);
