@@ -513,10 +513,13 @@ void LoadModel(Bound &b, const Options &o, const std::string &path,
         weights.c_str(), o.list ? MOERT_WEIGHTS_MAP : o.placement, &b.weights));
 }
 
-// Chooses the entry point `name` ("" = the only one) of a loaded library.
-void ChooseEntry(Bound &b, const std::string &name) {
+// Chooses the entry point `name` ("" = the only one) of a loaded library;
+// errors start with `context` if it is not empty.
+void ChooseEntry(Bound &b, const std::string &name,
+                 const std::string &context = "") {
   if (!name.empty()) {
-    Check(moert_model_find_entry(b.model, name.c_str(), &b.entry_index));
+    Check(moert_model_find_entry(b.model, name.c_str(), &b.entry_index),
+          context);
   } else if (moert_model_entry_count(b.model) != 1) {
     Fail("model '" + std::string(moert_model_name(b.model)) + "' has " +
          std::to_string(moert_model_entry_count(b.model)) +
@@ -649,7 +652,11 @@ int main(int argc, char **argv) {
   if (compare) {
     LoadModel(against, o, o.compare_model.empty() ? o.model : o.compare_model,
               o.compare_weights.empty() ? o.weights : o.compare_weights);
-    ChooseEntry(against, entry->name);
+    ChooseEntry(against, entry->name,
+                "--compare-model '" + std::string(o.compare_model.empty()
+                                                      ? o.model
+                                                      : o.compare_model) +
+                    "'");
     BindInputsAndCreateSession(against, o);
   }
 

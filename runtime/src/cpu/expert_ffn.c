@@ -138,7 +138,8 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_DEC_DEEP_ROWS 8
 #define MOERT_FFN_DEC_DEEP_K 64
 /* Decode groups averaging at least this many rows are compute heavy and
- * uneven under skewed routing: they are cut into 2 x threads chunks. */
+ * uneven under skewed routing: their experts are cut into column chunks as
+ * balance needs (ffn_decode_parts). */
 #ifndef MOERT_FFN_DEC_SPLIT_ROWS
 #define MOERT_FFN_DEC_SPLIT_ROWS 8
 #endif
