@@ -855,8 +855,8 @@ static int64_t ffn_decode_cost(int64_t n) {
  * as runs of 3.5 KiB (W1/W3) and 1 KiB (W2); a 9-row expert took 2.00 ms
  * for W1/W3 and 1.14 ms for W2, against 1.92 and 0.82 ms whole (profiled,
  * in one process). This plan against 4 chunks of every expert, medians of
- * 40 alternating calls: skewed routing 1.2-2.6% faster, balanced 0.9-1.6%
- * (MOERT_FFN_DEC_GUIDE 3: 0-0.7%). */
+ * 40 alternating calls: skewed routing 0.7-2.6% faster, balanced 0.9-1.7%
+ * (MOERT_FFN_DEC_GUIDE 3: within 0.7% of the old plan). */
 static int64_t ffn_decode_parts(int64_t cost, int64_t left, int64_t nthr) {
   const int64_t piece = left / (MOERT_FFN_DEC_GUIDE * nthr);
   int64_t parts = piece > 0 ? (cost + piece - 1) / piece : MOERT_FFN_DEC_MAX_PARTS;
