@@ -137,6 +137,19 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
  * they are memory bound. */
 #define MOERT_FFN_DEC_DEEP_ROWS 8
 #define MOERT_FFN_DEC_DEEP_K 64
+/* In deep blocks the next block's prefetches go out every 2^this k steps
+ * (every 8th in others). Against every 8th, in one process, runs of 40
+ * (2 threads) or 20 (1 thread) alternating calls: Mixtral T=64 on 2 threads
+ * 0.4-1.0% faster skewed, -0.2% to +1.0% balanced; on 1 thread 0.8-1.0% and
+ * 0.7-1.5%; cold T=8 (short blocks only) within 1%. An earlier form (the
+ * interval picked per block with a division): DeepSeek-fine T=64 0.5-2.7%
+ * faster, Switch and bf16 Mixtral T=64 within 1%. The interval for all
+ * blocks, Mixtral T=64 on 2 threads: every step no gain; every 2nd to 4th
+ * 0.5-1.5% faster, but every 2nd made cold T=8 1-3% slower; every 16th
+ * 2.5-3% slower. */
+#ifndef MOERT_FFN_PF_EVERY_DEEP_LOG2
+#define MOERT_FFN_PF_EVERY_DEEP_LOG2 1
+#endif
 /* Decode groups averaging at least this many rows are compute heavy and
  * uneven under skewed routing: their experts are cut into column chunks as
  * balance needs (ffn_decode_parts). */

@@ -320,7 +320,13 @@ ISA_AI void NAME(cr_io)(const int RN, const int dtype, const size_t es,
                         float *const *out, int64_t ocol, int accum,
                         PfCursor *pf) {
   VF acc[CR_ROWS_IO][CR_VECS];
-  const int64_t ppi = pf_per_iter(pf, (K + 7) / 8);
+  /* The next block's prefetches go out every 2^shift k steps: every 8th in
+   * short (memory bound) blocks, every 2nd in deep ones (compute heavy row
+   * groups, see MOERT_FFN_DEC_DEEP_K), where 8 steps of FMAs are long
+   * enough for a burst of prefetches to back up. */
+  const int shift = K >= MOERT_FFN_DEC_DEEP_K ? MOERT_FFN_PF_EVERY_DEEP_LOG2 : 3;
+  const int64_t mask = ((int64_t)1 << shift) - 1;
+  const int64_t ppi = pf_per_iter(pf, (K + mask) >> shift);
   int64_t pleft = ppi ? pf->per_call : 0;
 #pragma GCC unroll 8
   for (int r = 0; r < RN; ++r)
@@ -330,7 +336,7 @@ ISA_AI void NAME(cr_io)(const int RN, const int dtype, const size_t es,
                         : V(zero)();
   const int64_t step = ld * (int64_t)es;
   for (int64_t k = 0; k < K; ++k, wp += step) {
-    if (pleft > 0 && (k & 7) == 0) {
+    if (pleft > 0 && (k & mask) == 0) {
       pf_issue_n(pf, ppi);
       pleft -= ppi;
     }
