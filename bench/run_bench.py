@@ -244,15 +244,13 @@ def alternating(variants, T, th, runs_count, bindir, runs, extra=()):
     machine's memory bandwidth changes level within seconds, so two
     processes seconds apart can see different levels; consecutive calls
     almost always share one. variants: [(key, lib, st, xin, opts)] with the
-    numerator first (opts must be empty: both sides run with the same
-    options). Returns the median and range of the runs' median per-round
+    numerator first (both sides run with the same options). Returns the median and range of the runs' median per-round
     ratios first / second and each variant's best time."""
     best = {v[0]: 1e30 for v in variants}
     medians = []
     rounds = timed_calls(T, runs)
     for i in range(runs_count):
         first, second = variants if i % 2 == 0 else variants[::-1]
-        assert not first[4] and not second[4], "same options on both sides"
         out = run([os.path.join(bindir, "moe-run"), "--model", first[1], "--weights", first[2],
                    "--input", "x=" + first[3], "--time", str(rounds), "--threads", str(th),
                    "--compare-model", second[1], "--compare-weights", second[2]] + list(extra))
@@ -279,30 +277,30 @@ def model_variants(models, T, names, opts=((), ())):
 # The interleaved A/Bs: JSON key, the option giving the number of pairs (or
 # of runs), which T, the two models (numerator first), their moe-run
 # options, options for both, printed label, markdown title and column
-# headers, names of the two best times, and whether both run in one process,
-# call by call (alternating(); possible when both sides take the same
-# options) rather than as pairs of processes (interleaved()).
+# headers, names of the two best times. Kinds whose two sides take the same
+# moe-run options run in one process, call by call (alternating()); the
+# others as pairs of processes (interleaved()).
 AbKind = collections.namedtuple(
-    "AbKind", "key option want_T models opts extra label title columns times same_process")
+    "AbKind", "key option want_T models opts extra label title columns times")
 AB_KINDS = tuple(AbKind(*k) for k in (
     # The same library both times: its router bias of SKEW_BIAS against a
     # zero one (two different libraries differ by more than the routing:
     # code placement alone moved T=64 by 1-2% either way); one process.
     ("skew", "skew_pairs", lambda T: T >= 64, ["mixtral-skewed", "mixtral-skewed-balanced"],
      ((), ()), (), "skewed/balanced", "skewed / balanced",
-     ("best skewed ms", "best balanced ms"), ("skewed_ms", "balanced_ms"), True),
+     ("best skewed ms", "best balanced ms"), ("skewed_ms", "balanced_ms")),
     # The session's packed weights kept (the default) against packing them on
     # every call (moe-run --packed-weights-mb 0).
     ("packed", "packed_pairs", lambda T: T >= 512, ["mixtral-small", "mixtral-small"],
      ((), ("--packed-weights-mb", "0")), (), "packed kept/per call",
      "packed weights kept / packed per call", ("best kept ms", "best per-call ms"),
-     ("kept_ms", "per_call_ms"), False),
+     ("kept_ms", "per_call_ms")),
     # Cold bf16 against f32 weights, call by call in one process: as pairs
     # of processes, the two often ran at different bandwidth levels (2
     # threads: medians 0.61-0.63 where level-matched calls gave 0.51).
     ("bf16_cold", "bf16_pairs", lambda T: T <= 8, ["mixtral-bf16", "mixtral-small"],
      ((), ()), ("--cold",), "cold bf16/f32", "cold bf16 / f32",
-     ("best bf16 ms", "best f32 ms"), ("bf16_ms", "f32_ms"), True),
+     ("best bf16 ms", "best f32 ms"), ("bf16_ms", "f32_ms")),
 ))
 
 
@@ -319,8 +317,9 @@ def measure_ab(kind, models, T, th, pairs, bindir, runs):
     v = model_variants(models, T, kind.models, kind.opts)
     if not v:
         return None
-    r = (alternating if kind.same_process else interleaved)(v, T, th, pairs, bindir, runs,
-                                                           kind.extra)
+    same_options = kind.opts[0] == kind.opts[1]
+    r = (alternating if same_options else interleaved)(v, T, th, pairs, bindir, runs,
+                                                       kind.extra)
     r[kind.times[0]], r[kind.times[1]] = r.pop("a_ms"), r.pop("b_ms")
     return r
 

@@ -114,6 +114,11 @@ struct Options {
   int64_t warm_calls = 0;
   std::string compare_model;   // with --time: a model timed against this one
   std::string compare_weights; // its weights ("" = the same as --weights)
+
+  // Whether a second model is timed against this one.
+  bool Compare() const {
+    return !compare_model.empty() || !compare_weights.empty();
+  }
 };
 
 [[noreturn]] void Fail(const std::string &message) {
@@ -247,10 +252,9 @@ Options ParseOptions(int argc, char **argv) {
     Fail("--model is required (see --help)");
   if (!o.outputs.empty() && !o.output_dir.empty())
     Fail("--output and --output-dir cannot be combined");
-  const bool compare = !o.compare_model.empty() || !o.compare_weights.empty();
-  if (compare && o.time_calls == 0)
+  if (o.Compare() && o.time_calls == 0)
     Fail("--compare-model and --compare-weights need --time");
-  if (compare && o.list)
+  if (o.Compare() && o.list)
     Fail("--compare-model and --compare-weights cannot be combined with --list");
   for (size_t i = 0; i < o.inputs.size(); ++i)
     for (size_t j = 0; j < i; ++j)
@@ -647,7 +651,7 @@ int main(int argc, char **argv) {
 
   // --compare-model / --compare-weights: the model timed against this one,
   // bound to the same entry name and inputs.
-  const bool compare = !o.compare_model.empty() || !o.compare_weights.empty();
+  const bool compare = o.Compare();
   Bound against;
   if (compare) {
     LoadModel(against, o, o.compare_model.empty() ? o.model : o.compare_model,

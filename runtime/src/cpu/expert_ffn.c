@@ -1328,27 +1328,30 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   if (dorder)
     qsort(dorder, (size_t)nd, sizeof *dorder, ffn_by_cost_desc);
   const int64_t norder = dorder ? nd : E;
+  /* Heavy and ordered: each expert's chunks as ffn_decode_parts says;
+   * otherwise `split` chunks each. */
+  const int guided = heavy && dorder;
+  int64_t dec_cost = 0; /* of all decode experts */
+  for (int64_t j = 0; guided && j < norder; ++j)
+    dec_cost += ffn_decode_cost(est[dorder[j].e + 1] - est[dorder[j].e]);
   int64_t phase_a = 0;
   for (int type = TASK_DEC1; type <= TASK_DEC2; ++type) {
     if (type == TASK_DEC2)
       phase_a = na;
-    int64_t left = 0; /* cost of the heavy experts not yet emitted */
-    for (int64_t j = 0; heavy && dorder && j < norder; ++j)
-      left += ffn_decode_cost(est[dorder[j].e + 1] - est[dorder[j].e]);
+    const int64_t total = type == TASK_DEC1 ? P.F : P.Dout;
+    int64_t left = dec_cost; /* of the experts not yet emitted */
     for (int64_t j = 0; j < norder; ++j) {
       const int64_t e = dorder ? dorder[j].e : j;
       const int64_t n = est[e + 1] - est[e];
       if (n == 0 || !ffn_decode(&tn, n))
         continue;
       int64_t parts = split;
-      if (heavy && dorder) {
-        parts = ffn_decode_parts(ffn_decode_cost(n), left, nthr);
-        left -= ffn_decode_cost(n);
+      if (guided) {
+        const int64_t cost = ffn_decode_cost(n);
+        parts = ffn_decode_parts(cost, left, nthr);
+        left -= cost;
       }
-      na = type == TASK_DEC1
-               ? ffn_emit_decode(tasks, na, type, e, est[e], n, ffn_chunk(P.F, parts), P.F)
-               : ffn_emit_decode(tasks, na, type, e, est[e], n, ffn_chunk(P.Dout, parts),
-                                 P.Dout);
+      na = ffn_emit_decode(tasks, na, type, e, est[e], n, ffn_chunk(total, parts), total);
     }
   }
   free(dorder);
