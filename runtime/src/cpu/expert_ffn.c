@@ -17,7 +17,8 @@
  *          ([KC] x [FB gate | FB up] as 2VL-wide panels: VL gate + VL up
  *          units per panel for a GLU; f16/bf16 -> f32; out_in weights
  *          transposed in registers), then run the MR x 2VL register-tiled
- *          microkernel (8 x 32 on AVX-512) over the row block, accumulating
+ *          microkernel (8 x 32 on AVX-512; a block's last tile has a kernel
+ *          of its own height) over the row block, accumulating
  *          in ACC[rows, panels x 2VL] (L2);
  *        epilogue: bias, clamp, activation, act(g) * (u + shift) -> H[rows, FB]
  *          (an L2-resident tile, never the whole [rows, F]);
