@@ -190,7 +190,7 @@ ISA_AI void NAME(ukr_t)(const int RM, int64_t K, const float *const *a,
  * only their FMAs. (It used to run all MR rows, padded with copies of row
  * 0, and drop the extra results.) Each row's sums are the same chain of
  * operations in either form. In one process, runs of alternating calls:
- * Mixtral T=512 2.0-2.7% faster on 2 threads (skewed and balanced
+ * Mixtral T=512 1.7-2.7% faster on 2 threads (skewed and balanced
  * routing), 1.7-2.0% on 1; DeepSeek-fine T=512 2.2-4.8% and 2.4%;
  * Mixtral T=2048 0.1-0.4%; Switch T=512 (mostly decode) within 1%. */
 ISA_FN static void NAME(ukr)(int64_t K, const float *const *a, int64_t aoff,
@@ -553,8 +553,7 @@ ISA_AI void NAME(colrange_t)(const int dtype, const size_t es, int64_t n,
         pf.r[0].rows = nkn;
         pf.r[0].step = W->ld * (int64_t)es;
         pf.r[0].run = rowb;
-      }
-      else if (next && next->rows > 0) {
+      } else if (next && next->rows > 0) {
         /* The last block: the first block of the caller's next product
          * (same depth), which would otherwise start cold. */
         pf.nr = 1;
@@ -692,11 +691,12 @@ ISA_AI void NAME(dec1_steps)(const Ffn *P, int64_t e, const float *const *x,
        * either routing; bf16 T=64 0.8-1.5%; cold T=1 and T=8, DeepSeek-fine
        * and Switch T=64 within 1%. */
       const int64_t s1 = s0 + ns, ns1 = f1 - s1 < S ? f1 - s1 : S;
-      PfRegion up = pf_region(&uv, P->es, 0, P->Din, P->cu0 + s0 * P->cus,
-                              P->cu0 + s0 * P->cus + ns);
       PfRegion gnext = pf_region(&gv, P->es, 0, P->Din, P->cg0 + s1, P->cg0 + s1 + ns1);
       if (ns1 <= 0)
         gnext.rows = 0;
+      const PfRegion up = glu ? pf_region(&uv, P->es, 0, P->Din, P->cu0 + s0 * P->cus,
+                                          P->cu0 + s0 * P->cus + ns)
+                              : gnext;
       NAME(colrange)(P->dtype, n, x, P->Din, &gv, 0, P->cg0 + s0, ns, gr, 0, 0,
                      P->stream_bytes, glu ? &up : &gnext);
       if (glu)
