@@ -761,22 +761,33 @@ TEST(ExpertFfn, DecodeParallelBitIdentical) {
   }
 }
 
-// Decode groups of many rows (T = 64-like, skewed) are cut into 2 x threads
-// chunks per expert: still bit-identical to the serial run.
+// Decode groups of many rows (T = 64-like, skewed) are cut into column
+// chunks as balance needs, and both phases run as one job (5 row groups on
+// 2 threads): bit-identical to the serial run whatever order the hook
+// hands out the tasks in (phase 2 tasks first included: they then run
+// their expert's phase 1 tasks themselves).
 TEST(ExpertFfn, DecodeManyRowsSplitBitIdentical) {
   for (int isa : Isas()) {
     Form f;
     TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO));
     Problem base = Make(f, 40, 64, 256, 72, {32, 9, 12, 0, 14, 13}, -1, 41u);
     std::vector<float> serial = Check(base, "decode many rows serial");
-    FakePool pool = RunOnTwoFakeThreads(base, serial);
-    // 5 experts with rows, heavy (10 rows per expert on average), handed out
-    // longest first (32, 14, 13, 12, 9 rows: costs rows + 4 = 36, 18, 17,
-    // 16, 13) in chunks of at most a quarter of the cost left (100, 64, 46,
-    // 29, 13): 2, 2, 2, 3 and 5 parts. F = 256 then takes 2, 2, 2, 2 and 4
-    // chunks (chunks have at least 64 columns), Dout = 72 two each; without
-    // the split, 5 + 5.
-    EXPECT_EQ(pool.tasks, (2 + 2 + 2 + 2 + 4) + 5 * 2);
+    for (int mode = 0; mode < 3; ++mode) {
+      FakePool pool;
+      pool.mode = mode;
+      ExpectSerialBitsUnder({&pool, 2, FakeParallelFor}, base, serial);
+      // 5 experts with rows, heavy (10 rows per expert on average), handed
+      // out longest first (32, 14, 13, 12, 9 rows: phase 2 costs rows + 4 =
+      // 36, 18, 17, 16, 13, phase 1 twice that), in chunks of at most a
+      // quarter of the cost left. Phase 1 (left: all of phase 1 and 2, 300,
+      // 228, 192, 158, 126): 1 part each, 5 tasks. Phase 2 (left 100, 64,
+      // 46, 29, 13): 2, 2, 2, 3 and 5 parts; Dout = 72 in chunks of at
+      // least 64 columns: 2 each. One job.
+      EXPECT_EQ(pool.calls, 1) << "mode " << mode;
+      EXPECT_EQ(pool.tasks, 5 + 5 * 2) << "mode " << mode;
+    }
+    ThreadPoolHook tp{2};
+    ExpectSerialBitsUnder({&tp, 2, ThreadPoolHook::ParallelFor}, base, serial);
   }
 }
 

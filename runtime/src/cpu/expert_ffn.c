@@ -48,7 +48,9 @@
  *
  * Parallelism comes from the thread-local hook (moert_cpu_set_parallel_hook):
  * one parallel_for over one group of GEMM row blocks per thread, then the
- * phase 1 tasks; one over the phase 2 tasks. Decode tasks are handed out
+ * phase 1 tasks and the phase 2 tasks (a phase 2 task waits for its
+ * expert's phase 1 tasks; calls of few decode row groups run phase 2 as a
+ * second parallel_for instead). Decode tasks are handed out
  * by their expert's rows, most first, so that a hot expert does not end a
  * phase alone. The GEMM groups are planned
  * from a cost model (rows, plus the weight packing every block does): whole
@@ -170,6 +172,16 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #ifndef MOERT_FFN_DEC_STREAM_COST
 #define MOERT_FFN_DEC_STREAM_COST 4
 #endif
+/* Decode calls with more than this many row groups per thread run both
+ * phases as one job (see the planner). In one process, runs of alternating
+ * calls on 2 threads, against two jobs: Mixtral T=64 0.1-3.4% faster
+ * skewed and 0.1-2.2% balanced, DeepSeek-fine T=64 2.7% slower to 5.3%
+ * faster (7 of 8 runs faster), Switch T=64 0-2.3%, DeepSeek-fine T=8
+ * 0.5-1.9%, Switch T=8 0.8-1.6%, Mixtral cold T=8 0-0.5%, bf16 T=64 within
+ * 0.7%; but Switch T=1 (one group) 0.4% faster to 5.3% slower and Mixtral
+ * T=1 (two) 0.3-3.3% slower (a range the warm 2-thread T=1 calls also
+ * show between identical code paths: 0.4-2.0%). */
+#define MOERT_FFN_DEC_MERGE_GROUPS 2
 /* The limit for 16-bit weights: the tiled product is faster for wide rows
  * of sums, the stream for narrow ones. Cold Mixtral bf16 T=1 against f32,
  * medians of interleaved rounds: on 2 threads 0.56 all tiled, 0.60 all
@@ -784,6 +796,13 @@ typedef struct {
    * ngroups + i runs task gofs[ngroups] + i. */
   const int64_t *gofs;
   int64_t ngroups;
+  /* One job for both decode phases (NULL: phase 2 is a job of its own).
+   * claimed[i]: task gofs[ngroups] + i has been taken; pend[e]: phase 1
+   * tasks of expert e not finished yet; [p1[e], p1[E + e]): the indices
+   * (into tasks) of expert e's phase 1 tasks. */
+  int *claimed;
+  int64_t *pend;
+  const int64_t *p1;
 } FfnCtx;
 
 static void ffn_run_task(const FfnCtx *c, const FfnTask *k) {
@@ -802,6 +821,35 @@ static void ffn_run_task(const FfnCtx *c, const FfnTask *k) {
   }
 }
 
+static inline void ffn_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Takes decode task t (an index into c->tasks) of a merged job and runs
+ * it; returns at once if another item took it already. A phase 2 task
+ * needs its expert's phase 1 tasks done: it runs those not yet taken
+ * itself (whatever order the hook hands out the items in) and waits for
+ * the others, which their takers are running. */
+static void ffn_take_task(const FfnCtx *c, int64_t t) {
+  const int64_t base = c->gofs[c->ngroups];
+  if (__atomic_exchange_n(&c->claimed[t - base], 1, __ATOMIC_ACQ_REL))
+    return;
+  const FfnTask *k = &c->tasks[t];
+  const int64_t E = c->P->E;
+  if (k->type == TASK_DEC2 &&
+      __atomic_load_n(&c->pend[k->e], __ATOMIC_ACQUIRE) > 0) {
+    for (int64_t j = c->p1[k->e]; j < c->p1[E + k->e]; ++j)
+      ffn_take_task(c, j);
+    while (__atomic_load_n(&c->pend[k->e], __ATOMIC_ACQUIRE) > 0)
+      ffn_cpu_relax();
+  }
+  ffn_run_task(c, k);
+  if (k->type == TASK_DEC1)
+    __atomic_fetch_sub(&c->pend[k->e], 1, __ATOMIC_RELEASE);
+}
+
 static void ffn_run_tasks(void *arg, int64_t begin, int64_t end) {
   const FfnCtx *c = (const FfnCtx *)arg;
   for (int64_t w = begin; w < end; ++w) {
@@ -810,7 +858,10 @@ static void ffn_run_tasks(void *arg, int64_t begin, int64_t end) {
         ffn_run_task(c, &c->tasks[t]);
     } else {
       const int64_t base = c->gofs ? c->gofs[c->ngroups] : 0;
-      ffn_run_task(c, &c->tasks[base + w - c->ngroups]);
+      if (c->claimed)
+        ffn_take_task(c, base + w - c->ngroups);
+      else
+        ffn_run_task(c, &c->tasks[base + w - c->ngroups]);
     }
   }
 }
@@ -1301,11 +1352,26 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     free(est);
     return;
   }
-  /* Phase A: one group of GEMM blocks per thread, then the decode phase 1
-   * tasks (handed out dynamically to whichever thread is free); phase B:
-   * decode phase 2. */
+  /* One job: a group of GEMM blocks per thread, then the decode phase 1
+   * tasks and the phase 2 tasks, handed out dynamically to whichever thread
+   * is free; a phase 2 task waits for its expert's phase 1 tasks (merged,
+   * see ffn_take_task). Without a hook or scratch for that, phase 2 is a
+   * second job. One job instead of two: the threads do not wait for each
+   * other between the phases, and the first phase's last experts (the
+   * smallest: memory bound) share the machine with the second phase's
+   * first (the largest: compute bound). Only with more than
+   * MOERT_FFN_DEC_MERGE_GROUPS row groups per thread: a call of a few
+   * groups has nothing to overlap. */
   const int64_t ngroups = ffn_plan_gemm(&P, &tn, est, nthr, tasks, gofs);
   int64_t na = gofs[ngroups], hused = 0;
+  int64_t *pend = NULL;
+  if (hook && ndg > MOERT_FFN_DEC_MERGE_GROUPS * nthr)
+    pend = (int64_t *)moert_ffn_alloc(&P, (size_t)(3 * E) * sizeof(int64_t) +
+                                              (size_t)ntask * sizeof(int));
+  int64_t *p1 = pend ? pend + E : NULL;
+  int *claimed = pend ? (int *)(p1 + 2 * E) : NULL;
+  for (int64_t e = 0; pend && e < E; ++e)
+    pend[e] = p1[e] = p1[E + e] = 0;
   /* Decode experts, most rows first (ties in expert order): their tasks are
    * handed out in that order, so that a hot expert's tasks start first
    * rather than last (longest first). Mixtral T=64, 2 threads, the hot
@@ -1330,9 +1396,12 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     qsort(dorder, (size_t)nd, sizeof *dorder, ffn_by_cost_desc);
   const int64_t norder = dorder ? nd : E;
   /* Heavy and ordered: each expert's chunks as ffn_decode_parts says;
-   * otherwise `split` chunks each. */
+   * otherwise `split` chunks each. A phase 2 product (W2) costs half of a
+   * phase 1 product (W1 and W3); in one job the work left after a phase 1
+   * expert includes all of phase 2, so phase 1 chunks stay whole and only
+   * the job's end, phase 2's last experts, is cut finer. */
   const int guided = heavy && dorder;
-  int64_t dec_cost = 0; /* of all decode experts */
+  int64_t dec_cost = 0; /* of all decode experts, phase 2 */
   for (int64_t j = 0; guided && j < norder; ++j)
     dec_cost += ffn_decode_cost(est[dorder[j].e + 1] - est[dorder[j].e]);
   int64_t phase_a = 0;
@@ -1340,7 +1409,9 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     if (type == TASK_DEC2)
       phase_a = na;
     const int64_t total = type == TASK_DEC1 ? P.F : P.Dout;
-    int64_t left = dec_cost; /* of the experts not yet emitted */
+    const int64_t weight = type == TASK_DEC1 ? 2 : 1;
+    /* Of the experts not yet emitted (and of phase 2, in one job). */
+    int64_t left = weight * dec_cost + (pend && type == TASK_DEC1 ? dec_cost : 0);
     for (int64_t j = 0; j < norder; ++j) {
       const int64_t e = dorder ? dorder[j].e : j;
       const int64_t n = est[e + 1] - est[e];
@@ -1348,20 +1419,35 @@ void _mlir_ciface_moert_cpu_expert_ffn(
         continue;
       int64_t parts = split;
       if (guided) {
-        const int64_t cost = ffn_decode_cost(n);
+        const int64_t cost = weight * ffn_decode_cost(n);
         parts = ffn_decode_parts(cost, left, nthr);
         left -= cost;
       }
+      const int64_t t0 = na;
       na = ffn_emit_decode(tasks, na, type, e, est[e], n, ffn_chunk(total, parts), total);
+      if (pend && type == TASK_DEC1) {
+        pend[e] = na - t0;
+        p1[e] = t0;
+        p1[E + e] = na;
+      }
     }
   }
   free(dorder);
-  FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks, gofs, ngroups};
-  ffn_parallel(hook, ngroups + (phase_a - gofs[ngroups]), &ctx);
-  ctx.tasks = tasks + phase_a;
-  ctx.gofs = NULL;
-  ctx.ngroups = 0;
-  ffn_parallel(hook, na - phase_a, &ctx);
+  FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks, gofs, ngroups, NULL, NULL, NULL};
+  if (pend) {
+    memset(claimed, 0, (size_t)(na - gofs[ngroups]) * sizeof(int));
+    ctx.claimed = claimed;
+    ctx.pend = pend;
+    ctx.p1 = p1;
+    ffn_parallel(hook, ngroups + (na - gofs[ngroups]), &ctx);
+  } else {
+    ffn_parallel(hook, ngroups + (phase_a - gofs[ngroups]), &ctx);
+    ctx.tasks = tasks + phase_a;
+    ctx.gofs = NULL;
+    ctx.ngroups = 0;
+    ffn_parallel(hook, na - phase_a, &ctx);
+  }
+  free(pend);
 
   free(gofs);
   free(tasks);
