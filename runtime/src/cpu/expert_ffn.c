@@ -1357,9 +1357,9 @@ void _mlir_ciface_moert_cpu_expert_ffn(
    * is free; a phase 2 task waits for its expert's phase 1 tasks (merged,
    * see ffn_take_task). Without a hook or scratch for that, phase 2 is a
    * second job. One job instead of two: the threads do not wait for each
-   * other between the phases, and the first phase's last experts (the
-   * smallest: memory bound) share the machine with the second phase's
-   * first (the largest: compute bound). Only with more than
+   * other between the phases; a thread done with the first phase's last
+   * tasks starts the second phase's first while the other finishes. Only
+   * with more than
    * MOERT_FFN_DEC_MERGE_GROUPS row groups per thread: a call of a few
    * groups has nothing to overlap. */
   const int64_t ngroups = ffn_plan_gemm(&P, &tn, est, nthr, tasks, gofs);
