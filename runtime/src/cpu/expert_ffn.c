@@ -102,6 +102,14 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
  * columns; gate and up each): with the K blocks below they share the L2.
  * 16K against 32K: Mixtral T=64, 1 thread, 31.6 vs 32.4 ms. */
 #define MOERT_DEC_ACC_FLOATS 16384
+/* The most weight bytes per row of one decode step of MOERT_FFN_DEC_DEEP_ROWS
+ * rows or more. In one process, runs of alternating calls against
+ * MOERT_DEC_ACC_FLOATS alone: Mixtral T=64 on 2 threads 1.2-1.4% faster
+ * skewed, 1.2-2.9% balanced, mixtral-small 0.3-0.5%; 1 thread (f32, 768
+ * units) 1.1-1.4%; bf16 T=64 within 0.3%. 4 KiB: about the same for f32;
+ * 768 units for bf16 too: 0.8-1.0% slower there. Other models' deep groups
+ * already have shorter steps (DeepSeek-fine: F = 512). */
+#define MOERT_DEC_STEP_BYTES (3 * 1024)
 
 /* Defaults of the tuning knobs (expert_ffn_internal.h). */
 #define MOERT_FFN_ROW_BLOCK 256

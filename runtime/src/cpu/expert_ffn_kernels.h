@@ -738,6 +738,12 @@ ISA_FN static void NAME(dec1)(const Ffn *P, int64_t e, const float *const *x,
     int64_t S = (MOERT_DEC_ACC_FLOATS / n + 63) / 64 * 64;
     if (S > nf)
       S = nf;
+    /* Deep groups: steps of at most MOERT_DEC_STEP_BYTES of weights per
+     * row, so that a K block, the next one being prefetched and the sums
+     * leave room in L2 (8 rows, f32: 2 x 448 KiB of blocks + 112 KiB of
+     * sums before). */
+    if (n >= MOERT_FFN_DEC_DEEP_ROWS && S * (int64_t)P->es > MOERT_DEC_STEP_BYTES)
+      S = MOERT_DEC_STEP_BYTES / (int64_t)P->es;
     { /* Steps of even width: no narrow last step (1% faster, T=64). */
       const int64_t steps = (nf + S - 1) / S;
       S = ((nf + steps - 1) / steps + 63) / 64 * 64;
