@@ -244,8 +244,9 @@ def alternating(variants, T, th, runs_count, bindir, runs, extra=()):
     machine's memory bandwidth changes level within seconds, so two
     processes seconds apart can see different levels; consecutive calls
     almost always share one. variants: [(key, lib, st, xin, opts)] with the
-    numerator first (both sides run with the same options). Returns the median and range of the runs' median per-round
-    ratios first / second and each variant's best time."""
+    numerator first (both sides run with the same options). Returns the
+    median and range of the runs' median per-round ratios first / second
+    and each variant's best time."""
     best = {v[0]: 1e30 for v in variants}
     medians = []
     rounds = timed_calls(T, runs)

@@ -2,6 +2,8 @@
 
 #include "thread_pool.h"
 
+#include "cpu_relax.h"
+
 #include <chrono>
 
 #include <sched.h>
@@ -10,14 +12,6 @@
 namespace moert {
 
 namespace {
-
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 /// Spins until done() holds or about ThreadPool::kSpinMicros have passed;
 /// returns done().
@@ -29,7 +23,7 @@ template <typename Done> bool SpinUntil(Done done) {
     for (int i = 0; i < 64; ++i) {
       if (done())
         return true;
-      CpuRelax();
+      moert_cpu_relax();
     }
     if (Clock::now() >= end)
       return done();

@@ -654,13 +654,10 @@ int main(int argc, char **argv) {
   const bool compare = o.Compare();
   Bound against;
   if (compare) {
-    LoadModel(against, o, o.compare_model.empty() ? o.model : o.compare_model,
+    const std::string &path = o.compare_model.empty() ? o.model : o.compare_model;
+    LoadModel(against, o, path,
               o.compare_weights.empty() ? o.weights : o.compare_weights);
-    ChooseEntry(against, entry->name,
-                "--compare-model '" + std::string(o.compare_model.empty()
-                                                      ? o.model
-                                                      : o.compare_model) +
-                    "'");
+    ChooseEntry(against, entry->name, "--compare-model '" + path + "'");
     BindInputsAndCreateSession(against, o);
   }
 

@@ -74,6 +74,7 @@
 
 #include "moert/cpu_kernels.h"
 
+#include "../cpu_relax.h"
 #include "dtype.h"
 #include "expert_ffn_internal.h"
 #include "expert_ffn_simd.h"
@@ -829,12 +830,6 @@ static void ffn_run_task(const FfnCtx *c, const FfnTask *k) {
   }
 }
 
-static inline void ffn_cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 /* Takes decode task t (an index into c->tasks) of a merged job and runs
  * it; returns at once if another item took it already. A phase 2 task
  * needs its expert's phase 1 tasks done: it runs those not yet taken
@@ -851,7 +846,7 @@ static void ffn_take_task(const FfnCtx *c, int64_t t) {
     for (int64_t j = c->p1[k->e]; j < c->p1[E + k->e]; ++j)
       ffn_take_task(c, j);
     while (__atomic_load_n(&c->pend[k->e], __ATOMIC_ACQUIRE) > 0)
-      ffn_cpu_relax();
+      moert_cpu_relax();
   }
   ffn_run_task(c, k);
   if (k->type == TASK_DEC1)
@@ -1367,9 +1362,8 @@ void _mlir_ciface_moert_cpu_expert_ffn(
    * second job. One job instead of two: the threads do not wait for each
    * other between the phases; a thread done with the first phase's last
    * tasks starts the second phase's first while the other finishes. Only
-   * with more than
-   * MOERT_FFN_DEC_MERGE_GROUPS row groups per thread: a call of a few
-   * groups has nothing to overlap. */
+   * with more than MOERT_FFN_DEC_MERGE_GROUPS row groups per thread: a
+   * call of a few groups has nothing to overlap. */
   const int64_t ngroups = ffn_plan_gemm(&P, &tn, est, nthr, tasks, gofs);
   int64_t na = gofs[ngroups], hused = 0;
   int64_t *pend = NULL;

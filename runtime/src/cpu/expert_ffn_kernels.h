@@ -200,17 +200,17 @@ ISA_FN static void NAME(ukr)(int64_t K, const float *const *a, int64_t aoff,
   switch (mr < MR ? mr : MR) {
 #define UKR_CASE(R)                                                            \
   case R:                                                                      \
-    NAME(ukr_t)(R <= MR ? R : MR, K, a, aoff, b, c, coff, nn, load_c, bias, pf); \
+    NAME(ukr_t)(R, K, a, aoff, b, c, coff, nn, load_c, bias, pf);               \
     break;
-    UKR_CASE(1)
+    UKR_CASE(1) /* heights 1 .. MR - 1 (MR is 4, 6 or 8) */
     UKR_CASE(2)
     UKR_CASE(3)
 #if MR > 4
     UKR_CASE(4)
     UKR_CASE(5)
-    UKR_CASE(6)
 #endif
 #if MR > 6
+    UKR_CASE(6)
     UKR_CASE(7)
 #endif
 #undef UKR_CASE
