@@ -942,6 +942,67 @@ TEST(ExpertFfn, KeptPackedPanelsSameBits) {
     }
 }
 
+// With a weight cache, decode row groups of 2 or more rows read the
+// expert's kept packed panels (f32 in_out weights only): one sequential
+// read instead of strided K blocks. Same bits as the stored-weight products,
+// whether this call packs the panels or finds them, serial or on threads in
+// any task order (the F and output column chunks then start inside panel
+// blocks), with biases, every gate/up placement and MLP, and row groups of
+// more than one microkernel tile. 16-bit and out_in weights keep the stored
+// products and leave the cache alone.
+TEST(ExpertFfn, DecodeKeptPanelsSameBits) {
+  // 1 row: the stored stream; 2..17 rows: panels, with and without the
+  // prefetch of the next panel (6 rows or more), 1 to 3 tiles.
+  const std::vector<int32_t> counts = {1, 0, 2, 9, 3, 17, 6, 12};
+  for (int isa : Isas())
+    for (int variant = 0; variant < 6; ++variant) {
+      Form f;
+      f.gate_up = variant == 1 ? MOERT_GATE_UP_CONCATENATED
+                               : variant == 2 ? MOERT_GATE_UP_INTERLEAVED
+                                              : MOERT_GATE_UP_SEPARATE;
+      f.kind = variant == 3 ? MOERT_FFN_KIND_MLP : MOERT_FFN_KIND_GLU;
+      f.dtype = variant == 4 ? MOERT_BF16 : MOERT_F32;
+      f.layout = variant == 5 ? MOERT_LAYOUT_OUT_IN : MOERT_LAYOUT_IN_OUT;
+      f.b1 = f.b2 = variant == 0 || variant == 2;
+      const bool panels = variant < 4;
+      const std::string what = FormName(f) + " isa " + std::to_string(isa);
+      // F = 150 in blocks of 96 (a partial last block; 2-thread chunks of 64
+      // units start inside a block), D = 100 in K slices of 64 and 36.
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_DECODE, 64, 96));
+      Problem p = Make(f, 20, 100, 150, 90, counts, -1, 91u + (uint32_t)variant);
+      const std::vector<float> plain = Check(p, what + " without a cache");
+      TestWeightCache cache;
+      cache.AddConstant(p.w1);
+      cache.AddConstant(p.w3);
+      cache.AddConstant(p.w2);
+      moert_weight_cache abi = cache.abi();
+      WeightCacheGuard cg(&abi);
+      EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " filling";
+      EXPECT_EQ(cache.fills, panels ? 6 : 0) << what; // the experts of 2+ rows
+      EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " reading";
+      for (int mode = 0; mode < 3; ++mode) {
+        FakePool pool;
+        pool.mode = mode;
+        moert_parallel_hook hook = {&pool, 2, FakeParallelFor};
+        HookGuard hg(&hook);
+        EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " fake threads " << mode;
+      }
+      {
+        ThreadPoolHook tp{2};
+        moert_parallel_hook hook = {&tp, 2, ThreadPoolHook::ParallelFor};
+        HookGuard hg(&hook);
+        EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " threads";
+      }
+      EXPECT_EQ(cache.fills, panels ? 6 : 0) << what;
+      if (!panels)
+        continue;
+      // The kept panels are what the decode products read.
+      for (auto &kv : cache.entries)
+        std::fill(kv.second.data.begin(), kv.second.data.end(), 0.0f);
+      EXPECT_FALSE(SameBits(plain, RunAgain(p))) << what;
+    }
+}
+
 // What the kernel must not keep: weights the cache does not call constant,
 // entries over the budget. Other blocking gets entries of its own.
 TEST(ExpertFfn, KeptPackedPanelsOnlyOfConstantWeightsWithinBudget) {

@@ -197,9 +197,10 @@ MOERT_KERNEL_EXPORT void moert_cpu_set_parallel_hook(const moert_parallel_hook *
 /* Installs a weight cache (model_abi.h) for the kernels called from this
  * thread (copied; NULL uninstalls). The expert FFN kernel then keeps the
  * packed panels of its GEMM path for experts whose weights the cache calls
- * constant, built on first use, instead of packing them on every call;
- * everything else (the decode path, other weights) is unchanged. Results are
- * bit-identical with or without a cache. */
+ * constant, built on first use, instead of packing them on every call; its
+ * decode path reads them too for row groups of 2 or more rows of f32 in_out
+ * weights (packing them on first use as well). Results are bit-identical
+ * with or without a cache. */
 MOERT_KERNEL_EXPORT void moert_cpu_set_weight_cache(const moert_weight_cache *cache);
 
 enum moert_ffn_kind { MOERT_FFN_KIND_MLP = 0, MOERT_FFN_KIND_GLU = 1 };

@@ -161,7 +161,8 @@ typedef void (*moert_model_set_parallel_hook_fn)(const moert_parallel_hook *hook
  * which installs `cache` for the calling thread (copied; NULL uninstalls).
  * The model's kernels may then keep copies of constant weights in a layout
  * of their own (the CPU expert kernel: its GEMM path's packed panels, built
- * once instead of on every call) in memory the cache hands out, keyed by a
+ * once instead of on every call, which its decode path also reads for f32
+ * weights) in memory the cache hands out, keyed by a
  * byte string of their choosing that names the source weights and the
  * layout. Results do not depend on the cache (bit-identical with or
  * without). libmoert installs its session's cache around `invoke`. The

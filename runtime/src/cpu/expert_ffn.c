@@ -32,7 +32,12 @@
  *    latency the packing would otherwise stall on.
  *
  *  - Decode path (< decode_rows rows). Memory bound: every weight is
- *    streamed from memory once per task, unpacked, converted on load.
+ *    streamed from memory once per task. With a weight cache, row groups
+ *    of 2 or more rows of f32 in_out weights read the expert's kept GEMM
+ *    panels (packed on first use) in stored order: the microkernel over
+ *    each KC slice of a panel, MR rows at a time, the next panel
+ *    prefetched (pdec1/pdec2). Otherwise the stored weights, unpacked,
+ *    converted on load.
  *    in_out matrices: up to 4 rows (whole stored rows, sums <= 16 KiB for
  *    one row, 8 KiB for several; 16-bit weights: one row, 8 KiB) stream
  *    the weight rows in stored order
@@ -198,6 +203,18 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
  * (14 KiB each) tiled (11 rounds); on one thread 0.535 with W1/W3 streamed,
  * 0.508 tiled (9 rounds). */
 #define MOERT_FFN_DEC_STREAM_BYTES_16 (8 * 1024)
+#ifndef MOERT_FFN_DEC_PANEL_ROWS
+/* Decode row groups of at most this many rows read the session's kept
+ * packed panels of f32 in_out weights (kept_panels, pdec1/pdec2) instead
+ * of the stored weights. */
+#define MOERT_FFN_DEC_PANEL_ROWS MOERT_DEC_MAX_ROWS
+#endif
+#ifndef MOERT_FFN_DEC_PANEL_MIN_ROWS
+#define MOERT_FFN_DEC_PANEL_MIN_ROWS 2
+#endif
+#ifndef MOERT_FFN_DEC_PANEL_PF_ROWS
+#define MOERT_FFN_DEC_PANEL_PF_ROWS 6
+#endif
 #ifndef MOERT_FFN_OI_AHEAD
 #define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */
 #endif
@@ -364,10 +381,10 @@ typedef struct {
 typedef struct {
   void (*gemm_rows)(const Ffn *, const MoertFfnTune *, int64_t,
                     const float *const *, float *const *, int64_t);
-  void (*dec1)(const Ffn *, int64_t, const float *const *, int64_t, int64_t,
-               int64_t, float *const *, int64_t);
-  void (*dec2)(const Ffn *, int64_t, const float *const *, int64_t,
-               float *const *, int64_t, int64_t);
+  void (*dec1)(const Ffn *, const MoertFfnTune *, int64_t, const float *const *,
+               int64_t, int64_t, int64_t, float *const *);
+  void (*dec2)(const Ffn *, const MoertFfnTune *, int64_t, const float *const *,
+               int64_t, float *const *, int64_t, int64_t);
   void (*row_fallback)(const Ffn *, int64_t, const float *const *, int64_t,
                        float *const *);
 } MoertFfnOps;
@@ -444,17 +461,22 @@ static void ffn_pf_kept(PfCursor *c, const float *next, int64_t nfl,
   c->r[0].run = nfl * (int64_t)sizeof(float);
 }
 
-/* Bytes of one expert's packed GEMM-path panels (gemm_rows: for each F
- * block, its W1/W3 panels over all of D, then its W2 panels over all output
- * columns), for panels of NR = 2 VL floats. */
-static size_t ffn_packed_bytes(const Ffn *P, const MoertFfnTune *tn, int64_t vl) {
+/* One expert's packed panels (kept_panels), for panels of NR = 2 VL floats:
+ * for each F block of FB hidden units, its W1/W3 panels (for each KC slice
+ * of D, the block's panels [kc][NR] of PF units each: VL gate + VL up units
+ * for a GLU, NR units otherwise), then its W2 panels (for each NR output
+ * columns, [nf][NR]). ffn_kept_floats: the floats of a block of nf units
+ * (every block but the last is full); ffn_packed_bytes: of all blocks. */
+static int64_t ffn_kept_floats(const Ffn *P, int64_t vl, int64_t nf) {
   const int64_t nr = 2 * vl, pf = P->kind == MOERT_FFN_GLU ? vl : nr;
   const int64_t q2 = (P->Dout + nr - 1) / nr; /* DN is a multiple of NR */
+  return P->Din * ((nf + pf - 1) / pf) * nr + nf * q2 * nr;
+}
+
+static size_t ffn_packed_bytes(const Ffn *P, const MoertFfnTune *tn, int64_t vl) {
   size_t n = 0;
-  for (int64_t fb0 = 0; fb0 < P->F; fb0 += tn->f_block) {
-    const int64_t nf = P->F - fb0 < tn->f_block ? P->F - fb0 : tn->f_block;
-    n += (size_t)(P->Din * ((nf + pf - 1) / pf) * nr + nf * q2 * nr);
-  }
+  for (int64_t fb0 = 0; fb0 < P->F; fb0 += tn->f_block)
+    n += (size_t)ffn_kept_floats(P, vl, P->F - fb0 < tn->f_block ? P->F - fb0 : tn->f_block);
   return n * sizeof(float);
 }
 
@@ -820,11 +842,11 @@ static void ffn_run_task(const FfnCtx *c, const FfnTask *k) {
     c->ops->gemm_rows(c->P, c->tn, k->e, c->xr + k->i0, c->orow + k->i0, k->n);
     break;
   case TASK_DEC1:
-    c->ops->dec1(c->P, k->e, c->xr + k->i0, k->n, k->c0, k->c1, c->hrow + k->i0,
-                 0);
+    c->ops->dec1(c->P, c->tn, k->e, c->xr + k->i0, k->n, k->c0, k->c1,
+                 c->hrow + k->i0);
     break;
   default:
-    c->ops->dec2(c->P, k->e, (const float *const *)c->hrow + k->i0, k->n,
+    c->ops->dec2(c->P, c->tn, k->e, (const float *const *)c->hrow + k->i0, k->n,
                  c->orow + k->i0, k->c0, k->c1);
     break;
   }

@@ -24,7 +24,9 @@
  *              next block prefetched);
  *   gemm_rows  one expert's row block, fused: per F block, GEMM1 + epilogue
  *              into an L2 tile H[m, FB], then GEMM2 into the output rows;
- *   dec1/dec2  the decode path's two phases; row_fallback, the scratch-free
+ *   dec1/dec2  the decode path's two phases from the stored weights;
+ *              pdec1/pdec2 the same from the kept panels (kept_panels);
+ *              dec1_task/dec2_task pick one; row_fallback, the scratch-free
  *              path used when memory cannot be allocated.
  *
  * Every output element is one fixed chain of roundings that depends on the
@@ -809,6 +811,206 @@ ISA_FN static void NAME(row_fallback)(const Ffn *P, int64_t e,
 }
 
 /*===----------------------------------------------------------------------===*
+ * Kept packed panels
+ *===----------------------------------------------------------------------===*/
+
+/* Expert e's packed panels in the weight cache (layout: ffn_kept_floats),
+ * packed here when this call creates the entry; NULL without a cache, or
+ * when it declines (not constant, over its budget, being packed by another
+ * thread). */
+ISA_FN static const float *NAME(kept_panels)(const Ffn *P,
+                                             const MoertFfnTune *tn,
+                                             int64_t e) {
+  MatV gv, uv, w2;
+  moert_ffn_views(P, e, &gv, &uv, &w2);
+  int fill;
+  float *kept = ffn_cache_acquire(P, tn, VL, &gv, &uv, &w2, &fill);
+  if (!kept || !fill)
+    return kept;
+  const int glu = P->kind == MOERT_FFN_GLU;
+  const int64_t FB = tn->f_block, KC = tn->k_block, DN = MOERT_FFN_N_BLOCK;
+  const int64_t PF = glu ? VL : NR;
+  PackSrc s1[2] = {{&gv, P->cg0, P->cgs}, {glu ? &uv : &gv, glu ? P->cu0 : P->cg0,
+                                            glu ? P->cus : P->cgs}};
+  PackSrc s2[2] = {{&w2, 0, 1}, {&w2, 0, 1}};
+  float *d = kept;
+  for (int64_t fb0 = 0; fb0 < P->F; fb0 += FB) {
+    const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
+    const int64_t Q1 = (nf + PF - 1) / PF;
+    for (int64_t k0 = 0; k0 < P->Din; k0 += KC) {
+      const int64_t kc = P->Din - k0 < KC ? P->Din - k0 : KC;
+      NAME(pack_block)(d, kc, k0, Q1, fb0, fb0 + nf, PF, glu ? 0 : VL, s1, P->dtype);
+      d += kc * Q1 * NR;
+    }
+    for (int64_t dn0 = 0; dn0 < P->Dout; dn0 += DN) {
+      const int64_t dn = P->Dout - dn0 < DN ? P->Dout - dn0 : DN;
+      const int64_t Q2 = (dn + NR - 1) / NR;
+      NAME(pack_block)(d, nf, fb0, Q2, dn0, P->Dout, NR, VL, s2, P->dtype);
+      d += nf * Q2 * NR;
+    }
+  }
+  P->wc.publish(P->wc.user, kept);
+  return kept;
+}
+
+/* Whether a decode task of n rows reads the expert's kept panels instead of
+ * the stored weights. Only f32 in_out weights: there the panels hold the
+ * same values, and the products below run the same chain of FMAs per sum as
+ * the stored-weight products (cr_io, rowstream_t; in k order from zero),
+ * so the result does not depend on whether the cache had the panels. 16-bit
+ * weights are widened in the panels (twice the bytes to read), out_in
+ * decode products are dot products (another chain). */
+static int NAME(dec_panels_ok)(const Ffn *P, int64_t n) {
+  return P->has_wc && P->es == 4 && !P->trans && n >= MOERT_FFN_DEC_PANEL_MIN_ROWS &&
+         n <= MOERT_FFN_DEC_PANEL_ROWS;
+}
+
+/* dec1 from the kept panels (hcol0 = 0): for each F block that [f0, f1)
+ * touches (f0 a multiple of the panel's PF units), its W1/W3 panels in
+ * stored order, KC slice by slice, each panel's slice multiplied into the
+ * sums ACC [n][panels x 2VL] by the microkernel, MR rows at a time while it
+ * sits in L1/L2; then the epilogue. One sequential read of the weights,
+ * which the hardware prefetcher serves at about the rate of the DRAM test,
+ * and sums in registers for KC steps: small row groups are no longer held
+ * to the 21-24 GB/s that one thread's strided K blocks read. Returns 0
+ * (nothing written) without scratch memory. */
+ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
+                              const float *kept, int64_t e,
+                              const float *const *x, int64_t n, int64_t f0,
+                              int64_t f1, float *const *hrow) {
+  const int64_t Din = P->Din, FB = tn->f_block, KC = tn->k_block;
+  const int glu = P->kind == MOERT_FFN_GLU;
+  const int64_t PF = glu ? VL : NR, accw = FB / PF * NR;
+  const int64_t bfl = ffn_kept_floats(P, VL, FB);
+  /* ACC [n][accw], gate/up biases of a block, ACC row pointers. */
+  void *mem = moert_ffn_alloc(P, (size_t)(n * accw + 2 * FB) * sizeof(float) +
+                                     (size_t)n * sizeof(float *) + 64);
+  if (!mem)
+    return 0;
+  float *acc = (float *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+  float *bgv = acc + n * accw, *buv = bgv + FB;
+  float **ar = (float **)(buv + FB);
+  for (int64_t i = 0; i < n; ++i)
+    ar[i] = acc + i * accw;
+  const float *kend = kept + ffn_packed_bytes(P, tn, VL) / sizeof(float);
+  PfCursor pf, none;
+  none.nr = none.ri = 0;
+  for (int64_t fb0 = f0 / FB * FB; fb0 < f1; fb0 += FB) {
+    const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
+    const int64_t Q1 = (nf + PF - 1) / PF;
+    const int64_t u0 = f0 > fb0 ? f0 : fb0, u1 = f1 < fb0 + nf ? f1 : fb0 + nf;
+    const int64_t qa = (u0 - fb0) / PF, qb = (u1 - fb0 + PF - 1) / PF;
+    const float *blk = kept + (fb0 / FB) * bfl;
+    for (int64_t k0 = 0; k0 < Din; k0 += KC) {
+      const int64_t kc = Din - k0 < KC ? Din - k0 : KC;
+      const float *sl = blk + k0 * Q1 * NR;
+      for (int64_t q = qa; q < qb; ++q) {
+        /* The hardware prefetcher alone keeps one thread's sequential read
+         * at about 20 GB/s here (a call ends every KC steps); the next
+         * panel slice prefetched during this one: 25-26 GB/s (8 rows,
+         * microbenchmark). Only the first row tile's call issues it. */
+        const float *nx = NULL;
+        int64_t nxl = 0;
+        if (q + 1 < qb) {
+          nx = sl + (q + 1) * kc * NR;
+          nxl = kc * NR;
+        } else if (k0 + kc < Din) {
+          const int64_t kc2 = Din - k0 - kc < KC ? Din - k0 - kc : KC;
+          nx = blk + (k0 + kc) * Q1 * NR + qa * kc2 * NR;
+          nxl = kc2 * NR;
+        } else if (fb0 + FB < f1) {
+          nx = blk + bfl; /* the next block starts at its unit fb0 + FB >= f0 */
+          nxl = (Din < KC ? Din : KC) * NR;
+        }
+        ffn_pf_kept(&pf, n >= MOERT_FFN_DEC_PANEL_PF_ROWS ? nx : NULL, nxl, kend);
+        pf_start(&pf, 1);
+        for (int64_t i0 = 0; i0 < n; i0 += MR)
+          NAME(ukr)(kc, x + i0, k0, sl + q * kc * NR, ar + i0, (q - qa) * NR,
+                    (int)(n - i0 < MR ? n - i0 : MR), NR, k0 > 0, NULL,
+                    i0 == 0 ? &pf : &none);
+      }
+    }
+    const float *bg = moert_ffn_bias1(P, e, 0, fb0 + qa * PF, u1 - fb0 - qa * PF, bgv) ? bgv : NULL;
+    const float *bu = glu && moert_ffn_bias1(P, e, 1, fb0 + qa * PF, u1 - fb0 - qa * PF, buv)
+                          ? buv : NULL;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t q = qa; q < qb; ++q) {
+        const int64_t u = fb0 + q * PF, np = u1 - u < PF ? u1 - u : PF;
+        const float *a = ar[i] + (q - qa) * NR;
+        NAME(epi)(P, a, glu ? a + VL : NULL, bg ? bg + (q - qa) * PF : NULL,
+                  bu ? bu + (q - qa) * PF : NULL, hrow[i] + u, np);
+      }
+  }
+  free(mem);
+  return 1;
+}
+
+/* dec2 from the kept panels: output columns [d0, d1) (d0 a multiple of
+ * 2VL) of n rows, F block by F block (each output sum continues over the
+ * blocks in order, b2 added after the last), each block's W2 panels of
+ * those columns in stored order. */
+ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
+                               const float *kept, int64_t e,
+                               const float *const *h, int64_t n,
+                               float *const *orow, int64_t d0, int64_t d1) {
+  const int64_t FB = tn->f_block;
+  const int glu = P->kind == MOERT_FFN_GLU;
+  const int64_t PF = glu ? VL : NR;
+  const int64_t bfl = ffn_kept_floats(P, VL, FB);
+  const float *b2 = P->has_b2 ? (const float *)P->b2 + e * P->b2se : NULL;
+  const float *kend = kept + ffn_packed_bytes(P, tn, VL) / sizeof(float);
+  PfCursor pf, none;
+  none.nr = none.ri = 0;
+  for (int64_t fb0 = 0; fb0 < P->F; fb0 += FB) {
+    const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
+    const float *w2p = kept + (fb0 / FB) * bfl + P->Din * ((nf + PF - 1) / PF) * NR;
+    const int last = fb0 + nf >= P->F;
+    for (int64_t n0 = d0; n0 < d1; n0 += NR) {
+      const int64_t nn = d1 - n0 < NR ? d1 - n0 : NR;
+      const float *cur = w2p + n0 / NR * nf * NR;
+      /* Prefetch the next panel: the next columns, or the next block's. */
+      if (n < MOERT_FFN_DEC_PANEL_PF_ROWS) {
+        pf.nr = 0;
+      } else if (n0 + NR < d1) {
+        ffn_pf_kept(&pf, cur + nf * NR, nf * NR, kend);
+      } else if (!last) {
+        const int64_t nf2 = P->F - fb0 - FB < FB ? P->F - fb0 - FB : FB;
+        ffn_pf_kept(&pf, kept + (fb0 / FB + 1) * bfl + P->Din * ((nf2 + PF - 1) / PF) * NR +
+                             d0 / NR * nf2 * NR, nf2 * NR, kend);
+      } else {
+        pf.nr = 0;
+      }
+      pf_start(&pf, 1);
+      for (int64_t i0 = 0; i0 < n; i0 += MR)
+        NAME(ukr)(nf, h + i0, fb0, cur, orow + i0, n0,
+                  (int)(n - i0 < MR ? n - i0 : MR), nn, fb0 > 0,
+                  last && b2 ? b2 + n0 : NULL, i0 == 0 ? &pf : &none);
+    }
+  }
+}
+
+/* A decode task's phase 1 (hidden units [f0, f1)) and phase 2 (output
+ * columns [d0, d1)): from the kept panels where dec_panels_ok, else from
+ * the stored weights. */
+ISA_FN static void NAME(dec1_task)(const Ffn *P, const MoertFfnTune *tn,
+                                   int64_t e, const float *const *x, int64_t n,
+                                   int64_t f0, int64_t f1, float *const *hrow) {
+  const float *kept = NAME(dec_panels_ok)(P, n) ? NAME(kept_panels)(P, tn, e) : NULL;
+  if (!kept || !NAME(pdec1)(P, tn, kept, e, x, n, f0, f1, hrow))
+    NAME(dec1)(P, e, x, n, f0, f1, hrow, 0);
+}
+
+ISA_FN static void NAME(dec2_task)(const Ffn *P, const MoertFfnTune *tn,
+                                   int64_t e, const float *const *h, int64_t n,
+                                   float *const *orow, int64_t d0, int64_t d1) {
+  const float *kept = NAME(dec_panels_ok)(P, n) ? NAME(kept_panels)(P, tn, e) : NULL;
+  if (kept)
+    NAME(pdec2)(P, tn, kept, e, h, n, orow, d0, d1);
+  else
+    NAME(dec2)(P, e, h, n, orow, d0, d1);
+}
+
+/*===----------------------------------------------------------------------===*
  * Fused GEMM path
  *===----------------------------------------------------------------------===*/
 
@@ -859,27 +1061,7 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
   const int64_t tiles = (m + MR - 1) / MR;
   /* Packed panels kept in the weight cache: read them (packing them first
    * when this call creates the entry) instead of packing per block. */
-  int fill;
-  float *kept = ffn_cache_acquire(P, tn, VL, &gv, &uv, &w2, &fill);
-  if (kept && fill) {
-    float *d = kept;
-    for (int64_t fb0 = 0; fb0 < F; fb0 += FB) {
-      const int64_t nf = F - fb0 < FB ? F - fb0 : FB;
-      const int64_t Q1 = (nf + PF - 1) / PF;
-      for (int64_t k0 = 0; k0 < Din; k0 += KC) {
-        const int64_t kc = Din - k0 < KC ? Din - k0 : KC;
-        NAME(pack_block)(d, kc, k0, Q1, fb0, fb0 + nf, PF, glu ? 0 : VL, s1, P->dtype);
-        d += kc * Q1 * NR;
-      }
-      for (int64_t dn0 = 0; dn0 < Dout; dn0 += DN) {
-        const int64_t dn = Dout - dn0 < DN ? Dout - dn0 : DN;
-        const int64_t Q2 = (dn + NR - 1) / NR;
-        NAME(pack_block)(d, nf, fb0, Q2, dn0, Dout, NR, VL, s2, P->dtype);
-        d += nf * Q2 * NR;
-      }
-    }
-    P->wc.publish(P->wc.user, kept);
-  }
+  const float *kept = NAME(kept_panels)(P, tn, e);
   const float *kp = kept; /* the next kept block */
   const float *kend = kept ? kept + ffn_packed_bytes(P, tn, VL) / sizeof(float) : NULL;
   PfCursor pf;
@@ -959,7 +1141,7 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
   free(mem);
 }
 
-static const MoertFfnOps NAME(ops) = {NAME(gemm_rows), NAME(dec1), NAME(dec2),
+static const MoertFfnOps NAME(ops) = {NAME(gemm_rows), NAME(dec1_task), NAME(dec2_task),
                                       NAME(row_fallback)};
 
 #undef NR
