@@ -842,6 +842,11 @@ struct TestWeightCache {
     if (!t.raw.empty())
       constant.push_back({t.raw.data(), t.raw.size()});
   }
+  void AddWeights(const Problem &p) {
+    AddConstant(p.w1);
+    AddConstant(p.w3);
+    AddConstant(p.w2);
+  }
   static int IsConstant(void *user, const void *p, size_t bytes) {
     auto *c = static_cast<TestWeightCache *>(user);
     const auto *b = static_cast<const uint8_t *>(p);
@@ -918,9 +923,7 @@ TEST(ExpertFfn, KeptPackedPanelsSameBits) {
       Problem p = Make(f, 120, 100, 150, 90, counts, -1, 77u + (uint32_t)variant);
       const std::vector<float> plain = Check(p, what + " without a cache");
       TestWeightCache cache;
-      cache.AddConstant(p.w1);
-      cache.AddConstant(p.w3);
-      cache.AddConstant(p.w2);
+      cache.AddWeights(p);
       moert_weight_cache abi = cache.abi();
       WeightCacheGuard cg(&abi);
       EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " filling";
@@ -972,9 +975,7 @@ TEST(ExpertFfn, DecodeKeptPanelsSameBits) {
       Problem p = Make(f, 20, 100, 150, 90, counts, -1, 91u + (uint32_t)variant);
       const std::vector<float> plain = Check(p, what + " without a cache");
       TestWeightCache cache;
-      cache.AddConstant(p.w1);
-      cache.AddConstant(p.w3);
-      cache.AddConstant(p.w2);
+      cache.AddWeights(p);
       moert_weight_cache abi = cache.abi();
       WeightCacheGuard cg(&abi);
       EXPECT_TRUE(SameBits(plain, RunAgain(p))) << what << " filling";
