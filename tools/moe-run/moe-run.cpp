@@ -64,10 +64,11 @@ options:
   --threads N               threads the model's kernels use (default 0 = all
                             cores)
   --packed-weights-mb N     most MiB of packed weight copies the session keeps
-                            for the expert kernels' GEMM path (0 = none: pack
-                            on every call; default: what the weights take in
-                            f32, plus an eighth); with --time, the MiB kept
-                            is printed
+                            for the expert kernels' GEMM path, which f32
+                            decode reads too (0 = none: pack on every call,
+                            decode from the stored weights; default: what the
+                            weights take in f32, plus an eighth); with --time,
+                            the MiB kept is printed
   --warm-calls N            make N calls (same inputs, results discarded)
                             before the one whose results and statistics are
                             written: checks results once the session's state
