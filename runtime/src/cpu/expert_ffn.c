@@ -35,8 +35,8 @@
  *    streamed from memory once per task. With a weight cache, row groups
  *    of 2 or more rows of f32 in_out weights read the expert's kept GEMM
  *    panels (packed on first use) in stored order: the microkernel over
- *    each KC slice of a panel, MR rows at a time, the next panel
- *    prefetched (pdec1/pdec2). Otherwise the stored weights, unpacked,
+ *    each KC slice of a panel, MR rows at a time (a group's last tile up
+ *    to MR + 2 on AVX-512), the next panel prefetched (pdec1/pdec2). Otherwise the stored weights, unpacked,
  *    converted on load.
  *    in_out matrices: up to 4 rows (whole stored rows, sums <= 16 KiB for
  *    one row, 8 KiB for several; 16-bit weights: one row, 8 KiB) stream
@@ -281,6 +281,20 @@ typedef struct {
   const MatV *W;
   int64_t c0, cs;
 } PackSrc;
+
+/* The sources of an expert's packed panels (views g, u, w2): W1/W3 panels
+ * hold gate units in slot 0 and up units (GLU) or the next VL gate units
+ * (MLP) in slot 1; W2 panels read W2's columns in both slots. */
+static void ffn_pack_srcs(const Ffn *P, const MatV *g, const MatV *u,
+                          const MatV *w2, PackSrc s1[2], PackSrc s2[2]) {
+  const int glu = P->kind == MOERT_FFN_GLU;
+  const PackSrc a = {g, P->cg0, P->cgs};
+  const PackSrc b = {glu ? u : g, glu ? P->cu0 : P->cg0, glu ? P->cus : P->cgs};
+  const PackSrc w = {w2, 0, 1};
+  s1[0] = a;
+  s1[1] = b;
+  s2[0] = s2[1] = w;
+}
 
 /* Software prefetch of the weights the next packing step will read,
  * spread over the microkernel calls of the current step: packing reads 0.5-1

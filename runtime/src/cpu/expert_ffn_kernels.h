@@ -862,9 +862,8 @@ ISA_FN static const float *NAME(kept_panels)(const Ffn *P,
   const int glu = P->kind == MOERT_FFN_GLU;
   const int64_t FB = tn->f_block, KC = tn->k_block, DN = MOERT_FFN_N_BLOCK;
   const int64_t PF = glu ? VL : NR;
-  PackSrc s1[2] = {{&gv, P->cg0, P->cgs}, {glu ? &uv : &gv, glu ? P->cu0 : P->cg0,
-                                            glu ? P->cus : P->cgs}};
-  PackSrc s2[2] = {{&w2, 0, 1}, {&w2, 0, 1}};
+  PackSrc s1[2], s2[2];
+  ffn_pack_srcs(P, &gv, &uv, &w2, s1, s2);
   float *d = kept;
   for (int64_t fb0 = 0; fb0 < P->F; fb0 += FB) {
     const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
@@ -1023,13 +1022,20 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
   }
 }
 
+/* The kept panels a decode task of n rows of expert e reads, or NULL
+ * (the stored weights). */
+ISA_FN static const float *NAME(dec_panels)(const Ffn *P, const MoertFfnTune *tn,
+                                            int64_t e, int64_t n) {
+  return NAME(dec_panels_ok)(P, n) ? NAME(kept_panels)(P, tn, e) : NULL;
+}
+
 /* A decode task's phase 1 (hidden units [f0, f1)) and phase 2 (output
  * columns [d0, d1)): from the kept panels where dec_panels_ok, else from
  * the stored weights. */
 ISA_FN static void NAME(dec1_task)(const Ffn *P, const MoertFfnTune *tn,
                                    int64_t e, const float *const *x, int64_t n,
                                    int64_t f0, int64_t f1, float *const *hrow) {
-  const float *kept = NAME(dec_panels_ok)(P, n) ? NAME(kept_panels)(P, tn, e) : NULL;
+  const float *kept = NAME(dec_panels)(P, tn, e, n);
   if (!kept || !NAME(pdec1)(P, tn, kept, e, x, n, f0, f1, hrow))
     NAME(dec1)(P, e, x, n, f0, f1, hrow, 0);
 }
@@ -1037,7 +1043,7 @@ ISA_FN static void NAME(dec1_task)(const Ffn *P, const MoertFfnTune *tn,
 ISA_FN static void NAME(dec2_task)(const Ffn *P, const MoertFfnTune *tn,
                                    int64_t e, const float *const *h, int64_t n,
                                    float *const *orow, int64_t d0, int64_t d1) {
-  const float *kept = NAME(dec_panels_ok)(P, n) ? NAME(kept_panels)(P, tn, e) : NULL;
+  const float *kept = NAME(dec_panels)(P, tn, e, n);
   if (kept)
     NAME(pdec2)(P, tn, kept, e, h, n, orow, d0, d1);
   else
@@ -1089,9 +1095,8 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
 
   MatV gv, uv, w2;
   moert_ffn_views(P, e, &gv, &uv, &w2);
-  PackSrc s1[2] = {{&gv, P->cg0, P->cgs}, {glu ? &uv : &gv, glu ? P->cu0 : P->cg0,
-                                            glu ? P->cus : P->cgs}};
-  PackSrc s2[2] = {{&w2, 0, 1}, {&w2, 0, 1}};
+  PackSrc s1[2], s2[2];
+  ffn_pack_srcs(P, &gv, &uv, &w2, s1, s2);
   const int64_t tiles = (m + MR - 1) / MR;
   /* Packed panels kept in the weight cache: read them (packing them first
    * when this call creates the entry) instead of packing per block. */
