@@ -232,8 +232,8 @@ ISA_FN static void NAME(ukr)(int64_t K, const float *const *a, int64_t aoff,
  * the 1..UKR_TALL rows that would be left after it (AVX-512: tiles of 9 or
  * 10 rows, 20 vectors of sums). A tile of 1-2 rows reads the panel slice
  * again from L2 for few FMAs: the kernel alone, 8 experts of n rows, one
- * thread, against the separate short tile: 9 rows 6-7% faster, 10 rows 2%;
- * tiles of 11 and 12 rows were 2-5% slower than 8 + 3 and 8 + 4. */
+ * thread, against the separate short tile: 9 rows 6-8% faster, 10 rows 2%;
+ * tiles of 11 and 12 rows were 2-6% slower than 8 + 3 and 8 + 4. */
 static inline int64_t NAME(dec_tile)(int64_t left) {
   return left <= MR + UKR_TALL ? left : MR;
 }
