@@ -5,6 +5,7 @@
 //         [--print] [--threads N] [--time N] [--stats stats.json] [--list]
 //         [--packed-weights-mb N] [--warm-calls N]
 //         [--device cpu|cuda|rocm] [--compare-model LIB2] [--compare-weights W2]
+//         [--compare-input NAME=path.npy ...]
 //
 // Links only libmoert (no LLVM/MLIR). Every error prints one line
 // "moe-run: error: ..." on stderr and exits with status 1.
@@ -86,6 +87,13 @@ options:
   --compare-weights W2      with --time: the weights of the compared model
                             (default: --weights); alone, compares the model
                             with itself bound to W2
+  --compare-input NAME=FILE.npy
+                            with --time (repeatable): compare the model with
+                            itself called with this input instead of
+                            --input NAME, in the same session: the same
+                            weights and packed weights in the same memory, so
+                            only what the inputs change (e.g. the routing)
+                            differs; not with --compare-model/-weights
   --stats FILE              write the routing statistics of the first call
                             (the one whose results are written) as JSON
   --list                    list the entry points with their arguments and
@@ -115,10 +123,15 @@ struct Options {
   int64_t warm_calls = 0;
   std::string compare_model;   // with --time: a model timed against this one
   std::string compare_weights; // its weights ("" = the same as --weights)
+  // With --time: the same session timed with these inputs replacing
+  // --input's of the same names.
+  std::vector<std::pair<std::string, std::string>> compare_inputs;
 
-  // Whether a second model is timed against this one.
+  // Whether a second model (or the model with other inputs) is timed
+  // against this one.
   bool Compare() const {
-    return !compare_model.empty() || !compare_weights.empty();
+    return !compare_model.empty() || !compare_weights.empty() ||
+           !compare_inputs.empty();
   }
 };
 
@@ -193,7 +206,8 @@ Options ParseOptions(int argc, char **argv) {
                                           "--time",   "--stats",      "--threads",
                                           "--device", "--weights-placement",
                                           "--packed-weights-mb", "--warm-calls",
-                                          "--compare-model", "--compare-weights"};
+                                          "--compare-model", "--compare-weights",
+                                          "--compare-input"};
     bool valued = std::find_if(std::begin(kValued), std::end(kValued),
                                [&](const char *k) { return name == k; }) !=
                   std::end(kValued);
@@ -241,6 +255,8 @@ Options ParseOptions(int argc, char **argv) {
       o.compare_model = value;
     } else if (name == "--compare-weights") {
       o.compare_weights = value;
+    } else if (name == "--compare-input") {
+      o.compare_inputs.push_back(SplitNameValue(name, value));
     } else if (name == "--warm-calls") {
       o.warm_calls = ParseInt(value, 0, 1000000,
                               "--warm-calls expects an integer in [0, 1000000]");
@@ -254,9 +270,24 @@ Options ParseOptions(int argc, char **argv) {
   if (!o.outputs.empty() && !o.output_dir.empty())
     Fail("--output and --output-dir cannot be combined");
   if (o.Compare() && o.time_calls == 0)
-    Fail("--compare-model and --compare-weights need --time");
+    Fail("--compare-model, --compare-weights and --compare-input need --time");
   if (o.Compare() && o.list)
-    Fail("--compare-model and --compare-weights cannot be combined with --list");
+    Fail("--compare-model, --compare-weights and --compare-input cannot be "
+         "combined with --list");
+  if (!o.compare_inputs.empty() &&
+      (!o.compare_model.empty() || !o.compare_weights.empty()))
+    Fail("--compare-input cannot be combined with --compare-model or "
+         "--compare-weights (it compares the model with itself)");
+  for (size_t i = 0; i < o.compare_inputs.size(); ++i) {
+    const std::string &name = o.compare_inputs[i].first;
+    for (size_t j = 0; j < i; ++j)
+      if (o.compare_inputs[j].first == name)
+        Fail("--compare-input '" + name + "' is given twice");
+    if (std::none_of(o.inputs.begin(), o.inputs.end(),
+                     [&](const auto &in) { return in.first == name; }))
+      Fail("--compare-input '" + name + "': no --input '" + name +
+           "' to replace");
+  }
   for (size_t i = 0; i < o.inputs.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (o.inputs[i].first == o.inputs[j].first)
@@ -486,12 +517,14 @@ struct Bound {
   std::vector<moert_tensor_t *> input_tensors;
   std::vector<moert_named_tensor> inputs;
   moert_session_t *session = nullptr;
+  bool owns_session = true; // false: another Bound's session (--compare-input)
 
   Bound() = default;
   Bound(const Bound &) = delete;
   Bound &operator=(const Bound &) = delete;
   ~Bound() {
-    moert_session_release(session);
+    if (owns_session)
+      moert_session_release(session);
     for (moert_tensor_t *t : input_tensors)
       moert_tensor_release(t);
     moert_weights_release(weights);
@@ -533,36 +566,43 @@ void ChooseEntry(Bound &b, const std::string &name,
   b.entry = moert_model_entry(b.model, b.entry_index);
 }
 
-// Reads the --input files, converting floats to the arguments' float dtypes,
-// and creates the session (threads and packed weights as the options say).
-void BindInputsAndCreateSession(Bound &b, const Options &o) {
+// Reads the input files (NAME, path), converting floats to the arguments'
+// float dtypes; errors name `flag`.
+void BindInputs(Bound &b,
+                const std::vector<std::pair<std::string, std::string>> &files,
+                const std::string &flag = "--input") {
   const moert_entry_desc *entry = b.entry;
-  for (const auto &[name, path] : o.inputs) {
+  for (const auto &[name, path] : files) {
     int32_t arg = moert_entry_find_arg(entry, name.c_str());
     if (arg < 0)
-      Fail("--input '" + name + "': entry '" + entry->name +
+      Fail(flag + " '" + name + "': entry '" + entry->name +
            "' has no such argument (arguments: " +
            NameList(entry->args, entry->num_args) + ")");
     moert_tensor_t *t = nullptr;
-    Check(moert_npy_read(path.c_str(), &t), "--input '" + name + "'");
+    Check(moert_npy_read(path.c_str(), &t), flag + " '" + name + "'");
     b.input_tensors.push_back(t);
     int32_t want = entry->args[arg].dtype;
     int32_t have = moert_tensor_dtype(t);
     if (have != want) {
       if (!moert_dtype_is_float(have) || !moert_dtype_is_float(want))
-        Fail("--input '" + name + "': '" + path + "' holds " +
+        Fail(flag + " '" + name + "': '" + path + "' holds " +
              moert_dtype_name(have) + " but argument '" + name + "' is " +
              moert_dtype_name(want));
       moert_tensor_t *converted = nullptr;
       Check(moert_tensor_convert(t, want, &converted),
-            "--input '" + name + "'");
+            flag + " '" + name + "'");
       moert_tensor_release(t);
       b.input_tensors.back() = converted;
     }
   }
-  for (size_t i = 0; i < o.inputs.size(); ++i)
-    b.inputs.push_back({o.inputs[i].first.c_str(), b.input_tensors[i]});
+  for (size_t i = 0; i < files.size(); ++i)
+    b.inputs.push_back({files[i].first.c_str(), b.input_tensors[i]});
+}
 
+// Reads the --input files and creates the session (threads and packed
+// weights as the options say).
+void BindInputsAndCreateSession(Bound &b, const Options &o) {
+  BindInputs(b, o.inputs);
   Check(moert_session_create(b.model, b.entry_index, b.weights, &b.session));
   Check(moert_session_set_num_threads(b.session, o.threads));
   if (o.packed_mb >= 0)
@@ -651,10 +691,21 @@ int main(int argc, char **argv) {
   BindInputsAndCreateSession(run, o);
 
   // --compare-model / --compare-weights: the model timed against this one,
-  // bound to the same entry name and inputs.
+  // bound to the same entry name and inputs. --compare-input: this model's
+  // own session, called with other inputs.
   const bool compare = o.Compare();
   Bound against;
-  if (compare) {
+  std::vector<std::pair<std::string, std::string>> compare_files = o.inputs;
+  for (auto &in : compare_files)
+    for (const auto &[name, path] : o.compare_inputs)
+      if (in.first == name)
+        in.second = path;
+  if (!o.compare_inputs.empty()) {
+    against.entry = entry;
+    BindInputs(against, compare_files, "--compare-input");
+    against.session = run.session;
+    against.owns_session = false;
+  } else if (compare) {
     const std::string &path = o.compare_model.empty() ? o.model : o.compare_model;
     LoadModel(against, o, path,
               o.compare_weights.empty() ? o.weights : o.compare_weights);

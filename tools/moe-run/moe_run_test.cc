@@ -227,8 +227,8 @@ TEST_F(MoeRunTest, CompareErrors) {
                          "--weights", weights_, "--input", "x=" + x_,
                          "--compare-model", MOERT_FAKE_MODEL_PATH});
   EXPECT_EQ(r.status, 1);
-  EXPECT_TRUE(Contains(r.output, "--compare-model and --compare-weights need "
-                                 "--time"))
+  EXPECT_TRUE(Contains(r.output, "--compare-model, --compare-weights and "
+                                 "--compare-input need --time"))
       << r.output;
   r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--list", "--time", "1",
                "--compare-weights", weights_});
@@ -250,6 +250,70 @@ TEST_F(MoeRunTest, CompareErrors) {
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(Contains(r.output, "compared model: warm-up call")) << r.output;
   EXPECT_TRUE(Contains(r.output, "missing argument 'w'")) << r.output;
+}
+
+// --compare-input: the model against itself called with other inputs, in
+// the same session.
+TEST_F(MoeRunTest, CompareOtherInputsInTheSameSession) {
+  TensorPtr x2(F32({2, 4}, {0, 0, 0, 0, 1, 1, 1, 1}));
+  std::string x2_path = dir_.File("x2.npy");
+  ASSERT_TRUE(IsOk(moert_npy_write(x2_path.c_str(), x2.get())));
+  RunResult r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add",
+                         "--weights", weights_, "--input", "x=" + x_, "--time",
+                         "3", "--compare-input", "x=" + x2_path, "--print"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(Contains(r.output, "compare time: add, 3 calls after 1 warm-up: "
+                                 "mean"))
+      << r.output;
+  EXPECT_TRUE(Contains(r.output, "over 3 rounds")) << r.output;
+  // The printed results are the model's own inputs' (x + w).
+  EXPECT_TRUE(Contains(r.output, "[[11, 22, 33, 44],")) << r.output;
+
+  // A compared input the entry rejects: the compared warm-up call says so.
+  TensorPtr bad(F32({2, 3}, {1, 2, 3, 4, 5, 6}));
+  std::string bad_path = dir_.File("bad.npy");
+  ASSERT_TRUE(IsOk(moert_npy_write(bad_path.c_str(), bad.get())));
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--time", "1",
+               "--compare-input", "x=" + bad_path});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "compared model: warm-up call")) << r.output;
+  EXPECT_TRUE(Contains(r.output, "dimension 1 is 3, expected 4")) << r.output;
+
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--time", "1",
+               "--compare-input", "x=" + dir_.File("nope.npy")});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "--compare-input 'x'")) << r.output;
+
+  // Only inputs given with --input can be replaced, once each, and not
+  // together with another model or other weights.
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--time", "1",
+               "--compare-input", "w=" + x2_path});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "--compare-input 'w': no --input 'w' to "
+                                 "replace"))
+      << r.output;
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--time", "1",
+               "--compare-input", "x=" + x2_path, "--compare-input",
+               "x=" + x2_path});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "--compare-input 'x' is given twice"))
+      << r.output;
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--time", "1",
+               "--compare-input", "x=" + x2_path, "--compare-weights",
+               weights_});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "--compare-input cannot be combined"))
+      << r.output;
+  r = RunTool({"--model", MOERT_FAKE_MODEL_PATH, "--entry", "add", "--weights",
+               weights_, "--input", "x=" + x_, "--compare-input",
+               "x=" + x2_path});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(Contains(r.output, "need --time")) << r.output;
 }
 
 TEST_F(MoeRunTest, CallErrors) {
