@@ -247,6 +247,7 @@ typedef struct {
    * (moert_cpu_set_weight_cache), or NULL. */
   moert_weight_cache wc;
   int has_wc;
+  int64_t nthr; /* threads the call's tasks run on */
 } Ffn;
 
 /* Every scratch allocation of the kernel goes through here. */
@@ -1334,6 +1335,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
 
   /* Plan. */
   const int64_t nthr = hook ? hook->num_threads : 1;
+  P.nthr = nthr;
   /* Decode rows and row groups (of <= MOERT_DEC_MAX_ROWS rows). Decode
    * chunks: as wide as possible (in_out rows are then streamed
    * sequentially). Chunking never changes a result bit. */

@@ -238,6 +238,23 @@ static inline int64_t NAME(dec_tile)(int64_t left) {
   return left <= MR + UKR_TALL ? left : MR;
 }
 
+/* Over how many row tiles' calls a decode task of n rows on the kept
+ * panels spreads the prefetch of the next panel slice: all of its tiles
+ * when the call runs on several threads, so the stream goes on while the
+ * later tiles (which read the slice from L1/L2) run; the first tile alone
+ * on one thread. In one session, alternate calls (Mixtral T=64, tiles of
+ * 8 + 3 to 8 x 4): 2 threads 3.5% (balanced) and 2.6% (skewed) faster
+ * than the first tile alone, 1.1-2.1% faster than the first half of the
+ * tiles; 1 thread 0.7-2.2% slower than the first tile alone. */
+static inline int64_t NAME(pdec_pf_calls)(const Ffn *P, int64_t n) {
+  if (P->nthr < 2)
+    return 1;
+  int64_t tiles = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += NAME(dec_tile)(n - i0))
+    ++tiles;
+  return tiles;
+}
+
 ISA_FN static void NAME(ukr_dec)(int64_t K, const float *const *a, int64_t aoff,
                                  const float *b, float *const *c, int64_t coff,
                                  int mr, int64_t nn, int load_c,
@@ -924,8 +941,8 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
   for (int64_t i = 0; i < n; ++i)
     ar[i] = acc + i * accw;
   const float *kend = kept + ffn_packed_bytes(P, tn, VL) / sizeof(float);
-  PfCursor pf, none;
-  none.nr = none.ri = 0;
+  const int64_t pf_calls = NAME(pdec_pf_calls)(P, n);
+  PfCursor pf;
   for (int64_t fb0 = f0 / FB * FB; fb0 < f1; fb0 += FB) {
     const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
     const int64_t Q1 = (nf + PF - 1) / PF;
@@ -939,7 +956,8 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
         /* The hardware prefetcher alone keeps one thread's sequential read
          * at about 20 GB/s here (a call ends every KC steps); the next
          * panel slice prefetched during this one: 25-26 GB/s (8 rows,
-         * microbenchmark). Only the first row tile's call issues it. */
+         * microbenchmark). See pdec_pf_calls for which row tiles issue
+         * it. */
         const float *nx = NULL;
         int64_t nxl = 0;
         if (q + 1 < qb) {
@@ -954,11 +972,11 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
           nxl = (Din < KC ? Din : KC) * NR;
         }
         ffn_pf_kept(&pf, n >= MOERT_FFN_DEC_PANEL_PF_ROWS ? nx : NULL, nxl, kend);
-        pf_start(&pf, 1);
+        pf_start(&pf, pf_calls);
         for (int64_t i0 = 0, t; i0 < n; i0 += t) {
           t = NAME(dec_tile)(n - i0);
           NAME(ukr_dec)(kc, x + i0, k0, sl + q * kc * NR, ar + i0, (q - qa) * NR,
-                        (int)t, NR, k0 > 0, NULL, i0 == 0 ? &pf : &none);
+                        (int)t, NR, k0 > 0, NULL, &pf);
         }
       }
     }
@@ -991,8 +1009,8 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
   const int64_t bfl = ffn_kept_floats(P, VL, FB);
   const float *b2 = P->has_b2 ? (const float *)P->b2 + e * P->b2se : NULL;
   const float *kend = kept + ffn_packed_bytes(P, tn, VL) / sizeof(float);
-  PfCursor pf, none;
-  none.nr = none.ri = 0;
+  const int64_t pf_calls = NAME(pdec_pf_calls)(P, n);
+  PfCursor pf;
   for (int64_t fb0 = 0; fb0 < P->F; fb0 += FB) {
     const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
     const float *w2p = kept + (fb0 / FB) * bfl + P->Din * ((nf + PF - 1) / PF) * NR;
@@ -1012,11 +1030,11 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
       } else {
         pf.nr = 0;
       }
-      pf_start(&pf, 1);
+      pf_start(&pf, pf_calls);
       for (int64_t i0 = 0, t; i0 < n; i0 += t) {
         t = NAME(dec_tile)(n - i0);
         NAME(ukr_dec)(nf, h + i0, fb0, cur, orow + i0, n0, (int)t, nn, fb0 > 0,
-                      last && b2 ? b2 + n0 : NULL, i0 == 0 ? &pf : &none);
+                      last && b2 ? b2 + n0 : NULL, &pf);
       }
     }
   }
