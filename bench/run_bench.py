@@ -21,8 +21,10 @@ our own calls are measured interleaved (median and range): skewed against
 balanced routing (T >= 64: mixtral-skewed against the same library with a
 zero router bias, so that only the routing differs) and cold bf16 against
 f32 weights (T <= 8) call by call in one process (moe-run --compare-model),
-the session's packed weights kept against packed per call (T >= 512) as
-pairs of processes.
+skewed against balanced tokens (T >= 64: the zero-bias weights, half of the
+tokens moved so that they pick expert 0) call by call in one session
+(moe-run --compare-input), the session's packed weights kept against
+packed per call (T >= 512) as pairs of processes.
 Needs numpy and libopenblas-dev; builds bench/baselines.c with cc.
 """
 
@@ -54,6 +56,29 @@ CONFIGS = {
     "mixtral-bf16": (1024, 3584, 8, 2, 0, 0, "glu"),
 }
 SKEW_BIAS = 0.75
+
+
+def skewed_tokens(x, router, k, rng):
+    """x with tokens moved along the router's expert-0 direction until half
+    of them (with those that pick it already) have expert 0 among their top
+    k, under a zero router bias: the skewed routing made by the tokens, for
+    an A/B in one session against the unmoved ones (the same weights, the
+    same memory)."""
+    import numpy as np
+    def has0(v):
+        return (np.argsort(-(v @ router), axis=-1)[..., :k] == 0).any(-1)
+    out = x.copy()
+    free = np.flatnonzero(~has0(x))
+    need = len(x) // 2 - (len(x) - len(free))
+    d = router[:, 0] - router[:, 1:].mean(1)
+    d = d / np.linalg.norm(d)
+    steps = np.linspace(0.05, 20, 400, dtype=np.float32)
+    for t in rng.choice(free, size=max(0, need), replace=False):
+        cand = x[t] + steps[:, None] * d
+        ok = np.flatnonzero(has0(cand))
+        if len(ok):
+            out[t] = cand[ok[0]] + 0.05 * d
+    return out.astype(np.float32)
 
 
 def weight_type(name):
@@ -250,11 +275,15 @@ def alternating(variants, T, th, runs_count, bindir, runs, extra=()):
     best = {v[0]: 1e30 for v in variants}
     medians = []
     rounds = timed_calls(T, runs)
+    # The same library and weights with other inputs: one session.
+    same_session = variants[0][1:3] == variants[1][1:3]
     for i in range(runs_count):
         first, second = variants if i % 2 == 0 else variants[::-1]
+        against = (["--compare-input", "x=" + second[3]] if same_session else
+                   ["--compare-model", second[1], "--compare-weights", second[2]])
         out = run([os.path.join(bindir, "moe-run"), "--model", first[1], "--weights", first[2],
-                   "--input", "x=" + first[3], "--time", str(rounds), "--threads", str(th),
-                   "--compare-model", second[1], "--compare-weights", second[2]] + list(extra))
+                   "--input", "x=" + first[3], "--time", str(rounds), "--threads", str(th)] +
+                  against + list(extra))
         best[first[0]] = min(best[first[0]], float(
             re.search(r"^time: .* min ([0-9.]+) ms", out, re.M).group(1)))
         best[second[0]] = min(best[second[0]], float(
@@ -263,7 +292,7 @@ def alternating(variants, T, th, runs_count, bindir, runs, extra=()):
         medians.append(median if first is variants[0] else 1 / median)
     medians.sort()
     return dict(T=T, threads=th, pairs=runs_count, rounds=rounds, same_process=True,
-                median=medians[len(medians) // 2], lo=medians[0], hi=medians[-1],
+                same_session=same_session, median=medians[len(medians) // 2], lo=medians[0], hi=medians[-1],
                 a_ms=best[variants[0][0]], b_ms=best[variants[1][0]])
 
 
@@ -290,6 +319,14 @@ AB_KINDS = tuple(AbKind(*k) for k in (
     ("skew", "skew_pairs", lambda T: T >= 64, ["mixtral-skewed", "mixtral-skewed-balanced"],
      ((), ()), (), "skewed/balanced", "skewed / balanced",
      ("best skewed ms", "best balanced ms"), ("skewed_ms", "balanced_ms")),
+    # The same skew made by the tokens instead (skewed_tokens), zero router
+    # bias: one session (moe-run --compare-input), so both sides read the
+    # same copy of the weights and packed panels; two sessions hold two,
+    # and where they land moved whole calls by up to 10%.
+    ("skew_tokens", "skew_pairs", lambda T: T >= 64,
+     ["mixtral-skewed-tokens", "mixtral-skewed-balanced"], ((), ()), (),
+     "skewed/balanced tokens", "skewed / balanced tokens, one session",
+     ("best skewed ms", "best balanced ms"), ("skewed_ms", "balanced_ms")),
     # The session's packed weights kept (the default) against packing them on
     # every call (moe-run --packed-weights-mb 0).
     ("packed", "packed_pairs", lambda T: T >= 512, ["mixtral-small", "mixtral-small"],
@@ -308,7 +345,8 @@ AB_KINDS = tuple(AbKind(*k) for k in (
 def ab_what(r):
     """What an A/B's median and range are over."""
     if r.get("same_process"):
-        return "the medians of %d runs of %d alternating calls each" % (r["pairs"], r["rounds"])
+        return "the medians of %d runs of %d alternating calls each%s" % (
+            r["pairs"], r["rounds"], " in one session" if r.get("same_session") else "")
     return "%d interleaved pairs" % r["pairs"]
 
 
@@ -371,8 +409,10 @@ def main():
     p.add_argument("--skew-pairs", type=int, default=7,
                    help="skewed against balanced routing (T >= 64, with "
                         "mixtral-skewed configured: its weights against the same "
-                        "with a zero router bias): this many runs of alternating "
-                        "calls in one process; 0 skips it")
+                        "with a zero router bias, in one process; and skewed "
+                        "against balanced tokens with the zero bias, in one "
+                        "session): this many runs of alternating calls each; "
+                        "0 skips them")
     p.add_argument("--packed-pairs", type=int, default=5,
                    help="packed weights kept against packed per call (mixtral-small, "
                         "T >= 512): this many interleaved pairs; 0 skips it")
@@ -419,14 +459,20 @@ def main():
             random_data.write_safetensors(st_balanced, weights)
             weights["router_bias"][0] = SKEW_BIAS
         random_data.write_safetensors(st, weights)
+        router = weights["router"]
         del weights
-        inputs = {}
+        inputs, skewed = {}, {}
         for T in [int(t) for t in a.tokens.split(",")]:
             inputs[T] = os.path.join(work, "x-%s-%d.npy" % (name, T))
-            np.save(inputs[T], random_data.make_arrays([a_ for a_ in args if a_[1] == "x"], T, seed=1)["x"])
+            x = random_data.make_arrays([a_ for a_ in args if a_[1] == "x"], T, seed=1)["x"]
+            np.save(inputs[T], x)
+            if st_balanced and T >= 64:
+                skewed[T] = os.path.join(work, "x-%s-tokens-%d.npy" % (name, T))
+                np.save(skewed[T], skewed_tokens(x, router, k, np.random.default_rng(T)))
         models.append((name, lib, st, inputs))
         if st_balanced:
             ab_models.append((name + "-balanced", lib, st_balanced, inputs))
+            ab_models.append((name + "-tokens", lib, st_balanced, skewed))
     # Every round measures every row (ours and the baselines); each quantity
     # keeps its best value over the rounds, so a burst of noise on the
     # machine during one round does not decide a ratio.
