@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -942,6 +943,75 @@ TEST(ExpertFfn, KeptPackedPanelsSameBits) {
       for (auto &kv : cache.entries)
         std::fill(kv.second.data.begin(), kv.second.data.end(), 0.0f);
       EXPECT_FALSE(SameBits(plain, RunAgain(p))) << what;
+    }
+}
+
+// Runs item 0 on the calling thread after a delay and every other item on a
+// thread of its own at once: item 1's thread finishes first while item 0's
+// is still busy.
+struct LateStartHook {
+  double delay_ms;
+  static void ParallelFor(void *user, int64_t n, moert_task_fn fn, void *arg) {
+    auto *h = static_cast<LateStartHook *>(user);
+    std::vector<std::thread> ts;
+    for (int64_t i = 1; i < n; ++i)
+      ts.emplace_back([=] { fn(arg, i, i + 1); });
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(h->delay_ms));
+    fn(arg, 0, 1);
+    for (auto &t : ts)
+      t.join();
+  }
+};
+
+// The GEMM path's row stealing: a thread done with its group takes the last
+// rows of the busy thread's work from its next F block on. Each row still
+// sums the F blocks in order: the serial result, bit for bit (stored and
+// kept panels, f32 and bf16, in_out and out_in, biases).
+TEST(ExpertFfn, IdleThreadTakesRowsSameBits) {
+  const std::vector<int32_t> counts = {300, 300};
+  for (int isa : Isas())
+    for (int variant = 0; variant < 3; ++variant) {
+      Form f;
+      f.dtype = variant == 2 ? MOERT_BF16 : MOERT_F32;
+      f.layout = variant == 2 ? MOERT_LAYOUT_OUT_IN : MOERT_LAYOUT_IN_OUT;
+      f.b1 = f.b2 = variant == 2;
+      const std::string what = FormName(f) + " isa " + std::to_string(isa) +
+                               (variant ? " kept" : " stored");
+      // F = 512 in 8 blocks of 64; row blocks of up to 512 rows: each
+      // expert is one thread's group of one task, so the rows are taken
+      // from inside it (from a block after its first).
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_GEMM, 64, 64, 512));
+      Problem p = Make(f, 600, 128, 512, 96, counts, -1, 31u + (uint32_t)variant);
+      TestWeightCache cache;
+      cache.AddWeights(p);
+      moert_weight_cache abi = cache.abi();
+      std::unique_ptr<WeightCacheGuard> cg;
+      if (variant)
+        cg = std::make_unique<WeightCacheGuard>(&abi);
+      const std::vector<float> serial = Check(p, what);
+      const auto t0 = std::chrono::steady_clock::now();
+      RunAgain(p);
+      const double ms = std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - t0).count();
+      // Item 0 starts when item 1 is half done (a group is half the call),
+      // so item 1's thread has half of item 0 to share; timing decides
+      // whether it does, so a few tries.
+      // The same weights (kept panels are looked up by address).
+      const int64_t before = moert_expert_ffn_steals();
+      for (int attempt = 0; attempt < 5 && moert_expert_ffn_steals() == before; ++attempt) {
+        LateStartHook late{ms / 4};
+        moert_parallel_hook hook = {&late, 2, LateStartHook::ParallelFor};
+        HookGuard hg(&hook);
+        EXPECT_TRUE(SameBits(serial, RunAgain(p))) << what << " try " << attempt;
+      }
+      EXPECT_GT(moert_expert_ffn_steals(), before) << what;
+      // And under the plain pool, whatever it does.
+      ThreadPoolHook tp{2};
+      moert_parallel_hook hook = {&tp, 2, ThreadPoolHook::ParallelFor};
+      HookGuard hg(&hook);
+      EXPECT_TRUE(SameBits(serial, RunAgain(p))) << what << " pool";
+      if (variant)
+        EXPECT_EQ(cache.fills, 2) << what; // read, not packed again
     }
 }
 

@@ -51,6 +51,10 @@ MOERT_INTERNAL void moert_expert_ffn_set_tuning(const moert_expert_ffn_tuning *t
 /* The MOERT_FFN_ISA_* the kernel would use on this thread now. */
 MOERT_INTERNAL int moert_expert_ffn_isa(void);
 
+/* Rows taken by idle threads from busy ones since the process started
+ * (GEMM path; see ffn_steal_loop in expert_ffn.c). */
+MOERT_INTERNAL int64_t moert_expert_ffn_steals(void);
+
 /* The GEMM-path work plan the kernel would make on nthr threads for experts
  * with counts[e] rows (e < E), under this thread's tuning: the experts'
  * row blocks dealt out as one group per thread (expert_ffn.c). Writes the

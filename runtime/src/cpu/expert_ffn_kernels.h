@@ -1075,7 +1075,8 @@ ISA_FN static void NAME(dec2_task)(const Ffn *P, const MoertFfnTune *tn,
 /* One expert's block of m rows (x rows xr[i] -> output rows orow[i]). */
 ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
                                    int64_t e, const float *const *xr,
-                                   float *const *orow, int64_t m) {
+                                   float *const *orow, int64_t m, int64_t fb_first,
+                                   FfnSteal *st) {
   const int64_t Din = P->Din, Dout = P->Dout, F = P->F;
   const int64_t FB = tn->f_block, KC = tn->k_block, DN = MOERT_FFN_N_BLOCK;
   const int glu = P->kind == MOERT_FFN_GLU;
@@ -1090,6 +1091,7 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
   size_t bytes = (size_t)nfl * sizeof(float) + (size_t)(3 * mpad) * sizeof(void *) + 64;
   void *mem = moert_ffn_alloc(P, bytes);
   if (!mem) {
+    /* Callers pass fb_first > 0 only with scratch to spare (steal loop). */
     NAME(row_fallback)(P, e, xr, m, orow);
     return;
   }
@@ -1115,16 +1117,19 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
   moert_ffn_views(P, e, &gv, &uv, &w2);
   PackSrc s1[2], s2[2];
   ffn_pack_srcs(P, &gv, &uv, &w2, s1, s2);
-  const int64_t tiles = (m + MR - 1) / MR;
   /* Packed panels kept in the weight cache: read them (packing them first
    * when this call creates the entry) instead of packing per block. */
   const float *kept = NAME(kept_panels)(P, tn, e);
-  const float *kp = kept; /* the next kept block */
+  /* The next kept block (every block before the last is a full one). */
+  const float *kp = kept ? kept + fb_first * ffn_kept_floats(P, VL, FB) : NULL;
   const float *kend = kept ? kept + ffn_packed_bytes(P, tn, VL) / sizeof(float) : NULL;
   PfCursor pf;
-  for (int64_t fb0 = 0; fb0 < F; fb0 += FB) {
+  for (int64_t fb0 = fb_first * FB; fb0 < F; fb0 += FB) {
     const int64_t nf = F - fb0 < FB ? F - fb0 : FB;
     const int64_t Q1 = (nf + PF - 1) / PF;
+    /* Rows [m', m) may go to an idle thread from this block on. */
+    m = ffn_steal_poll(st, fb0 / FB, m);
+    const int64_t tiles = (m + MR - 1) / MR;
     /* GEMM1: ACC[:, panel q] (+)= X[:, k0:k0+kc] B1[k0:k0+kc, panel q]. */
     int64_t k0 = 0;
     do {
