@@ -403,14 +403,13 @@ typedef struct {
   int64_t e, i0;   /* that work: expert e, rows from i0 (row lists) */
   int64_t rows;    /* how many of them the thread still computes */
   int64_t block;   /* the F block it is on */
-  int64_t nblocks; /* F blocks of the expert */
   /* A request from an idle thread: 0 none; > 0 (task id << 32 | rows to
    * keep); -1 accepted: rows [acc_i0 + keep, acc_i0 + acc_end) of expert
    * acc_e are the requester's from F block acc_block on (stable until the
    * requester sets req back to 0); -2 refused. */
   int64_t req;
   int64_t acc_block, acc_e, acc_i0, acc_end;
-  int64_t pad[4]; /* one slot per 128 bytes: no false sharing */
+  int64_t pad[5]; /* one slot per 128 bytes: no false sharing */
 } FfnSteal;
 
 /* Called by a GEMM task at the start of its F block b with m rows: accepts
@@ -896,9 +895,10 @@ typedef struct {
   int64_t *pend;
   const int64_t *p1;
   /* Row stealing (NULL: none): nsteal slots, one per thread, handed out
-   * by *nslot; task ids from *next_id; call: this call's id. */
+   * by *nslot; task ids from *next_id; call: this call's id; nblocks: the
+   * F blocks of every expert. */
   FfnSteal *steal;
-  int64_t nsteal, call;
+  int64_t nsteal, call, nblocks;
   int64_t *nslot, *next_id;
 } FfnCtx;
 
@@ -948,8 +948,6 @@ static void ffn_run_gemm(const FfnCtx *c, FfnSteal *me, int64_t e, int64_t i0,
     __atomic_store_n(&me->i0, i0, __ATOMIC_RELAXED);
     __atomic_store_n(&me->rows, n, __ATOMIC_RELAXED);
     __atomic_store_n(&me->block, fb, __ATOMIC_RELAXED);
-    __atomic_store_n(&me->nblocks, (c->P->F + c->tn->f_block - 1) / c->tn->f_block,
-                     __ATOMIC_RELAXED);
     __atomic_store_n(&me->task, __atomic_fetch_add(c->next_id, 1, __ATOMIC_RELAXED),
                      __ATOMIC_RELEASE);
   }
@@ -975,8 +973,7 @@ static void ffn_steal_loop(const FfnCtx *c, FfnSteal *me) {
       any = 1;
       const int64_t t = __atomic_load_n(&s->task, __ATOMIC_ACQUIRE);
       const int64_t n = __atomic_load_n(&s->rows, __ATOMIC_RELAXED);
-      const int64_t left = __atomic_load_n(&s->nblocks, __ATOMIC_RELAXED) -
-                           __atomic_load_n(&s->block, __ATOMIC_RELAXED) - 1;
+      const int64_t left = c->nblocks - __atomic_load_n(&s->block, __ATOMIC_RELAXED) - 1;
       if (t == 0 || n < 2 * MOERT_FFN_STEAL_MIN_ROWS || left < MOERT_FFN_STEAL_MIN_BLOCKS)
         continue;
       if (n * left > best) {
@@ -1662,7 +1659,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   }
   free(dorder);
   FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks, gofs, ngroups, NULL, NULL, NULL,
-                NULL, 0, 0, NULL, NULL};
+                NULL, 0, 0, 0, NULL, NULL};
   /* Row stealing: a threaded call of GEMM groups only (the decode tasks of
    * a mixed call are handed out dynamically already). */
   FfnSteal *steal = NULL;
@@ -1675,6 +1672,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
       ctx.steal = steal;
       ctx.nsteal = nthr;
       ctx.call = __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED);
+      ctx.nblocks = (P.F + tn.f_block - 1) / tn.f_block;
       ctx.nslot = &steal_counters[0];
       ctx.next_id = &steal_counters[1];
     }

@@ -1091,7 +1091,8 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
   size_t bytes = (size_t)nfl * sizeof(float) + (size_t)(3 * mpad) * sizeof(void *) + 64;
   void *mem = moert_ffn_alloc(P, bytes);
   if (!mem) {
-    /* Callers pass fb_first > 0 only with scratch to spare (steal loop). */
+    /* The whole rows, from scratch: right for rows taken from another
+     * thread too (fb_first > 0), whose earlier blocks it overwrites. */
     NAME(row_fallback)(P, e, xr, m, orow);
     return;
   }
