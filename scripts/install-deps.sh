@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   cmake ninja-build ccache
   clang-22 lld-22 llvm-22 llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
+  libclang-rt-22-dev   # the sanitizer and libFuzzer runtimes clang links
   libgtest-dev
   python3 python3-numpy
 )

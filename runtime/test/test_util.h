@@ -127,9 +127,13 @@ inline moert_tensor_t *F32(std::vector<int64_t> shape, std::vector<float> v) {
   return t;
 }
 
+/// The elements of t. memcpy: a tensor mapped from a file is aligned only
+/// as the file's offsets are (moert/weights.h).
 template <typename T> std::vector<T> Values(const moert_tensor_t *t) {
-  const T *p = static_cast<const T *>(moert_tensor_const_data(t));
-  return std::vector<T>(p, p + moert_tensor_element_count(t));
+  std::vector<T> v(static_cast<size_t>(moert_tensor_element_count(t)));
+  if (!v.empty())
+    std::memcpy(v.data(), moert_tensor_const_data(t), v.size() * sizeof(T));
+  return v;
 }
 
 inline std::vector<int64_t> Shape(const moert_tensor_t *t) {

@@ -33,6 +33,9 @@ typedef enum moert_device_kind {
   MOERT_DEVICE_CPU = 0,
   MOERT_DEVICE_CUDA = 1,
   MOERT_DEVICE_ROCM = 2,
+  /* Not a kind: makes every int a value of the type, so that an unknown
+   * kind passed in is an INVALID_ARGUMENT error, not undefined behaviour. */
+  MOERT_DEVICE_KIND_MAX_ENUM = 0x7fffffff
 } moert_device_kind_t;
 
 /* The kind of a target name ("cpu", "cuda", "rocm"); -1 if unknown. */

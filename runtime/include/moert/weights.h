@@ -64,7 +64,11 @@ typedef enum moert_weights_placement {
    * calls, docs/performance.md). Every tensor of the copy starts on a
    * 64-byte boundary (files align them to 8 bytes at most, and a weight
    * matrix off a cache-line boundary splits every vector load in two). */
-  MOERT_WEIGHTS_HUGE_PAGES = 1
+  MOERT_WEIGHTS_HUGE_PAGES = 1,
+  /* Not a placement: makes every int a value of the type, so that an
+   * unknown placement passed in is an INVALID_ARGUMENT error, not undefined
+   * behaviour. */
+  MOERT_WEIGHTS_PLACEMENT_MAX_ENUM = 0x7fffffff
 } moert_weights_placement;
 
 /* As moert_weights_load_safetensors, with the bytes placed as `placement`

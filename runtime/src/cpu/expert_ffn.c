@@ -322,6 +322,11 @@ static PfRegion pf_region(const MatV *W, size_t es, int64_t k0, int64_t k1,
                           int64_t c0, int64_t c1) {
   PfRegion g;
   const int64_t e = (int64_t)es;
+  if (!W->p) { /* no such matrix (up of a non-GLU FFN): nothing to fetch */
+    g.base = NULL;
+    g.rows = g.step = g.run = 0;
+    return g;
+  }
   if (!W->trans) {
     g.base = W->p + (k0 * W->ld + c0) * e;
     g.rows = k1 - k0;
@@ -332,7 +337,7 @@ static PfRegion pf_region(const MatV *W, size_t es, int64_t k0, int64_t k1,
     g.run = (k1 - k0) * e;
   }
   g.step = W->ld * e;
-  if (g.rows <= 0 || g.run <= 0 || !W->p)
+  if (g.rows <= 0 || g.run <= 0)
     g.rows = 0;
   return g;
 }
