@@ -16,6 +16,9 @@ actually done, GB/s of distinct expert weights touched, and ratios against:
   * loop:   a Hugging Face style per-expert loop on OpenBLAS (bench/baselines.c)
   * sgemm:  OpenBLAS cblas_sgemm on an equal-FLOP shape (rate ratio)
   * torch:  PyTorch eager, HF Mixtral-style block, when /usr/bin/python3 has torch
+            (1 thread: torch and its BLAS pinned to one; N threads: the best
+            of N x N, 1 x N and N x 1 intra-op x BLAS threads, see
+            torch_threadings)
 and the DRAM read bandwidth measured by bench/baselines.c. Ratios of two of
 our own calls are measured interleaved (median and range): skewed against
 balanced routing (T >= 64: mixtral-skewed against the same library with a
@@ -25,7 +28,8 @@ skewed against balanced tokens (T >= 64: the zero-bias weights, half of the
 tokens moved so that they pick expert 0) call by call in one session
 (moe-run --compare-input), the session's packed weights kept against
 packed per call (T >= 512) as pairs of processes.
-Needs numpy and libopenblas-dev; builds bench/baselines.c with cc.
+Needs numpy and libopenblas-dev (python3-torch for the torch column);
+builds bench/baselines.c with cc.
 """
 
 import argparse
@@ -187,6 +191,31 @@ print("ms=%.4f" % (best * 1e3))
 """
 
 
+def torch_threadings(th):
+    """The (intra-op threads, BLAS threads) pairs the PyTorch baseline is
+    timed with on `th` cores. Debian's torch does its matmuls in the system
+    BLAS (OpenBLAS), whose own thread pool ignores torch.set_num_threads: left
+    alone it takes every core (a "1 thread" torch used 2), and with 2 torch
+    threads as well the two pools fight over the cores (Mixtral T=512 on 2
+    cores: 285 ms, against 131 ms with one torch thread). One core: both
+    pinned to 1. Several: the best of the three ways to use them."""
+    return [(1, 1)] if th == 1 else [(th, th), (1, th), (th, 1)]
+
+
+def torch_best(D, F, E, k, T, th, S, FS):
+    """The PyTorch block's best time over torch_threadings(th), and which
+    one gave it ("intra-op x BLAS threads")."""
+    best = (float("inf"), "")
+    for intra, blas in torch_threadings(th):
+        env = dict(os.environ, OMP_NUM_THREADS=str(intra), OPENBLAS_NUM_THREADS=str(blas),
+                   MKL_NUM_THREADS=str(blas))
+        tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
+                    str(T), str(intra), str(S), str(FS)], env)
+        ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
+        best = min(best, (ms, "%dx%d" % (intra, blas)))
+    return best
+
+
 def cold_against_dram(cmd, baselines, th, wbytes, pairs):
     """Cold calls (moe-run --cold, the best of its calls) against the DRAM
     read bandwidth, as `pairs` interleaved pairs of one cold run and one
@@ -228,12 +257,11 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
     plain = form == "glu" and not S and name == "mixtral-small"
     loop_ms = baseline(baselines, ["loop", D, F, E, k, T], th)[0] if plain else float("nan")
     sg = baseline(baselines, ["sgemm", max(1, T * k), mats * F, D], th)
-    torch_ms = float("nan")
+    torch_ms, torch_threads = float("nan"), ""
     if has_torch and form == "glu" and name in ("mixtral-small", "deepseek-fine"):
-        tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
-                    str(T), str(th), str(S), str(FS)])
-        torch_ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
-    return dict(ms=ms, cold_ms=cold_ms, loop_ms=loop_ms, torch_ms=torch_ms, dram=dram,
+        torch_ms, torch_threads = torch_best(D, F, E, k, T, th, S, FS)
+    return dict(ms=ms, cold_ms=cold_ms, loop_ms=loop_ms, torch_ms=torch_ms,
+                torch_threads=torch_threads, dram=dram,
                 sgemm_gflops=sg[1], max_share=max(counts) / max(1, sum(counts)),
                 wbytes=wbytes)
 
@@ -366,9 +394,11 @@ def measure_ab(kind, models, T, th, pairs, bindir, runs):
 def merge_rounds(old, new):
     """Best of two rounds of a row: the shortest times, the highest rate."""
     out = dict(new)
-    for f in ("ms", "loop_ms", "torch_ms"):
+    for f in ("ms", "loop_ms"):
         if old[f] == old[f]:
             out[f] = min(old[f], new[f]) if new[f] == new[f] else old[f]
+    if old["torch_ms"] == old["torch_ms"] and not new["torch_ms"] < old["torch_ms"]:
+        out["torch_ms"], out["torch_threads"] = old["torch_ms"], old["torch_threads"]
     out["sgemm_gflops"] = max(old["sgemm_gflops"], new["sgemm_gflops"])
     # A cold time stays with the bandwidth measured next to it: the round
     # with the faster cold calls.
@@ -390,7 +420,8 @@ def print_row(name, T, th, m, dram, note):
     print("%-14s T=%-5d th=%d  %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s  x loop %5.2f  x sgemm-rate %5.2f  x torch %s  (DRAM %.1f GB/s)%s%s"
           % (name, T, th, ms, flops / ms / 1e6, m["wbytes"] / ms / 1e6, m["loop_ms"] / ms,
              flops / ms / 1e6 / sg if sg else float("nan"),
-             "%.2f" % (m["torch_ms"] / ms) if m["torch_ms"] == m["torch_ms"] else "n/a", dram,
+             "%.2f (%s)" % (m["torch_ms"] / ms, m["torch_threads"])
+             if m["torch_ms"] == m["torch_ms"] else "n/a", dram,
              "  cold %.3f ms = %.1f GB/s = %.0f%% of DRAM %.1f GB/s now" % (
                  cold_ms, m["wbytes"] / cold_ms / 1e6,
                  100 * m["wbytes"] / cold_ms / 1e6 / m["dram"], m["dram"])
@@ -493,7 +524,8 @@ def main():
         ms, cold_ms = m["ms"], m["cold_ms"]
         row = dict(config=name, T=T, threads=th, ms=ms, gflops=layer_flops(name, T) / ms / 1e6,
                    max_share=m["max_share"], gbps=m["wbytes"] / ms / 1e6, loop_ms=m["loop_ms"],
-                   sgemm_gflops=m["sgemm_gflops"], torch_ms=m["torch_ms"], dram_gbps=bw[th],
+                   sgemm_gflops=m["sgemm_gflops"], torch_ms=m["torch_ms"],
+                   torch_threads=m["torch_threads"], dram_gbps=bw[th],
                    cold_ms=cold_ms, cold_gbps=m["wbytes"] / cold_ms / 1e6, cold_dram_gbps=m["dram"])
         rows.append(row)
     if a.rounds > 1:
@@ -532,7 +564,7 @@ def main():
         json.dump(dict(rows=rows, **ab), open(a.json, "w"), indent=1)
     if a.markdown:
         with open(a.markdown, "w") as f:
-            f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s, % of DRAM then) | vs OpenBLAS loop | vs sgemm rate | vs torch |\n")
+            f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s, % of DRAM then) | vs OpenBLAS loop | vs sgemm rate | vs torch (intra-op x BLAS threads) |\n")
             f.write("|---|---|---|---|---|---|---|---|---|---|\n")
             for r in rows:
                 cold = ("%.3f (%.1f, %.0f%% of %.1f)" % (r["cold_ms"], r["cold_gbps"],
@@ -543,7 +575,8 @@ def main():
                     r["config"], r["T"], r["threads"], r["ms"], r["gflops"], r["gbps"], cold,
                     "%.2fx" % (r["loop_ms"] / r["ms"]) if r["loop_ms"] == r["loop_ms"] else "n/a",
                     r["gflops"] / r["sgemm_gflops"] if r["sgemm_gflops"] else float("nan"),
-                    "%.2fx" % (r["torch_ms"] / r["ms"]) if r["torch_ms"] == r["torch_ms"] else "n/a"))
+                    "%.2fx (%s)" % (r["torch_ms"] / r["ms"], r["torch_threads"])
+                    if r["torch_ms"] == r["torch_ms"] else "n/a"))
             if bf16:
                 f.write("\n| T | threads | f32 weights ms | bf16 weights ms | bf16 / f32 | cold f32 ms | cold bf16 ms | cold bf16 / f32 |\n")
                 f.write("|---|---|---|---|---|---|---|---|\n")
