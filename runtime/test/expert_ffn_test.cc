@@ -1411,3 +1411,67 @@ TEST(Matmul, MismatchedShapesDoNothing) {
   _mlir_ciface_moert_cpu_matmul(nullptr, &mb, &mi, &mo);
   EXPECT_EQ(out[3], 9.0f);
 }
+
+// moe.combine after the expert FFN: f32 rows are summed in place in the
+// output rows, vectorised and over threads; the sums stay the loops' (from
+// 0, slot order, one rounding per operation) with or without threads, with
+// strided rows (element-wise path) and with an output that shares memory
+// with the passthrough rows (summed aside, then written).
+TEST(Combine, ThreadsAndInPlaceSumsEqualTheLoopsBitForBit) {
+  const int64_t T = 300, K = 3, D = 300, R = T * K; // T D K >= 2^18: threads
+  std::vector<float> rows(R * D), w(T * K), pass(T * D), want(T * D);
+  std::vector<int32_t> slot(T * K);
+  uint32_t seed = 11;
+  auto rnd = [&] {
+    seed = seed * 1664525u + 1013904223u;
+    return static_cast<float>((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+  };
+  for (float &v : rows) v = rnd();
+  for (float &v : pass) v = rnd();
+  for (int64_t i = 0; i < T * K; ++i) {
+    w[i] = i % 7 == 3 ? 0.0f : rnd();
+    const float u = rnd();
+    // -1 (dropped: passthrough where w != 0), out of range (dropped too)
+    slot[i] = u < -0.8f ? -1 : u > 0.9f ? (int32_t)(R + 5) : (int32_t)((seed >> 4) % R);
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t d = 0; d < D; ++d) {
+      volatile float acc = 0.0f;
+      for (int64_t j = 0; j < K; ++j) {
+        const int32_t r = slot[t * K + j];
+        const float wj = w[t * K + j];
+        const float *src = r >= 0 && r < R ? &rows[r * D] : wj != 0.0f ? &pass[t * D] : nullptr;
+        if (!src)
+          continue;
+        volatile float p = wj * src[d];
+        acc = acc + p;
+      }
+      want[t * D + d] = acc;
+    }
+  auto ints = [](int32_t *p, int64_t r, int64_t c) {
+    return Mat(reinterpret_cast<float *>(p), r, c, c);
+  };
+  moert_memref_2d mr = Mat(rows.data(), R, D, D), ms = ints(slot.data(), T, K),
+                  mw = Mat(w.data(), T, K, K), mp = Mat(pass.data(), T, D, D);
+  for (int threads : {1, 2, 5}) {
+    ThreadPoolHook pool{threads};
+    moert_parallel_hook hook = {&pool, threads, ThreadPoolHook::ParallelFor};
+    HookGuard guard(threads > 1 ? &hook : nullptr);
+    std::vector<float> out(T * D, -1.0f);
+    moert_memref_2d mo = Mat(out.data(), T, D, D);
+    _mlir_ciface_moert_cpu_combine(&mr, &ms, &mw, &mp, &mo, MOERT_F32);
+    EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * 4)) << threads << " threads";
+    // Output rows strided by 2: the element-wise path, same values.
+    std::vector<float> out2(T * D * 2, -1.0f);
+    moert_memref_2d mo2 = Mat(out2.data(), T, D, 2 * D, 2);
+    _mlir_ciface_moert_cpu_combine(&mr, &ms, &mw, &mp, &mo2, MOERT_F32);
+    for (int64_t i = 0; i < T * D; ++i)
+      ASSERT_EQ(out2[2 * i], want[i]) << i << ", " << threads << " threads";
+    // The output is the passthrough buffer: token t reads only its own row.
+    std::vector<float> shared = pass;
+    moert_memref_2d ps = Mat(shared.data(), T, D, D);
+    _mlir_ciface_moert_cpu_combine(&mr, &ms, &mw, &ps, &ps, MOERT_F32);
+    EXPECT_EQ(0, std::memcmp(shared.data(), want.data(), shared.size() * 4))
+        << threads << " threads, output = passthrough";
+  }
+}

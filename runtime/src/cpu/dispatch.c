@@ -15,6 +15,7 @@
  *===----------------------------------------------------------------------===*/
 
 #include "dtype.h"
+#include "expert_ffn_internal.h"
 #include "kernel_util.h"
 #include "moert/model_abi.h"
 
@@ -334,6 +335,99 @@ static int64_t combine_source(const moert_memref_2d *token_slot,
   return -1;
 }
 
+/* Whether the elements of a and b (es bytes each) may share memory: their
+ * address ranges, first to last element, intersect. */
+static int bytes_overlap(const moert_memref_2d *a, const moert_memref_2d *b,
+                         size_t es) {
+  const moert_memref_2d *m[2] = {a, b};
+  uintptr_t lo[2], hi[2];
+  for (int i = 0; i < 2; ++i) {
+    if (m[i]->sizes[0] == 0 || m[i]->sizes[1] == 0)
+      return 0;
+    lo[i] = hi[i] = (uintptr_t)moert_at_2d(m[i], 0, 0, es);
+    for (int d = 0; d < 2; ++d) {
+      intptr_t span = (intptr_t)(m[i]->sizes[d] - 1) * (intptr_t)m[i]->strides[d] * (intptr_t)es;
+      if (span < 0)
+        lo[i] += (uintptr_t)span;
+      else
+        hi[i] += (uintptr_t)span;
+    }
+    hi[i] += es;
+  }
+  return lo[0] < hi[1] && lo[1] < hi[0];
+}
+
+typedef struct {
+  const moert_memref_2d *expert_out, *token_slot, *weights, *passthrough, *out;
+  int64_t elem_type, D, K, R;
+  size_t es;
+  int has_pt, f32_rows; /* f32 with unit inner strides: rows as arrays */
+} Combine;
+
+#define MOERT_COMBINE_TOKENS 8 /* tokens per parallel block */
+
+/* y[t] = sum_j w_j * row_j, from 0, in slot order, for t in [t0, t1); acc
+ * (D floats) holds the sums unless the rows are f32 arrays, which are
+ * summed in place in the output row (the same operations). */
+static void combine_tokens(const Combine *c, int64_t t0, int64_t t1,
+                           float *acc) {
+  const int64_t D = c->D;
+  for (int64_t t = t0; t < t1; ++t) {
+    float *y = c->f32_rows ? (float *)moert_at_2d(c->out, t, 0, 4) : acc;
+    for (int64_t d = 0; d < D; ++d)
+      y[d] = 0.0f;
+    for (int64_t j = 0; j < c->K; ++j) {
+      int64_t src = combine_source(c->token_slot, c->weights, c->has_pt, c->R, t, j);
+      if (src == -1)
+        continue;
+      float w = MOERT_F32_2D(c->weights, t, j);
+      const moert_memref_2d *m = src >= 0 ? c->expert_out : c->passthrough;
+      int64_t row = src >= 0 ? src : t;
+      if (c->f32_rows) {
+        moert_axpy_f32(y, (const float *)moert_at_2d(m, row, 0, 4), w, D);
+        continue;
+      }
+      for (int64_t d = 0; d < D; ++d)
+        y[d] = y[d] + w * moert_load_elem(moert_at_2d(m, row, d, c->es), c->elem_type);
+    }
+    if (!c->f32_rows)
+      for (int64_t d = 0; d < D; ++d)
+        moert_store_elem(moert_at_2d(c->out, t, d, c->es), c->elem_type, y[d]);
+  }
+}
+
+/* Out of memory: the same sums, one element at a time. */
+static void combine_elementwise(const Combine *c, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t)
+    for (int64_t d = 0; d < c->D; ++d) {
+      float a = 0.0f;
+      for (int64_t j = 0; j < c->K; ++j) {
+        int64_t src = combine_source(c->token_slot, c->weights, c->has_pt, c->R, t, j);
+        if (src == -1)
+          continue;
+        const moert_memref_2d *m = src >= 0 ? c->expert_out : c->passthrough;
+        a = a + MOERT_F32_2D(c->weights, t, j) *
+                    moert_load_elem(moert_at_2d(m, src >= 0 ? src : t, d, c->es),
+                                    c->elem_type);
+      }
+      moert_store_elem(moert_at_2d(c->out, t, d, c->es), c->elem_type, a);
+    }
+}
+
+/* Blocks [begin, end) of MOERT_COMBINE_TOKENS tokens (parallel_for body). */
+static void combine_blocks(void *arg, int64_t begin, int64_t end) {
+  const Combine *c = (const Combine *)arg;
+  const int64_t T = c->out->sizes[0];
+  const int64_t t0 = begin * MOERT_COMBINE_TOKENS;
+  const int64_t t1 = end * MOERT_COMBINE_TOKENS < T ? end * MOERT_COMBINE_TOKENS : T;
+  float *acc = c->f32_rows ? NULL : (float *)malloc((size_t)c->D * sizeof(float) + 1);
+  if (c->f32_rows || acc)
+    combine_tokens(c, t0, t1, acc);
+  else
+    combine_elementwise(c, t0, t1);
+  free(acc);
+}
+
 void _mlir_ciface_moert_cpu_combine(moert_memref_2d *expert_out,
                                     moert_memref_2d *token_slot,
                                     moert_memref_2d *weights,
@@ -352,44 +446,23 @@ void _mlir_ciface_moert_cpu_combine(moert_memref_2d *expert_out,
   int has_pt = passthrough && passthrough->sizes[0] != 0;
   if (has_pt && !moert_is_2d(passthrough, T, D))
     return;
-
-  float *acc = (float *)malloc((size_t)D * sizeof(float) + 1);
-  for (int64_t t = 0; t < T; ++t) {
-    if (acc) {
-      /* y[t] = sum_j w_j * row_j, from 0, in slot order. */
-      for (int64_t d = 0; d < D; ++d)
-        acc[d] = 0.0f;
-      for (int64_t j = 0; j < K; ++j) {
-        int64_t src = combine_source(token_slot, weights, has_pt, R, t, j);
-        if (src == -1)
-          continue;
-        float w = MOERT_F32_2D(weights, t, j);
-        const moert_memref_2d *m = src >= 0 ? expert_out : passthrough;
-        int64_t row = src >= 0 ? src : t;
-        for (int64_t d = 0; d < D; ++d)
-          acc[d] = acc[d] + w * moert_load_elem(moert_at_2d(m, row, d, es),
-                                                elem_type);
-      }
-      for (int64_t d = 0; d < D; ++d)
-        moert_store_elem(moert_at_2d(out, t, d, es), elem_type, acc[d]);
-      continue;
-    }
-    /* Out of memory: the same sums, one element at a time. */
-    for (int64_t d = 0; d < D; ++d) {
-      float a = 0.0f;
-      for (int64_t j = 0; j < K; ++j) {
-        int64_t src = combine_source(token_slot, weights, has_pt, R, t, j);
-        if (src == -1)
-          continue;
-        const moert_memref_2d *m = src >= 0 ? expert_out : passthrough;
-        a = a + MOERT_F32_2D(weights, t, j) *
-                    moert_load_elem(moert_at_2d(m, src >= 0 ? src : t, d, es),
-                                    elem_type);
-      }
-      moert_store_elem(moert_at_2d(out, t, d, es), elem_type, a);
-    }
-  }
-  free(acc);
+  Combine c = {expert_out, token_slot, weights, passthrough, out, elem_type, D, K, R, es,
+               has_pt, 0};
+  /* Sums in place in the output rows only where they are f32 arrays that
+   * share no memory with the rows they sum. */
+  c.f32_rows = elem_type == MOERT_F32 && D > 0 && out->strides[1] == 1 &&
+               expert_out->strides[1] == 1 && !bytes_overlap(out, expert_out, 4) &&
+               (!has_pt || (passthrough->strides[1] == 1 &&
+                            !bytes_overlap(out, passthrough, 4)));
+  const int64_t blocks = (T + MOERT_COMBINE_TOKENS - 1) / MOERT_COMBINE_TOKENS;
+  if (blocks == 0)
+    return;
+  const moert_parallel_hook *hook = moert_cpu_parallel_hook();
+  /* Threads pay off for some work only (the same bar as matmul's). */
+  if (hook && blocks > 1 && T * D * (K > 0 ? K : 1) >= (int64_t)1 << 18)
+    hook->parallel_for(hook->user, blocks, combine_blocks, &c);
+  else
+    combine_blocks(&c, 0, blocks);
 }
 
 /*===----------------------------------------------------------------------===*

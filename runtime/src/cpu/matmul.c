@@ -12,6 +12,7 @@
  *
  *===----------------------------------------------------------------------===*/
 
+#include "dtype.h"
 #include "expert_ffn_internal.h"
 #include "kernel_util.h"
 
@@ -28,9 +29,9 @@ typedef struct {
 #define MOERT_MM_CLONES
 #endif
 
-/* c[0..n) += s * b[0..n): the vectorised core. */
+/* c[0..n) += s * b[0..n): the vectorised core (of moe.combine too). */
 MOERT_MM_CLONES
-static void axpy(float *restrict c, const float *restrict b, float s, int64_t n) {
+void moert_axpy_f32(float *restrict c, const float *restrict b, float s, int64_t n) {
   for (int64_t j = 0; j < n; ++j)
     c[j] = c[j] + s * b[j];
 }
@@ -50,7 +51,7 @@ static void rows_contiguous(const Matmul *p, int64_t r0, int64_t r1) {
     for (int64_t k = 0; k < p->K; ++k) {
       const float *brow = row_f32(p->b, k);
       for (int64_t i = i0; i < i1; ++i)
-        axpy(row_f32(p->out, i), brow,
+        moert_axpy_f32(row_f32(p->out, i), brow,
              MOERT_F32_2D(p->a, i, k), p->N);
     }
   }
