@@ -225,6 +225,12 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #ifndef MOERT_FFN_DEC_PANEL_PF_ROWS
 #define MOERT_FFN_DEC_PANEL_PF_ROWS 6
 #endif
+#ifndef MOERT_FFN_DEC_PAIR_ROWS
+/* Decode row groups of at least this many rows on the kept panels take the
+ * GEMM path's paired-panel tile (ukr_pair, AVX-512): there the FMAs, not
+ * the weight stream, bound the time. */
+#define MOERT_FFN_DEC_PAIR_ROWS 16
+#endif
 #ifndef MOERT_FFN_OI_AHEAD
 #define MOERT_FFN_OI_AHEAD 1 /* out_in decode: prefetch distance in row groups */
 #endif

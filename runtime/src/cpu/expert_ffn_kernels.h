@@ -297,6 +297,10 @@ static inline int64_t NAME(dec_tile)(int64_t left) {
 static inline int64_t NAME(pdec_pf_calls)(const Ffn *P, int64_t n) {
   if (P->nthr < 2)
     return 1;
+#if PAIR_MR > 0
+  if (n >= MOERT_FFN_DEC_PAIR_ROWS)
+    return (n + PAIR_MR - 1) / PAIR_MR;
+#endif
   int64_t tiles = 0;
   for (int64_t i0 = 0; i0 < n; i0 += NAME(dec_tile)(n - i0))
     ++tiles;
@@ -317,6 +321,41 @@ ISA_FN static void NAME(ukr_dec)(int64_t K, const float *const *a, int64_t aoff,
   }
 #endif
   NAME(ukr)(K, a, aoff, b, c, coff, mr, nn, load_c, bias, pf);
+}
+
+/* Panels a decode step of n rows multiplies at once (1 or 2) when at least
+ * `avail` adjacent panels are left. */
+static inline int64_t NAME(dec_step)(int64_t n, int64_t avail) {
+#if PAIR_MR > 0
+  if (n >= MOERT_FFN_DEC_PAIR_ROWS && avail >= 2)
+    return 2;
+#endif
+  (void)n;
+  (void)avail;
+  return 1;
+}
+
+/* A decode step's product over np (1 or 2) adjacent panels (b, b + bps):
+ * ukr_pair in tiles of PAIR_MR rows, or ukr_dec in dec_tile's tiles. */
+ISA_FN static void NAME(dec_panels_mul)(int64_t np, int64_t K, const float *const *a,
+                                        int64_t aoff, const float *b, int64_t bps,
+                                        float *const *c, int64_t coff, int64_t n,
+                                        int64_t nn, int load_c, const float *bias,
+                                        PfCursor *pf) {
+#if PAIR_MR > 0
+  if (np == 2) {
+    for (int64_t i0 = 0; i0 < n; i0 += PAIR_MR)
+      NAME(ukr_pair)(K, a + i0, aoff, b, bps, c + i0, coff,
+                     (int)(n - i0 < PAIR_MR ? n - i0 : PAIR_MR), nn, load_c, bias, pf);
+    return;
+  }
+#endif
+  (void)np;
+  (void)bps;
+  for (int64_t i0 = 0, t; i0 < n; i0 += t) {
+    t = NAME(dec_tile)(n - i0);
+    NAME(ukr_dec)(K, a + i0, aoff, b, c + i0, coff, (int)t, nn, load_c, bias, pf);
+  }
 }
 
 /* dst[k * 2VL + j] = W(k0 + k, c0 + j * cs) for k < K, j < nv (<= VL),
@@ -1000,32 +1039,30 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
     for (int64_t k0 = 0; k0 < Din; k0 += KC) {
       const int64_t kc = Din - k0 < KC ? Din - k0 : KC;
       const float *sl = blk + k0 * Q1 * NR;
-      for (int64_t q = qa; q < qb; ++q) {
+      for (int64_t q = qa, np; q < qb; q += np) {
+        np = NAME(dec_step)(n, qb - q);
         /* The hardware prefetcher alone keeps one thread's sequential read
          * at about 20 GB/s here (a call ends every KC steps); the next
          * panel slice prefetched during this one: 25-26 GB/s (8 rows,
          * microbenchmark). See pdec_pf_calls for which row tiles issue
-         * it. */
+         * it. The next step's panels are adjacent: one run. */
         const float *nx = NULL;
         int64_t nxl = 0;
-        if (q + 1 < qb) {
-          nx = sl + (q + 1) * kc * NR;
-          nxl = kc * NR;
+        if (q + np < qb) {
+          nx = sl + (q + np) * kc * NR;
+          nxl = NAME(dec_step)(n, qb - q - np) * kc * NR;
         } else if (k0 + kc < Din) {
           const int64_t kc2 = Din - k0 - kc < KC ? Din - k0 - kc : KC;
           nx = blk + (k0 + kc) * Q1 * NR + qa * kc2 * NR;
-          nxl = kc2 * NR;
+          nxl = NAME(dec_step)(n, qb - qa) * kc2 * NR;
         } else if (fb0 + FB < f1) {
           nx = blk + bfl; /* the next block starts at its unit fb0 + FB >= f0 */
           nxl = (Din < KC ? Din : KC) * NR;
         }
         ffn_pf_kept(&pf, n >= MOERT_FFN_DEC_PANEL_PF_ROWS ? nx : NULL, nxl, kend);
         pf_start(&pf, pf_calls);
-        for (int64_t i0 = 0, t; i0 < n; i0 += t) {
-          t = NAME(dec_tile)(n - i0);
-          NAME(ukr_dec)(kc, x + i0, k0, sl + q * kc * NR, ar + i0, (q - qa) * NR,
-                        (int)t, NR, k0 > 0, NULL, &pf);
-        }
+        NAME(dec_panels_mul)(np, kc, x, k0, sl + q * kc * NR, kc * NR, ar, (q - qa) * NR, n,
+                             np * NR, k0 > 0, NULL, &pf);
       }
     }
     const float *bg = moert_ffn_bias1(P, e, 0, fb0 + qa * PF, u1 - fb0 - qa * PF, bgv) ? bgv : NULL;
@@ -1063,27 +1100,28 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
     const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
     const float *w2p = kept + (fb0 / FB) * bfl + P->Din * ((nf + PF - 1) / PF) * NR;
     const int last = fb0 + nf >= P->F;
-    for (int64_t n0 = d0; n0 < d1; n0 += NR) {
-      const int64_t nn = d1 - n0 < NR ? d1 - n0 : NR;
+    const int64_t npan = (d1 - d0 + NR - 1) / NR; /* panels of [d0, d1) */
+    for (int64_t n0 = d0, np; n0 < d1; n0 += np * NR) {
+      const int64_t left = npan - (n0 - d0) / NR;
+      np = NAME(dec_step)(n, left);
+      const int64_t nn = d1 - n0 < np * NR ? d1 - n0 : np * NR;
       const float *cur = w2p + n0 / NR * nf * NR;
-      /* Prefetch the next panel: the next columns, or the next block's. */
+      /* Prefetch the next step's panels: the next columns, or the next
+       * block's first. */
       if (n < MOERT_FFN_DEC_PANEL_PF_ROWS) {
         pf.nr = 0;
-      } else if (n0 + NR < d1) {
-        ffn_pf_kept(&pf, cur + nf * NR, nf * NR, kend);
+      } else if (left > np) {
+        ffn_pf_kept(&pf, cur + np * nf * NR, NAME(dec_step)(n, left - np) * nf * NR, kend);
       } else if (!last) {
         const int64_t nf2 = P->F - fb0 - FB < FB ? P->F - fb0 - FB : FB;
         ffn_pf_kept(&pf, kept + (fb0 / FB + 1) * bfl + P->Din * ((nf2 + PF - 1) / PF) * NR +
-                             d0 / NR * nf2 * NR, nf2 * NR, kend);
+                             d0 / NR * nf2 * NR, NAME(dec_step)(n, npan) * nf2 * NR, kend);
       } else {
         pf.nr = 0;
       }
       pf_start(&pf, pf_calls);
-      for (int64_t i0 = 0, t; i0 < n; i0 += t) {
-        t = NAME(dec_tile)(n - i0);
-        NAME(ukr_dec)(nf, h + i0, fb0, cur, orow + i0, n0, (int)t, nn, fb0 > 0,
-                      last && b2 ? b2 + n0 : NULL, &pf);
-      }
+      NAME(dec_panels_mul)(np, nf, h, fb0, cur, nf * NR, orow, n0, n, nn, fb0 > 0,
+                           last && b2 ? b2 + n0 : NULL, &pf);
     }
   }
 }
