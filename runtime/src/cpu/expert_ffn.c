@@ -123,6 +123,13 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_ROW_BLOCK 256
 #define MOERT_FFN_F_BLOCK 128
 #define MOERT_FFN_K_BLOCK 256
+/* On Intel CPUs (tuned on a Xeon with 48 KiB of L1d): a K slice of two
+ * adjacent W1/W3 panels (ukr_pair) is then 32 KiB and stays in L1 while
+ * the row tiles pass over it. Two-library A/Bs, 2 threads, var/base:
+ * T=512 Mixtral 0.97-0.99, DeepSeek-fine 0.96-0.98, Switch 0.96-0.97; T=2048
+ * Mixtral 0.99; decode (T=1, 8 cold, T=64) within the runs' noise (+-1-5%).
+ * Elsewhere 256 (tuned on Zen 4, before the paired tile). */
+#define MOERT_FFN_K_BLOCK_INTEL 128
 #define MOERT_FFN_N_BLOCK 256 /* output columns per packed W2 block */
 #define MOERT_FFN_DECODE_ROWS 48
 #define MOERT_FFN_MIN_SPLIT 32  /* smallest piece of an expert split between threads */
@@ -729,7 +736,8 @@ static const MoertFfnOps *moert_ffn_ops(void) {
 }
 
 static MoertFfnTune moert_ffn_tune(void) {
-  MoertFfnTune t = {MOERT_FFN_ROW_BLOCK, MOERT_FFN_F_BLOCK, MOERT_FFN_K_BLOCK,
+  MoertFfnTune t = {MOERT_FFN_ROW_BLOCK, MOERT_FFN_F_BLOCK,
+                    moert_ffn_cpu_intel() ? MOERT_FFN_K_BLOCK_INTEL : MOERT_FFN_K_BLOCK,
                     MOERT_FFN_DECODE_ROWS, MOERT_FFN_DEC_STREAM_BYTES,
                     MOERT_FFN_PATH_AUTO,
                     tl_cache_set ? MOERT_FFN_PACKED_ROWS : MOERT_FFN_PACK_ROWS};
