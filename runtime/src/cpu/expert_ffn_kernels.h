@@ -286,27 +286,6 @@ static inline int64_t NAME(dec_tile)(int64_t left) {
   return left <= MR + UKR_TALL ? left : MR;
 }
 
-/* Over how many row tiles' calls a decode task of n rows on the kept
- * panels spreads the prefetch of the next panel slice: all of its tiles
- * when the call runs on several threads, so the stream goes on while the
- * later tiles (which read the slice from L1/L2) run; the first tile alone
- * on one thread. In one session, alternate calls (Mixtral T=64, tiles of
- * 8 + 3 to 8 x 4): 2 threads 3.5% (balanced) and 2.6% (skewed) faster
- * than the first tile alone, 1.1-2.1% faster than the first half of the
- * tiles; 1 thread 0.7-2.2% slower than the first tile alone. */
-static inline int64_t NAME(pdec_pf_calls)(const Ffn *P, int64_t n) {
-  if (P->nthr < 2)
-    return 1;
-#if PAIR_MR > 0
-  if (n >= MOERT_FFN_DEC_PAIR_ROWS)
-    return (n + PAIR_MR - 1) / PAIR_MR;
-#endif
-  int64_t tiles = 0;
-  for (int64_t i0 = 0; i0 < n; i0 += NAME(dec_tile)(n - i0))
-    ++tiles;
-  return tiles;
-}
-
 ISA_FN static void NAME(ukr_dec)(int64_t K, const float *const *a, int64_t aoff,
                                  const float *b, float *const *c, int64_t coff,
                                  int mr, int64_t nn, int load_c,
@@ -356,6 +335,33 @@ ISA_FN static void NAME(dec_panels_mul)(int64_t np, int64_t K, const float *cons
     t = NAME(dec_tile)(n - i0);
     NAME(ukr_dec)(K, a + i0, aoff, b, c + i0, coff, (int)t, nn, load_c, bias, pf);
   }
+}
+
+/* Over how many row tiles' calls a decode step of n rows over np panels
+ * spreads the prefetch of the next step's panels: all of its tiles when the
+ * call runs on several threads, so the stream goes on while the later tiles
+ * (which read the panels from L1/L2) run; the first tile alone on one
+ * thread. In one session, alternate calls (Mixtral T=64, tiles of 8 + 3 to
+ * 8 x 4): 2 threads 3.5% (balanced) and 2.6% (skewed) faster than the
+ * first tile alone, 1.1-2.1% faster than the first half of the tiles; 1
+ * thread 0.7-2.2% slower than the first tile alone. Groups of
+ * MOERT_FFN_DEC_PAIR_ROWS rows or more spread it over all tiles on one
+ * thread too: their steps last long enough that one tile's burst of
+ * prefetches stalls the loads (one thread, against the first tile alone:
+ * Switch T=512 0.80-0.81, Mixtral T=64 0.91, DeepSeek-fine T=512 0.93;
+ * Switch T=64, 4-row groups, unchanged). */
+static inline int64_t NAME(pdec_pf_calls)(const Ffn *P, int64_t n, int64_t np) {
+#if PAIR_MR > 0
+  if (np == 2)
+    return (n + PAIR_MR - 1) / PAIR_MR;
+#endif
+  (void)np;
+  if (P->nthr < 2 && n < MOERT_FFN_DEC_PAIR_ROWS)
+    return 1;
+  int64_t tiles = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += NAME(dec_tile)(n - i0))
+    ++tiles;
+  return tiles;
 }
 
 /* dst[k * 2VL + j] = W(k0 + k, c0 + j * cs) for k < K, j < nv (<= VL),
@@ -1028,7 +1034,6 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
   for (int64_t i = 0; i < n; ++i)
     ar[i] = acc + i * accw;
   const float *kend = kept + ffn_packed_bytes(P, tn, VL) / sizeof(float);
-  const int64_t pf_calls = NAME(pdec_pf_calls)(P, n);
   PfCursor pf;
   for (int64_t fb0 = f0 / FB * FB; fb0 < f1; fb0 += FB) {
     const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
@@ -1060,7 +1065,7 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
           nxl = (Din < KC ? Din : KC) * NR;
         }
         ffn_pf_kept(&pf, n >= MOERT_FFN_DEC_PANEL_PF_ROWS ? nx : NULL, nxl, kend);
-        pf_start(&pf, pf_calls);
+        pf_start(&pf, NAME(pdec_pf_calls)(P, n, np));
         NAME(dec_panels_mul)(np, kc, x, k0, sl + q * kc * NR, kc * NR, ar, (q - qa) * NR, n,
                              np * NR, k0 > 0, NULL, &pf);
       }
@@ -1094,7 +1099,6 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
   const int64_t bfl = ffn_kept_floats(P, VL, FB);
   const float *b2 = P->has_b2 ? (const float *)P->b2 + e * P->b2se : NULL;
   const float *kend = kept + ffn_packed_bytes(P, tn, VL) / sizeof(float);
-  const int64_t pf_calls = NAME(pdec_pf_calls)(P, n);
   PfCursor pf;
   for (int64_t fb0 = 0; fb0 < P->F; fb0 += FB) {
     const int64_t nf = P->F - fb0 < FB ? P->F - fb0 : FB;
@@ -1119,7 +1123,7 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
       } else {
         pf.nr = 0;
       }
-      pf_start(&pf, pf_calls);
+      pf_start(&pf, NAME(pdec_pf_calls)(P, n, np));
       NAME(dec_panels_mul)(np, nf, h, fb0, cur, nf * NR, orow, n0, n, nn, fb0 > 0,
                            last && b2 ? b2 + n0 : NULL, &pf);
     }
