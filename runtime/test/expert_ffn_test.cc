@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -1362,45 +1363,56 @@ moert_memref_2d Mat(float *data, int64_t rows, int64_t cols, int64_t ld,
 } // namespace
 
 TEST(Matmul, EqualsTheLoopsBitForBitWithAnyHook) {
-  const int64_t M = 37, K = 70, N = 13;
-  std::vector<float> a(M * K), b(K * N), init(M * N), want(M * N);
-  uint32_t seed = 7;
-  auto rnd = [&] {
-    seed = seed * 1664525u + 1013904223u;
-    return static_cast<float>((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
-  };
-  for (float &v : a) v = rnd();
-  for (float &v : b) v = rnd();
-  for (float &v : init) v = rnd();
-  // The generated loops: init + sum in k order, one rounding per operation.
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) {
-      volatile float acc = init[i * N + j];
-      for (int64_t k = 0; k < K; ++k) {
-        volatile float p = a[i * K + k] * b[k * N + j];
-        acc = acc + p;
+  // N = 13: partial column blocks only; N = 133: two full blocks of 64
+  // columns (summed in registers, rows in fours) and a partial one, M not a
+  // multiple of 4.
+  for (const auto &shape : {std::array<int64_t, 3>{37, 70, 13}, std::array<int64_t, 3>{43, 50, 133}}) {
+    const int64_t M = shape[0], K = shape[1], N = shape[2];
+    std::vector<float> a(M * K), b(K * N), init(M * N), want(M * N);
+    uint32_t seed = 7;
+    auto rnd = [&] {
+      seed = seed * 1664525u + 1013904223u;
+      return static_cast<float>((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+    };
+    for (float &v : a) v = rnd();
+    for (float &v : b) v = rnd();
+    for (float &v : init) v = rnd();
+    // The generated loops: init + sum in k order, one rounding per operation.
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        volatile float acc = init[i * N + j];
+        for (int64_t k = 0; k < K; ++k) {
+          volatile float p = a[i * K + k] * b[k * N + j];
+          acc = acc + p;
+        }
+        want[i * N + j] = acc;
       }
-      want[i * N + j] = acc;
+    for (int threads : {1, 2, 5}) {
+      ThreadPoolHook pool{threads};
+      moert_parallel_hook hook = {&pool, threads, ThreadPoolHook::ParallelFor};
+      HookGuard guard(threads > 1 ? &hook : nullptr);
+      std::vector<float> out(M * N, -1.0f);
+      moert_memref_2d ma = Mat(a.data(), M, K, K), mb = Mat(b.data(), K, N, N),
+                      mi = Mat(init.data(), M, N, N), mo = Mat(out.data(), M, N, N);
+      _mlir_ciface_moert_cpu_matmul(&ma, &mb, &mi, &mo);
+      EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * 4))
+          << threads << " threads, N " << N;
+      // In place: out is init.
+      std::vector<float> io = init;
+      moert_memref_2d mio = Mat(io.data(), M, N, N);
+      _mlir_ciface_moert_cpu_matmul(&ma, &mb, &mio, &mio);
+      EXPECT_EQ(0, std::memcmp(io.data(), want.data(), io.size() * 4))
+          << threads << " threads, N " << N << ", in place";
     }
-  for (int threads : {1, 2, 5}) {
-    ThreadPoolHook pool{threads};
-    moert_parallel_hook hook = {&pool, threads, ThreadPoolHook::ParallelFor};
-    HookGuard guard(threads > 1 ? &hook : nullptr);
-    std::vector<float> out(M * N, -1.0f);
+    // Non-unit column strides take the element-wise path, same values.
+    std::vector<float> out2(M * N * 2, -1.0f);
     moert_memref_2d ma = Mat(a.data(), M, K, K), mb = Mat(b.data(), K, N, N),
-                    mi = Mat(init.data(), M, N, N), mo = Mat(out.data(), M, N, N);
+                    mi = Mat(init.data(), M, N, N),
+                    mo = Mat(out2.data(), M, N, 2 * N, 2);
     _mlir_ciface_moert_cpu_matmul(&ma, &mb, &mi, &mo);
-    EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * 4))
-        << threads << " threads";
+    for (int64_t i = 0; i < M * N; ++i)
+      ASSERT_EQ(out2[2 * i], want[i]) << i << ", N " << N;
   }
-  // Non-unit column strides take the element-wise path, same values.
-  std::vector<float> out2(M * N * 2, -1.0f);
-  moert_memref_2d ma = Mat(a.data(), M, K, K), mb = Mat(b.data(), K, N, N),
-                  mi = Mat(init.data(), M, N, N),
-                  mo = Mat(out2.data(), M, N, 2 * N, 2);
-  _mlir_ciface_moert_cpu_matmul(&ma, &mb, &mi, &mo);
-  for (int64_t i = 0; i < M * N; ++i)
-    ASSERT_EQ(out2[2 * i], want[i]) << i;
 }
 
 TEST(Matmul, MismatchedShapesDoNothing) {

@@ -3,9 +3,9 @@
  * out = init + a x b for the dense products a model has besides its experts
  * (the router of every layer, and whatever ordinary linalg.matmul the model
  * holds). The generated scalar loops reload and store the accumulator for
- * every k; here four output rows at a time stay in the cache, each row of b
- * is read once per four rows and the inner loop over the output columns is
- * vectorised (AVX-512 or AVX2 picked at load time by target_clones).
+ * every k; here blocks of 4 output rows x 64 columns are summed over all k
+ * in vector registers, each row of b read once per block, vectorised
+ * (AVX-512 or AVX2 picked at load time by target_clones).
  * Every element is still init + sum over k in order of a*b with one
  * rounding per operation (no FMA contraction: -ffp-contract=off), so the
  * results equal the loops' bit for bit.
@@ -40,20 +40,65 @@ static float *row_f32(const moert_memref_2d *m, int64_t i) {
   return (float *)m->aligned + m->offset + i * m->strides[0];
 }
 
+/* 16 floats as one value: a full block's sums are 4 x 4 of them, which the
+ * compiler keeps in vector registers (AVX-512: one each). */
+typedef float mm_v16 __attribute__((vector_size(64)));
+
+/* out[i0 + r][j0 + j] for r < rows (<= MOERT_MM_ROWS), j < nc (<=
+ * MOERT_MM_COLS): init plus the products in k order, summed in registers
+ * (a full block) or in a local block; one call per block instead of one
+ * axpy call per row and k (the router's N = 64 columns are 4 AVX-512
+ * vectors: the calls cost more than the arithmetic). */
+#define MOERT_MM_COLS 64
+MOERT_MM_CLONES
+static void mm_block(const Matmul *p, int64_t i0, int rows, int64_t j0,
+                     int64_t nc) {
+  const float *arow[MOERT_MM_ROWS];
+  for (int r = 0; r < rows; ++r)
+    arow[r] = row_f32(p->a, i0 + r);
+  const int64_t as = p->a->strides[1];
+  if (rows == MOERT_MM_ROWS && nc == MOERT_MM_COLS) {
+    mm_v16 acc[MOERT_MM_ROWS][MOERT_MM_COLS / 16];
+    for (int r = 0; r < MOERT_MM_ROWS; ++r)
+      for (int v = 0; v < MOERT_MM_COLS / 16; ++v)
+        memcpy(&acc[r][v], row_f32(p->init, i0 + r) + j0 + 16 * v, sizeof(mm_v16));
+    for (int64_t k = 0; k < p->K; ++k) {
+      const float *b = row_f32(p->b, k) + j0;
+      mm_v16 bv[MOERT_MM_COLS / 16];
+      for (int v = 0; v < MOERT_MM_COLS / 16; ++v)
+        memcpy(&bv[v], b + 16 * v, sizeof(mm_v16));
+      for (int r = 0; r < MOERT_MM_ROWS; ++r) {
+        const float s = arow[r][k * as];
+        for (int v = 0; v < MOERT_MM_COLS / 16; ++v)
+          acc[r][v] = acc[r][v] + s * bv[v];
+      }
+    }
+    for (int r = 0; r < MOERT_MM_ROWS; ++r)
+      for (int v = 0; v < MOERT_MM_COLS / 16; ++v)
+        memcpy(row_f32(p->out, i0 + r) + j0 + 16 * v, &acc[r][v], sizeof(mm_v16));
+    return;
+  }
+  float acc[MOERT_MM_ROWS][MOERT_MM_COLS];
+  for (int r = 0; r < rows; ++r)
+    memcpy(acc[r], row_f32(p->init, i0 + r) + j0, (size_t)nc * sizeof(float));
+  for (int64_t k = 0; k < p->K; ++k) {
+    const float *b = row_f32(p->b, k) + j0;
+    for (int r = 0; r < rows; ++r) {
+      const float s = arow[r][k * as];
+      for (int64_t j = 0; j < nc; ++j)
+        acc[r][j] = acc[r][j] + s * b[j];
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+    memcpy(row_f32(p->out, i0 + r) + j0, acc[r], (size_t)nc * sizeof(float));
+}
+
 /* Rows [r0, r1) of the output, unit column strides. */
 static void rows_contiguous(const Matmul *p, int64_t r0, int64_t r1) {
   for (int64_t i0 = r0; i0 < r1; i0 += MOERT_MM_ROWS) {
-    int64_t i1 = i0 + MOERT_MM_ROWS < r1 ? i0 + MOERT_MM_ROWS : r1;
-    for (int64_t i = i0; i < i1; ++i)
-      if (row_f32(p->out, i) != row_f32(p->init, i))
-        memcpy(row_f32(p->out, i), row_f32(p->init, i),
-               (size_t)p->N * sizeof(float));
-    for (int64_t k = 0; k < p->K; ++k) {
-      const float *brow = row_f32(p->b, k);
-      for (int64_t i = i0; i < i1; ++i)
-        moert_axpy_f32(row_f32(p->out, i), brow,
-             MOERT_F32_2D(p->a, i, k), p->N);
-    }
+    const int rows = (int)(r1 - i0 < MOERT_MM_ROWS ? r1 - i0 : MOERT_MM_ROWS);
+    for (int64_t j0 = 0; j0 < p->N; j0 += MOERT_MM_COLS)
+      mm_block(p, i0, rows, j0, p->N - j0 < MOERT_MM_COLS ? p->N - j0 : MOERT_MM_COLS);
   }
 }
 
