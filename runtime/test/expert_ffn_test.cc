@@ -1027,7 +1027,8 @@ TEST(ExpertFfn, IdleThreadTakesRowsSameBits) {
 // products and leave the cache alone.
 TEST(ExpertFfn, DecodeKeptPanelsSameBits) {
   // 1 row: the stored stream; 2..23 rows: panels, with and without the
-  // prefetch of the next panel (6 rows or more), in 1 or 2 tiles (AVX-512:
+  // prefetch of the next panel (6 rows or more; on Intel CPUs 2 or more),
+  // in 1 or 2 tiles (AVX-512:
   // 9 and 10 rows one tile, 12 rows 8 + 4); 16 rows or more (17, 23) in
   // paired-panel tiles of 6 rows where two panels are left, single panels
   // (8 + 9, 8 + 8 + 7) at odd ends.

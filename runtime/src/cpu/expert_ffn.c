@@ -230,7 +230,18 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_DEC_PANEL_MIN_ROWS 2
 #endif
 #ifndef MOERT_FFN_DEC_PANEL_PF_ROWS
+/* Decode row groups of at least this many rows on the kept panels prefetch
+ * the next panels; smaller ones leave the stream to the hardware prefetcher
+ * (tuned on Zen 4). */
 #define MOERT_FFN_DEC_PANEL_PF_ROWS 6
+#endif
+#ifndef MOERT_FFN_DEC_PANEL_PF_ROWS_INTEL
+/* On Intel CPUs groups of 2-5 rows prefetch too: on the Xeon the hardware
+ * prefetcher alone read Mixtral T=8's panels (about 2 rows per expert) at
+ * 73% of the DRAM test. Two-library A/Bs, cold, var/base: Mixtral T=8
+ * 0.83-0.85 (2 threads), 0.83 (1 thread), skewed routing 0.82-0.85;
+ * DeepSeek-fine T=8 0.95-0.97; Switch T=8 (warm) 0.95-0.98. */
+#define MOERT_FFN_DEC_PANEL_PF_ROWS_INTEL 2
 #endif
 #ifndef MOERT_FFN_DEC_PAIR_ROWS
 /* Decode row groups of at least this many rows on the kept panels take the
@@ -266,6 +277,7 @@ typedef struct {
   int has_b1, has_b2;
   int no_heap; /* test knob: every allocation fails */
   int64_t stream_bytes; /* decode: widest row-streamed product (bytes) */
+  int64_t pf_rows;      /* decode on kept panels: fewest rows that prefetch */
   /* Where GEMM-path packed panels of constant weights are kept across calls
    * (moert_cpu_set_weight_cache), or NULL. */
   moert_weight_cache wc;
@@ -1474,6 +1486,8 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   const MoertFfnTune tn = moert_ffn_tune();
   P.no_heap = tl_tuning_set && tl_tuning.no_heap;
   P.stream_bytes = tn.stream_bytes;
+  P.pf_rows = moert_ffn_cpu_intel() ? MOERT_FFN_DEC_PANEL_PF_ROWS_INTEL
+                                    : MOERT_FFN_DEC_PANEL_PF_ROWS;
   P.has_wc = tl_cache_set;
   if (tl_cache_set)
     P.wc = tl_cache;

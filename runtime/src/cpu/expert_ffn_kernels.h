@@ -1064,7 +1064,7 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
           nx = blk + bfl; /* the next block starts at its unit fb0 + FB >= f0 */
           nxl = (Din < KC ? Din : KC) * NR;
         }
-        ffn_pf_kept(&pf, n >= MOERT_FFN_DEC_PANEL_PF_ROWS ? nx : NULL, nxl, kend);
+        ffn_pf_kept(&pf, n >= P->pf_rows ? nx : NULL, nxl, kend);
         pf_start(&pf, NAME(pdec_pf_calls)(P, n, np));
         NAME(dec_panels_mul)(np, kc, x, k0, sl + q * kc * NR, kc * NR, ar, (q - qa) * NR, n,
                              np * NR, k0 > 0, NULL, &pf);
@@ -1112,7 +1112,7 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
       const float *cur = w2p + n0 / NR * nf * NR;
       /* Prefetch the next step's panels: the next columns, or the next
        * block's first. */
-      if (n < MOERT_FFN_DEC_PANEL_PF_ROWS) {
+      if (n < P->pf_rows) {
         pf.nr = 0;
       } else if (left > np) {
         ffn_pf_kept(&pf, cur + np * nf * NR, NAME(dec_step)(n, left - np) * nf * NR, kend);
