@@ -266,6 +266,27 @@ ISA_FN static void NAME(ukr_pair)(int64_t K, const float *const *a, int64_t aoff
 #define PAIR_MR 0 /* 16 registers: no room for a wider tile */
 #endif
 
+/* Prefetches (to L1, for writing) the sums that the next pair tile loads:
+ * rows [i, i + PAIR_MR) (below n) of c, columns [coff, coff + 4VL). Issued
+ * as a tile starts, they arrive while it runs; the output rows lie D
+ * floats apart, which the hardware prefetchers do not follow. Two-library
+ * A/Bs, 2 threads, var/base: T=512 Mixtral 0.97-0.99, DeepSeek-fine
+ * 0.98-0.99; Mixtral T=2048 0.99-1.00. The GEMM1 sums (scratch rows) gained nothing more; the decode
+ * groups' products lost (DeepSeek-fine back to 0.99-1.00, Switch T=512
+ * 1.00): only the GEMM path's second product issues it. */
+static inline void NAME(pf_pair_c)(float *const *c, int64_t i, int64_t n, int64_t coff) {
+#if PAIR_MR > 0
+  for (int64_t r = i; r < i + PAIR_MR && r < n; ++r)
+    for (int v = 0; v < 4; ++v)
+      __builtin_prefetch(c[r] + coff + v * VL, 1, 3);
+#else
+  (void)c;
+  (void)i;
+  (void)n;
+  (void)coff;
+#endif
+}
+
 /* The calls of a panel product of Q panels over m rows: pairs of panels in
  * tiles of PAIR_MR rows, then a last odd panel in tiles of MR rows. */
 static inline int64_t NAME(gemm_calls)(int64_t Q, int64_t m) {
@@ -1293,10 +1314,13 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
       for (; q + 1 < Q2; q += 2) {
         const int64_t n0 = dn0 + q * NR;
         const int64_t nn = Dout - n0 < 2 * NR ? Dout - n0 : 2 * NR;
-        for (int64_t i0 = 0; i0 < m; i0 += PAIR_MR)
+        for (int64_t i0 = 0; i0 < m; i0 += PAIR_MR) {
+          if (fb0 > 0)
+            NAME(pf_pair_c)(orow, i0 + PAIR_MR, m, n0);
           NAME(ukr_pair)(nf, (const float *const *)hr + i0, 0, b2 + q * nf * NR, nf * NR,
                          orow + i0, n0, (int)(m - i0 < PAIR_MR ? m - i0 : PAIR_MR), nn,
                          fb0 > 0, last && P->has_b2 ? b2v + n0 : NULL, &pf);
+        }
       }
 #endif
       for (; q < Q2; ++q) {
