@@ -1350,6 +1350,15 @@ TEST(ExpertFfn, InconsistentDescriptorsWriteNothing) {
 //===----------------------------------------------------------------------===//
 
 namespace {
+// Deterministic values in [-1, 1) for the products' operands.
+struct Uniform {
+  uint32_t seed;
+  float operator()() {
+    seed = seed * 1664525u + 1013904223u;
+    return static_cast<float>((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+  }
+};
+
 moert_memref_2d Mat(float *data, int64_t rows, int64_t cols, int64_t ld,
                     int64_t col_stride = 1) {
   moert_memref_2d m;
@@ -1370,11 +1379,7 @@ TEST(Matmul, EqualsTheLoopsBitForBitWithAnyHook) {
   for (const auto &shape : {std::array<int64_t, 3>{37, 70, 13}, std::array<int64_t, 3>{43, 50, 133}}) {
     const int64_t M = shape[0], K = shape[1], N = shape[2];
     std::vector<float> a(M * K), b(K * N), init(M * N), want(M * N);
-    uint32_t seed = 7;
-    auto rnd = [&] {
-      seed = seed * 1664525u + 1013904223u;
-      return static_cast<float>((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
-    };
+    Uniform rnd{7};
     for (float &v : a) v = rnd();
     for (float &v : b) v = rnd();
     for (float &v : init) v = rnd();
@@ -1436,18 +1441,14 @@ TEST(Combine, ThreadsAndInPlaceSumsEqualTheLoopsBitForBit) {
   const int64_t T = 300, K = 3, D = 300, R = T * K; // T D K >= 2^18: threads
   std::vector<float> rows(R * D), w(T * K), pass(T * D), want(T * D);
   std::vector<int32_t> slot(T * K);
-  uint32_t seed = 11;
-  auto rnd = [&] {
-    seed = seed * 1664525u + 1013904223u;
-    return static_cast<float>((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
-  };
+  Uniform rnd{11};
   for (float &v : rows) v = rnd();
   for (float &v : pass) v = rnd();
   for (int64_t i = 0; i < T * K; ++i) {
     w[i] = i % 7 == 3 ? 0.0f : rnd();
     const float u = rnd();
     // -1 (dropped: passthrough where w != 0), out of range (dropped too)
-    slot[i] = u < -0.8f ? -1 : u > 0.9f ? (int32_t)(R + 5) : (int32_t)((seed >> 4) % R);
+    slot[i] = u < -0.8f ? -1 : u > 0.9f ? (int32_t)(R + 5) : (int32_t)((rnd.seed >> 4) % R);
   }
   for (int64_t t = 0; t < T; ++t)
     for (int64_t d = 0; d < D; ++d) {
