@@ -357,6 +357,14 @@ static int bytes_overlap(const moert_memref_2d *a, const moert_memref_2d *b,
   return lo[0] < hi[1] && lo[1] < hi[0];
 }
 
+/* y[j] = y[j] + w * x[j] for j < n (y and x disjoint), one rounding per
+ * operation: an f32 combine step, vectorised. */
+MOERT_VEC_CLONES
+static void axpy_f32(float *restrict y, const float *restrict x, float w, int64_t n) {
+  for (int64_t j = 0; j < n; ++j)
+    y[j] = y[j] + w * x[j];
+}
+
 typedef struct {
   const moert_memref_2d *expert_out, *token_slot, *weights, *passthrough, *out;
   int64_t elem_type, D, K, R;
@@ -384,7 +392,7 @@ static void combine_tokens(const Combine *c, int64_t t0, int64_t t1,
       const moert_memref_2d *m = src >= 0 ? c->expert_out : c->passthrough;
       int64_t row = src >= 0 ? src : t;
       if (c->f32_rows) {
-        moert_axpy_f32(y, (const float *)moert_at_2d(m, row, 0, 4), w, D);
+        axpy_f32(y, (const float *)moert_at_2d(m, row, 0, 4), w, D);
         continue;
       }
       for (int64_t d = 0; d < D; ++d)
@@ -458,8 +466,7 @@ void _mlir_ciface_moert_cpu_combine(moert_memref_2d *expert_out,
   if (blocks == 0)
     return;
   const moert_parallel_hook *hook = moert_cpu_parallel_hook();
-  /* Threads pay off for some work only (the same bar as matmul's). */
-  if (hook && blocks > 1 && T * D * (K > 0 ? K : 1) >= (int64_t)1 << 18)
+  if (hook && blocks > 1 && T * D * (K > 0 ? K : 1) >= MOERT_CPU_PARALLEL_MIN_WORK)
     hook->parallel_for(hook->user, blocks, combine_blocks, &c);
   else
     combine_blocks(&c, 0, blocks);

@@ -38,10 +38,6 @@ MOERT_INTERNAL size_t moert_elem_size(int64_t elem_type);
 MOERT_INTERNAL float moert_load_elem(const void *p, int64_t elem_type);
 MOERT_INTERNAL void moert_store_elem(void *p, int64_t elem_type, float v);
 
-/* c[j] = c[j] + s * b[j] for j < n (c and b disjoint), one rounding per
- * operation, vectorised for the host (matmul.c). */
-MOERT_INTERNAL void moert_axpy_f32(float *c, const float *b, float s, int64_t n);
-
 #ifdef __cplusplus
 }
 #endif

@@ -277,7 +277,6 @@ typedef struct {
   int has_b1, has_b2;
   int no_heap; /* test knob: every allocation fails */
   int64_t stream_bytes; /* decode: widest row-streamed product (bytes) */
-  int64_t pf_rows;      /* decode on kept panels: fewest rows that prefetch */
   /* Where GEMM-path packed panels of constant weights are kept across calls
    * (moert_cpu_set_weight_cache), or NULL. */
   moert_weight_cache wc;
@@ -431,6 +430,10 @@ typedef struct {
   /* Planner: what packing an expert's weights costs, in rows (see
    * ffn_plan_split); next to nothing when packed panels are kept. */
   int64_t pack_rows;
+  /* Chosen by CPU vendor, not by the tuning API: the widest row-streamed
+   * product of 16-bit weights (bytes), and the fewest decode rows on kept
+   * panels that prefetch the next panels. */
+  int64_t stream_bytes_16, pf_rows;
 } MoertFfnTune;
 
 /* A thread's GEMM work in a call that lets idle threads take rows from busy
@@ -748,11 +751,14 @@ static const MoertFfnOps *moert_ffn_ops(void) {
 }
 
 static MoertFfnTune moert_ffn_tune(void) {
+  const int intel = moert_ffn_cpu_intel();
   MoertFfnTune t = {MOERT_FFN_ROW_BLOCK, MOERT_FFN_F_BLOCK,
-                    moert_ffn_cpu_intel() ? MOERT_FFN_K_BLOCK_INTEL : MOERT_FFN_K_BLOCK,
+                    intel ? MOERT_FFN_K_BLOCK_INTEL : MOERT_FFN_K_BLOCK,
                     MOERT_FFN_DECODE_ROWS, MOERT_FFN_DEC_STREAM_BYTES,
                     MOERT_FFN_PATH_AUTO,
-                    tl_cache_set ? MOERT_FFN_PACKED_ROWS : MOERT_FFN_PACK_ROWS};
+                    tl_cache_set ? MOERT_FFN_PACKED_ROWS : MOERT_FFN_PACK_ROWS,
+                    intel ? MOERT_FFN_DEC_STREAM_BYTES_16_INTEL : MOERT_FFN_DEC_STREAM_BYTES_16,
+                    intel ? MOERT_FFN_DEC_PANEL_PF_ROWS_INTEL : MOERT_FFN_DEC_PANEL_PF_ROWS};
   if (tl_tuning_set) {
     const moert_expert_ffn_tuning *u = &tl_tuning;
     if (u->row_block > 0)
@@ -1486,8 +1492,6 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   const MoertFfnTune tn = moert_ffn_tune();
   P.no_heap = tl_tuning_set && tl_tuning.no_heap;
   P.stream_bytes = tn.stream_bytes;
-  P.pf_rows = moert_ffn_cpu_intel() ? MOERT_FFN_DEC_PANEL_PF_ROWS_INTEL
-                                    : MOERT_FFN_DEC_PANEL_PF_ROWS;
   P.has_wc = tl_cache_set;
   if (tl_cache_set)
     P.wc = tl_cache;
@@ -1496,10 +1500,8 @@ void _mlir_ciface_moert_cpu_expert_ffn(
       tl_hook_set && tl_hook.parallel_for && tl_hook.num_threads > 1 ? &tl_hook
                                                                      : NULL;
   const int stream_tuned = tl_tuning_set && tl_tuning.decode_stream_bytes != 0;
-  const int64_t stream16 = moert_ffn_cpu_intel() ? MOERT_FFN_DEC_STREAM_BYTES_16_INTEL
-                                                 : MOERT_FFN_DEC_STREAM_BYTES_16;
-  if (P.es != 4 && !stream_tuned && P.stream_bytes > stream16)
-    P.stream_bytes = stream16;
+  if (P.es != 4 && !stream_tuned && P.stream_bytes > tn.stream_bytes_16)
+    P.stream_bytes = tn.stream_bytes_16;
   const int64_t E = P.E, R = P.R;
   /* With D = 0 every x row is the empty vector: point them all at a dummy
    * (never read: every product over D is then empty). */

@@ -70,6 +70,11 @@ MOERT_INTERNAL int64_t moert_expert_ffn_plan(const int64_t *counts, int64_t E,
  * it. */
 MOERT_INTERNAL const moert_parallel_hook *moert_cpu_parallel_hook(void);
 
+/* The least work (multiply-adds) for which the dense matmul and combine
+ * hand their blocks to the hook's threads: below it, waking them costs more
+ * than it saves. */
+#define MOERT_CPU_PARALLEL_MIN_WORK ((int64_t)1 << 18)
+
 #ifdef __cplusplus
 }
 #endif

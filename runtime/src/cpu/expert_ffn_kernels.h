@@ -266,28 +266,7 @@ ISA_FN static void NAME(ukr_pair)(int64_t K, const float *const *a, int64_t aoff
 #define PAIR_MR 0 /* 16 registers: no room for a wider tile */
 #endif
 
-/* Prefetches (to L1, for writing) the sums that the next pair tile loads:
- * rows [i, i + PAIR_MR) (below n) of c, columns [coff, coff + 4VL). Issued
- * as a tile starts, they arrive while it runs; the output rows lie D
- * floats apart, which the hardware prefetchers do not follow. Two-library
- * A/Bs, 2 threads, var/base: T=512 Mixtral 0.97-0.99, DeepSeek-fine
- * 0.98-0.99; Mixtral T=2048 0.99-1.00. The GEMM1 sums (scratch rows) gained nothing more; the decode
- * groups' products lost (DeepSeek-fine back to 0.99-1.00, Switch T=512
- * 1.00): only the GEMM path's second product issues it. */
-static inline void NAME(pf_pair_c)(float *const *c, int64_t i, int64_t n, int64_t coff) {
-#if PAIR_MR > 0
-  for (int64_t r = i; r < i + PAIR_MR && r < n; ++r)
-    for (int v = 0; v < 4; ++v)
-      __builtin_prefetch(c[r] + coff + v * VL, 1, 3);
-#else
-  (void)c;
-  (void)i;
-  (void)n;
-  (void)coff;
-#endif
-}
-
-/* The calls of a panel product of Q panels over m rows: pairs of panels in
+/* The calls of gemm_panels over Q panels and m rows: pairs of panels in
  * tiles of PAIR_MR rows, then a last odd panel in tiles of MR rows. */
 static inline int64_t NAME(gemm_calls)(int64_t Q, int64_t m) {
 #if PAIR_MR > 0
@@ -295,6 +274,46 @@ static inline int64_t NAME(gemm_calls)(int64_t Q, int64_t m) {
 #else
   return Q * ((m + MR - 1) / MR);
 #endif
+}
+
+/* The GEMM path's product of K steps of Q packed panels (panel q at
+ * b + q K 2VL) into c: c[i][coff + j] (=|+=) a[i][aoff:] B[:, j] for i < m,
+ * j < ncols (bias[j] added if given), pairs of panels first (ukr_pair), a
+ * last odd one by ukr; the lines of pf (set up, not started) spread over
+ * the calls (gemm_calls).
+ * With pf_c, each pair tile first prefetches (to L1, for writing) the sums
+ * that the next one loads: GEMM2's output rows lie D floats apart, which
+ * the hardware prefetchers do not follow. Two-library A/Bs, 2 threads,
+ * var/base: T=512 Mixtral 0.97-0.99, DeepSeek-fine 0.98-0.99; Mixtral
+ * T=2048 0.99-1.00. For the GEMM1 sums (scratch rows) it gained nothing;
+ * for the decode groups' products it lost (DeepSeek-fine back to
+ * 0.99-1.00, Switch T=512 1.00): only GEMM2 asks for it. */
+ISA_FN static void NAME(gemm_panels)(int64_t K, const float *const *a, int64_t aoff,
+                                     const float *b, int64_t Q, float *const *c,
+                                     int64_t coff, int64_t ncols, int64_t m, int load_c,
+                                     const float *bias, int pf_c, PfCursor *pf) {
+  pf_start(pf, NAME(gemm_calls)(Q, m));
+  int64_t q = 0;
+#if PAIR_MR > 0
+  for (; q + 1 < Q; q += 2) {
+    const int64_t col = q * NR, nn = ncols - col < 2 * NR ? ncols - col : 2 * NR;
+    for (int64_t i0 = 0; i0 < m; i0 += PAIR_MR) {
+      for (int64_t r = i0 + PAIR_MR; pf_c && r < i0 + 2 * PAIR_MR && r < m; ++r)
+        for (int v = 0; v < 4; ++v)
+          __builtin_prefetch(c[r] + coff + col + v * VL, 1, 3);
+      NAME(ukr_pair)(K, a + i0, aoff, b + q * K * NR, K * NR, c + i0, coff + col,
+                     (int)(m - i0 < PAIR_MR ? m - i0 : PAIR_MR), nn, load_c,
+                     bias ? bias + col : NULL, pf);
+    }
+  }
+#endif
+  (void)pf_c;
+  for (; q < Q; ++q) {
+    const int64_t col = q * NR, nn = ncols - col < NR ? ncols - col : NR;
+    for (int64_t i0 = 0; i0 < m; i0 += MR)
+      NAME(ukr)(K, a + i0, aoff, b + q * K * NR, c + i0, coff + col,
+                (int)(m - i0 < MR ? m - i0 : MR), nn, load_c, bias ? bias + col : NULL, pf);
+  }
 }
 
 /* The decode products' row tiles: MR rows, but a group's last tile takes
@@ -1085,7 +1104,7 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
           nx = blk + bfl; /* the next block starts at its unit fb0 + FB >= f0 */
           nxl = (Din < KC ? Din : KC) * NR;
         }
-        ffn_pf_kept(&pf, n >= P->pf_rows ? nx : NULL, nxl, kend);
+        ffn_pf_kept(&pf, n >= tn->pf_rows ? nx : NULL, nxl, kend);
         pf_start(&pf, NAME(pdec_pf_calls)(P, n, np));
         NAME(dec_panels_mul)(np, kc, x, k0, sl + q * kc * NR, kc * NR, ar, (q - qa) * NR, n,
                              np * NR, k0 > 0, NULL, &pf);
@@ -1133,7 +1152,7 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
       const float *cur = w2p + n0 / NR * nf * NR;
       /* Prefetch the next step's panels: the next columns, or the next
        * block's first. */
-      if (n < P->pf_rows) {
+      if (n < tn->pf_rows) {
         pf.nr = 0;
       } else if (left > np) {
         ffn_pf_kept(&pf, cur + np * nf * NR, NAME(dec_step)(n, left - np) * nf * NR, kend);
@@ -1259,19 +1278,7 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
         else
           moert_ffn_pf_w2(P, &w2, &pf, fb0, nf, 0, Dout < DN ? Dout : DN);
       }
-      pf_start(&pf, NAME(gemm_calls)(Q1, m));
-      int64_t q = 0;
-#if PAIR_MR > 0
-      for (; q + 1 < Q1; q += 2)
-        for (int64_t i0 = 0; i0 < m; i0 += PAIR_MR)
-          NAME(ukr_pair)(kc, xa + i0, k0, b1 + q * kc * NR, kc * NR, ar + i0, q * NR,
-                         (int)(m - i0 < PAIR_MR ? m - i0 : PAIR_MR), 2 * NR, k0 > 0,
-                         NULL, &pf);
-#endif
-      for (; q < Q1; ++q)
-        for (int64_t i0 = 0; i0 < m; i0 += MR)
-          NAME(ukr)(kc, xa + i0, k0, b1 + q * kc * NR, ar + i0, q * NR,
-                    (int)(m - i0 < MR ? m - i0 : MR), NR, k0 > 0, NULL, &pf);
+      NAME(gemm_panels)(kc, xa, k0, b1, Q1, ar, 0, Q1 * NR, m, k0 > 0, NULL, 0, &pf);
       k0 += kc;
     } while (k0 < Din);
     /* Epilogue: H[:, 0:nf] = act(...) of hidden units [fb0, fb0 + nf). */
@@ -1308,29 +1315,8 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
           pf.nr = 0;
         }
       }
-      pf_start(&pf, NAME(gemm_calls)(Q2, m));
-      int64_t q = 0;
-#if PAIR_MR > 0
-      for (; q + 1 < Q2; q += 2) {
-        const int64_t n0 = dn0 + q * NR;
-        const int64_t nn = Dout - n0 < 2 * NR ? Dout - n0 : 2 * NR;
-        for (int64_t i0 = 0; i0 < m; i0 += PAIR_MR) {
-          if (fb0 > 0)
-            NAME(pf_pair_c)(orow, i0 + PAIR_MR, m, n0);
-          NAME(ukr_pair)(nf, (const float *const *)hr + i0, 0, b2 + q * nf * NR, nf * NR,
-                         orow + i0, n0, (int)(m - i0 < PAIR_MR ? m - i0 : PAIR_MR), nn,
-                         fb0 > 0, last && P->has_b2 ? b2v + n0 : NULL, &pf);
-        }
-      }
-#endif
-      for (; q < Q2; ++q) {
-        const int64_t n0 = dn0 + q * NR;
-        const int64_t nn = Dout - n0 < NR ? Dout - n0 : NR;
-        for (int64_t i0 = 0; i0 < m; i0 += MR)
-          NAME(ukr)(nf, (const float *const *)hr + i0, 0, b2 + q * nf * NR,
-                    orow + i0, n0, (int)(m - i0 < MR ? m - i0 : MR), nn, fb0 > 0,
-                    last && P->has_b2 ? b2v + n0 : NULL, &pf);
-      }
+      NAME(gemm_panels)(nf, (const float *const *)hr, 0, b2, Q2, orow, dn0, Dout - dn0, m,
+                        fb0 > 0, last && P->has_b2 ? b2v + dn0 : NULL, fb0 > 0, &pf);
     }
   }
   free(mem);

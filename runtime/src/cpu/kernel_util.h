@@ -27,6 +27,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Plain C loops the compiler vectorises for the host: an AVX-512, an AVX2
+ * and a baseline copy, picked at load time (target_clones). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MOERT_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MOERT_VEC_CLONES
+#endif
+
 /*===----------------------------------------------------------------------===*
  * Descriptor checks and addressing
  *===----------------------------------------------------------------------===*/

@@ -12,7 +12,6 @@
  *
  *===----------------------------------------------------------------------===*/
 
-#include "dtype.h"
 #include "expert_ffn_internal.h"
 #include "kernel_util.h"
 
@@ -22,19 +21,6 @@ typedef struct {
   const moert_memref_2d *a, *b, *init, *out;
   int64_t M, N, K;
 } Matmul;
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define MOERT_MM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define MOERT_MM_CLONES
-#endif
-
-/* c[0..n) += s * b[0..n): the vectorised core (of moe.combine too). */
-MOERT_MM_CLONES
-void moert_axpy_f32(float *restrict c, const float *restrict b, float s, int64_t n) {
-  for (int64_t j = 0; j < n; ++j)
-    c[j] = c[j] + s * b[j];
-}
 
 static float *row_f32(const moert_memref_2d *m, int64_t i) {
   return (float *)m->aligned + m->offset + i * m->strides[0];
@@ -50,7 +36,7 @@ typedef float mm_v16 __attribute__((vector_size(64)));
  * axpy call per row and k (the router's N = 64 columns are 4 AVX-512
  * vectors: the calls cost more than the arithmetic). */
 #define MOERT_MM_COLS 64
-MOERT_MM_CLONES
+MOERT_VEC_CLONES
 static void mm_block(const Matmul *p, int64_t i0, int rows, int64_t j0,
                      int64_t nc) {
   const float *arow[MOERT_MM_ROWS];
@@ -142,7 +128,7 @@ void _mlir_ciface_moert_cpu_matmul(moert_memref_2d *a, moert_memref_2d *b,
     return;
   const moert_parallel_hook *hook = moert_cpu_parallel_hook();
   /* Threads only pay off for products of some size. */
-  if (hook && blocks > 1 && p.M * p.N * p.K >= (int64_t)1 << 18)
+  if (hook && blocks > 1 && p.M * p.N * p.K >= MOERT_CPU_PARALLEL_MIN_WORK)
     hook->parallel_for(hook->user, blocks, run_blocks, &p);
   else
     run_blocks(&p, 0, blocks);
