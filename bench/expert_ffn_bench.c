@@ -287,7 +287,9 @@ static void run_kernel(Weights *w, Batch *b) {
   moert_memref_3d w3 = w->layout ? d3(w->w3, E_, F_, D_) : d3(w->w3, E_, D_, F_);
   moert_memref_3d w2 = w->layout ? d3(w->w2, E_, D_, F_) : d3(w->w2, E_, F_, D_);
   moert_memref_2d none = d2(NULL, 0, 0);
-  _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &none, &none, &out,
+  moert_memref_3d no_shared = d3(NULL, 0, 0, 0);
+  _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &none, &none,
+                                    &no_shared, &no_shared, &no_shared, &out,
                                     -1, 1, 0, 0, w->layout, 1.0, 0.0, 0.0, w->dtype);
 }
 

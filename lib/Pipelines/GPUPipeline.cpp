@@ -55,7 +55,7 @@ void mlir::moe::buildMoeLowerToNVVMPipeline(
     OpPassManager &pm, const MoeNVVMPipelineOptions &options) {
   std::string stages = detail::bufferizedStages(
       /*fuseExperts=*/true, /*parallelLoops=*/true, options.exportEntryPoints,
-      options.tileRows, options.sharedTiles);
+      options.tileRows, options.sharedTiles, /*foldSharedExperts=*/false);
   stages += kernelStages(options.blockSize);
   stages += (llvm::Twine("nvvm-attach-target{chip=") + options.chip +
              " features=" + options.features +
@@ -71,7 +71,7 @@ void mlir::moe::buildMoeLowerToROCDLPipeline(
     OpPassManager &pm, const MoeROCDLPipelineOptions &options) {
   std::string stages = detail::bufferizedStages(
       /*fuseExperts=*/true, /*parallelLoops=*/true, options.exportEntryPoints,
-      options.tileRows, options.sharedTiles);
+      options.tileRows, options.sharedTiles, /*foldSharedExperts=*/false);
   stages += kernelStages(options.blockSize);
   std::string attach = "rocdl-attach-target{chip=" + options.chip;
   if (!options.features.empty())

@@ -725,7 +725,7 @@ DispatchOut dispatch(std::vector<float> x, int64_t T, int64_t D,
   moert_memref_1d rd = desc1(o.rowToken.data(), R),
                   nd = desc1(o.counts.data(), E);
   _mlir_ciface_moert_cpu_dispatch(&xd, &wd, &ed, &dd, &rd, &nd, &sd, &cd,
-                                  capacity, order, onDrop, renorm, MOERT_F32);
+                                  capacity, order, onDrop, renorm, MOERT_F32, 0);
   return o;
 }
 
@@ -887,7 +887,7 @@ TEST(Dispatch, Bf16RowsAreCopiedBitForBitWithStridedInput) {
                   sd = desc2(slot.data(), 2, 1), cd = desc2(cw.data(), 2, 1);
   moert_memref_1d rd = desc1(rowToken.data(), 2), nd = desc1(counts.data(), 2);
   _mlir_ciface_moert_cpu_dispatch(&xd, &wd, &ed, &dd, &rd, &nd, &sd, &cd, -1,
-                                  0, 0, 0, MOERT_BF16);
+                                  0, 0, 0, MOERT_BF16, 0);
   EXPECT_EQ(rows, (std::vector<uint16_t>{0x7FC1, 0x8001, 0x3F80, 0x4000}));
   EXPECT_EQ(slot, (std::vector<int32_t>{1, 0}));
 }
@@ -906,15 +906,15 @@ TEST(Dispatch, MismatchedDescriptorsWriteNothing) {
   moert_memref_2d dd = desc2(rows.data(), 3, 2);
   moert_memref_1d rd = desc1(rowToken.data(), 3);
   _mlir_ciface_moert_cpu_dispatch(&xd, &wd, &ed, &dd, &rd, &nd, &sd, &cd, -1,
-                                  0, 0, 0, MOERT_F32);
+                                  0, 0, 0, MOERT_F32, 0);
   // Padded with C = 2 needs E*C = 4 rows, not 3.
   _mlir_ciface_moert_cpu_dispatch(&xd, &wd, &ed, &dd, &rd, &nd, &sd, &cd, 2, 0,
-                                  0, 0, MOERT_F32);
+                                  0, 0, MOERT_F32, 0);
   // Unknown element type.
   moert_memref_2d dd2 = desc2(rows.data(), 2, 2);
   moert_memref_1d rd2 = desc1(rowToken.data(), 2);
   _mlir_ciface_moert_cpu_dispatch(&xd, &wd, &ed, &dd2, &rd2, &nd, &sd, &cd, -1,
-                                  0, 0, 0, 9);
+                                  0, 0, 0, 9, 0);
   EXPECT_EQ(rows, std::vector<float>(6, kSentinelW));
   EXPECT_EQ(rowToken, std::vector<int32_t>(3, kSentinelE));
   EXPECT_EQ(counts, std::vector<int32_t>(2, kSentinelE));

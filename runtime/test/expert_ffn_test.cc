@@ -165,6 +165,9 @@ struct Problem {
   Form f;
   int64_t E = 0, T = 0, D = 0, F = 0, Dout = 0, R = 0;
   int64_t seg_stride = -1; // < 0 ragged, else padded capacity
+  // The last `shared` experts are passed as the shared group (sw1/sw3/sw2,
+  // views of the same stacked tensors); their bias rows must be zero.
+  int64_t shared = 0;
   std::vector<int32_t> counts, row_token;
   Mat2 x, out;
   Tensor3 w1, w3, w2; // stored per layout
@@ -345,8 +348,28 @@ void RunKernel(Problem &p) {
   ct.strides[0] = 1;
   moert_memref_3d w1 = p.w1.desc(), w3 = p.w3.desc(), w2 = p.w2.desc();
   moert_memref_2d b1 = p.b1.desc(), b2 = p.b2.desc();
-  _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &out,
-                                    p.seg_stride, p.f.kind, p.f.act, p.f.gate_up,
+  moert_memref_3d sw1 = w1, sw3 = w3, sw2 = w2;
+  sw1.sizes[0] = 0;
+  if (p.shared > 0) {
+    // Split each stack: experts [0, E - S) routed, the rest shared.
+    const int64_t routed = p.E - p.shared;
+    bool glu_sep = p.f.kind == MOERT_FFN_KIND_GLU && p.f.gate_up == MOERT_GATE_UP_SEPARATE;
+    for (auto [full, part] : {std::pair<moert_memref_3d *, moert_memref_3d *>{&w1, &sw1},
+                              {&w3, &sw3},
+                              {&w2, &sw2}}) {
+      if (full == &w3 && !glu_sep)
+        continue;
+      *part = *full;
+      part->offset += routed * full->strides[0];
+      part->sizes[0] = p.shared;
+      full->sizes[0] = routed;
+    }
+    for (moert_memref_2d *b : {&b1, &b2})
+      if (b->sizes[0] != 0)
+        b->sizes[0] = routed;
+  }
+  _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &sw1,
+                                    &sw3, &sw2, &out, p.seg_stride, p.f.kind, p.f.act, p.f.gate_up,
                                     p.f.layout, p.f.alpha, p.f.up_shift, p.f.limit,
                                     p.f.dtype);
 }
@@ -706,6 +729,45 @@ FakePool RunOnTwoFakeThreads(const Problem &base, const std::vector<float> &seri
   pool.mode = 2;
   ExpectSerialBitsUnder({&pool, 2, FakeParallelFor}, base, serial);
   return pool;
+}
+
+// Shared experts passed as their own weight group (always-selected experts
+// E .. E + S - 1, no biases) compute what the same experts do as the last
+// members of one stack (with zero bias rows): the same bits, on both kernel
+// paths, under threads; and against the reference.
+TEST(ExpertFfn, SharedExpertGroupEqualsTheStackedCall) {
+  for (int isa : Isas())
+    for (int variant = 0; variant < 2; ++variant) {
+      Form f;
+      f.layout = variant ? MOERT_LAYOUT_OUT_IN : MOERT_LAYOUT_IN_OUT;
+      f.gate_up = variant ? MOERT_GATE_UP_CONCATENATED : MOERT_GATE_UP_SEPARATE;
+      f.dtype = variant ? MOERT_BF16 : MOERT_F32;
+      f.b1 = f.b2 = true;
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO, 64, 64, 0));
+      // Prefill-sized (the shared experts get every token: 90 rows each)
+      // and decode-sized.
+      for (auto [T, counts] :
+           {std::pair<int64_t, std::vector<int32_t>>{90, {40, 0, 17, 123, 90, 90}},
+            {3, {1, 0, 2, 3, 3, 3}}}) {
+        Problem base = Make(f, T, 72, 100, 72, counts, -1, 21u);
+        const int64_t S = 2, routed = base.E - S;
+        for (Bias *b : {&base.b1, &base.b2})
+          for (int64_t i = routed * b->n; i < b->E * b->n; ++i) {
+            b->val[(size_t)i] = 0.0;
+            std::memset(b->raw.data() + i * (f.dtype == MOERT_F32 ? 4 : 2), 0,
+                        f.dtype == MOERT_F32 ? 4 : 2);
+          }
+        Problem stacked = base;
+        std::vector<float> want = Check(stacked, "stacked");
+        Problem folded = base;
+        folded.shared = S;
+        std::vector<float> got = Check(folded, "shared group");
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << "T " << T << " variant " << variant;
+        ThreadPoolHook tp{2};
+        ExpectSerialBitsUnder({&tp, 2, ThreadPoolHook::ParallelFor}, folded, want);
+      }
+    }
 }
 
 TEST(ExpertFfn, BitIdenticalUnderAnyHook) {
@@ -1276,8 +1338,11 @@ TEST(ExpertFfn, InconsistentDescriptorsWriteNothing) {
                  int64_t seg, int64_t kind, int64_t act, int64_t gu, int64_t layout,
                  int64_t dtype) {
     (void)p;
-    _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &out, seg,
-                                      kind, act, gu, layout, 1.0, 0.0, 0.0, dtype);
+    moert_memref_3d none = w1;
+    none.sizes[0] = 0;
+    _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &none, &none,
+                                      &none, &out, seg, kind, act, gu, layout, 1.0, 0.0,
+                                      0.0, dtype);
   };
   struct Args {
     moert_memref_2d x, b1, b2, out;
@@ -1341,6 +1406,42 @@ TEST(ExpertFfn, InconsistentDescriptorsWriteNothing) {
   go("x inner stride", [](Args &a) { a.x.strides[1] = 2; });
   go("padded R != E*C", [](Args &a) { a.seg = 3; });
   go("fused needs 2F", [](Args &a) { a.gu = 1; });
+}
+
+// A shared expert group that does not match the routed experts' shapes, or
+// with the padded layout, makes the call write nothing.
+TEST(ExpertFfn, MismatchedSharedGroupWritesNothing) {
+  Form f;
+  for (int what = 0; what < 4; ++what) {
+    // Case 3 is padded (capacity 4, R = 3 x 4): valid but for the group.
+    Problem p = Make(f, 6, 8, 12, 8, {2, 3, 4}, what == 3 ? 4 : -1, 9u);
+    moert_memref_2d x = p.x.desc(), out = p.out.desc(), b1 = p.b1.desc(), b2 = p.b2.desc();
+    moert_memref_1d rt, ct;
+    rt.allocated = rt.aligned = p.row_token.data();
+    rt.offset = 0;
+    rt.sizes[0] = (int64_t)p.row_token.size();
+    rt.strides[0] = 1;
+    ct.allocated = ct.aligned = p.counts.data();
+    ct.offset = 0;
+    ct.sizes[0] = 3;
+    ct.strides[0] = 1;
+    moert_memref_3d w1 = p.w1.desc(), w3 = p.w3.desc(), w2 = p.w2.desc();
+    moert_memref_3d sw1 = w1, sw3 = w3, sw2 = w2;
+    w1.sizes[0] = w3.sizes[0] = w2.sizes[0] = 2;
+    sw1.sizes[0] = sw3.sizes[0] = sw2.sizes[0] = 1;
+    int64_t seg = p.seg_stride;
+    if (what == 0)
+      sw1.sizes[2] = 11; // hidden width
+    else if (what == 1)
+      sw2.sizes[1] = 11;
+    else if (what == 2)
+      sw3.sizes[0] = 0; // a separate GLU needs shared w3
+    _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &sw1, &sw3,
+                                      &sw2, &out, seg, f.kind, f.act, f.gate_up, f.layout,
+                                      1.0, 0.0, 0.0, f.dtype);
+    for (float v : p.out.data)
+      ASSERT_EQ(v, kSentinel) << "case " << what;
+  }
 }
 
 } // namespace

@@ -169,9 +169,14 @@ def layer_reference(x, params, op_text, dispatches):
                        int(np.sum((experts >= 0) & (slots < 0))), mass, importance))
     if params.get("shared_w1") is not None:
         # Shared experts are always-on experts with a dispatch of their own
-        # (their gate mass is not checked).
+        # (also when folded into the routed experts' call). Ungated, every
+        # token adds weight 1 to each: gate mass T (a gate's mass is not
+        # checked).
         num_shared = np.asarray(params["shared_w1"]).shape[0]
-        dispatches.append((np.full(num_shared, x.shape[0]), 0, None, None))
+        tokens = x.shape[0]
+        shared_mass = (np.full(num_shared, float(tokens))
+                       if params.get("shared_gate") is None else None)
+        dispatches.append((np.full(num_shared, tokens), 0, shared_mass, None))
     return y
 
 

@@ -178,6 +178,18 @@ public:
         });
   }
   /// A value computed only when `cond` holds, `otherwise` elsewhere.
+  /// scf.if with both branches built lazily.
+  Value ifElseValue(Value cond, function_ref<Value()> then,
+                    function_ref<Value()> otherwise) {
+    auto ifOp = scf::IfOp::create(
+        b, loc, cond,
+        [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, then()); },
+        [&](OpBuilder &, Location) {
+          scf::YieldOp::create(b, loc, otherwise());
+        });
+    return ifOp.getResult(0);
+  }
+
   Value ifValue(Value cond, Value otherwise, function_ref<Value()> then) {
     auto ifOp = scf::IfOp::create(
         b, loc, cond,
@@ -1029,7 +1041,9 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
     int64_t D = op.getInput().getType().getDimSize(1);
     int64_t F = w2Type.getDimSize(inOut ? 1 : 2);
     int64_t Dout = resType.getShape().back();
-    int64_t numExperts = w2Type.getDimSize(0);
+    // Routed experts, then (folded in by moe-fuse-experts) shared ones.
+    int64_t numRouted = op.getNumRoutedExperts();
+    int64_t numExperts = op.getCounts().getType().getDimSize(0);
 
     Value x = kb.input(op.getInput());
     Value rowToken = kb.input(op.getRowToken());
@@ -1039,6 +1053,9 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
     Value w2 = kb.input(op.getW2());
     Value b1 = op.getB1() ? kb.input(op.getB1()) : Value();
     Value b2 = op.getB2() ? kb.input(op.getB2()) : Value();
+    Value sw1 = op.getSharedW1() ? kb.input(op.getSharedW1()) : Value();
+    Value sw3 = op.getSharedW3() ? kb.input(op.getSharedW3()) : Value();
+    Value sw2 = op.getSharedW2() ? kb.input(op.getSharedW2()) : Value();
     Value T = kb.dim(op.getInput(), 0);
     Value C = padded ? kb.dim(op.getRowToken(), 1) : Value();
     Value rows = padded ? kb.muli(kb.idx(numExperts), C)
@@ -1111,8 +1128,26 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
 
     // W(e, k, n) of a logical [K, N] matrix stored [E, K, N] (in_out) or
     // [E, N, K] (out_in), in f32.
+    // Expert e >= numRouted is shared expert e - numRouted (its own stack).
     auto weight = [&](Value w, Value e, Value k, Value n) {
-      return kb.toF32(inOut ? kb.load(w, {e, k, n}) : kb.load(w, {e, n, k}));
+      auto load = [&](Value m, Value i) {
+        return kb.toF32(inOut ? kb.load(m, {i, k, n}) : kb.load(m, {i, n, k}));
+      };
+      if (!sw1)
+        return load(w, e);
+      Value shared = w == w1 ? sw1 : w == w2 ? sw2 : sw3;
+      return kb.ifElseValue(
+          kb.cmpi(CmpIPredicate::slt, e, kb.idx(numRouted)),
+          [&] { return load(w, e); },
+          [&] { return load(shared, kb.subi(e, kb.idx(numRouted))); });
+    };
+    // Bias b[e, c] in f32; shared experts have none (0).
+    auto bias = [&](Value bv, Value e, Value c) {
+      if (!sw1)
+        return kb.toF32(kb.load(bv, {e, c}));
+      return kb.ifValue(kb.cmpi(CmpIPredicate::slt, e, kb.idx(numRouted)),
+                        kb.f32(0.0f),
+                        [&] { return kb.toF32(kb.load(bv, {e, c})); });
     };
     // W1 columns of hidden unit `h`: gate and (glu) up.
     auto gateCol = [&](Value h) {
@@ -1139,11 +1174,11 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
     Value Fv = kb.idx(F);
     auto epilogue = [&](Value e, Value g, Value u, Value gc, Value uc) {
       if (b1)
-        g = kb.addf(g, kb.toF32(kb.load(b1, {e, gc})));
+        g = kb.addf(g, bias(b1, e, gc));
       if (!glu)
         return activation(kb, f.getActivation(), g, alpha);
       if (b1 && gateUp != GateUpLayout::Separate)
-        u = kb.addf(u, kb.toF32(kb.load(b1, {e, uc})));
+        u = kb.addf(u, bias(b1, e, uc));
       if (limit > 0.0f) {
         g = arith::MinimumFOp::create(rewriter, loc, kb.f32(limit), g);
         u = arith::MaximumFOp::create(
@@ -1374,7 +1409,7 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
                               return {kb.addf(a[0], kb.load(partial, {pr, d}))};
                             })[0];
           if (b2)
-            y = kb.addf(y, kb.toF32(kb.load(b2, {e, d})));
+            y = kb.addf(y, bias(b2, e, d));
           kb.store(kb.fromF32(y, outElem), out, outAt(r, d));
         });
       });
@@ -1404,7 +1439,7 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
           kb.ifThen(kb.cmpi(CmpIPredicate::sge, toks[j], kb.idx(0)), [&] {
             Value y = acc[j];
             if (b2)
-              y = kb.addf(y, kb.toF32(kb.load(b2, {e, d})));
+              y = kb.addf(y, bias(b2, e, d));
             kb.store(kb.fromF32(y, outElem), out,
                      outAt(kb.addi(r0, kb.idx(j)), d));
           });

@@ -54,6 +54,14 @@ FailureOr<int64_t> elemTypeCode(Type t) {
   return failure();
 }
 
+/// Shared experts that moe-fuse-experts folded into `dispatch` (its last
+/// slots and experts), which the statistics report as a dispatch of their
+/// own; 0 if none.
+int64_t sharedExpertsOf(DispatchOp dispatch) {
+  auto attr = dispatch->getAttrOfType<IntegerAttr>(kDispatchSharedExpertsAttr);
+  return attr ? attr.getInt() : 0;
+}
+
 /// Builds the memref plumbing around one kernel call.
 class KernelCallBuilder {
 public:
@@ -247,7 +255,8 @@ struct LowerDispatch : OpRewritePattern<DispatchOp> {
              kb.castGeneric(slots), kb.castGeneric(cw), capacityArg,
              kb.i64(cap ? int64_t(cap.getOrder()) : 0),
              kb.i64(cap ? int64_t(cap.getOnDrop()) : 0),
-             kb.i64(cap ? int64_t(cap.getRenormalize()) : 0), kb.i64(*elem)});
+             kb.i64(cap ? int64_t(cap.getRenormalize()) : 0), kb.i64(*elem),
+             kb.i64(sharedExpertsOf(op))});
     Value dispatchedTensor =
         rowsNeeded ? kb.toTensor(dispatched, dispType)
                    : tensor::EmptyOp::create(rewriter, loc, dispType.getShape(),
@@ -270,7 +279,8 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
       return op.emitOpError("the CPU expert kernel takes f32 activations");
     Type weightElem = op.getW1().getType().getElementType();
     auto weightCode = elemTypeCode(weightElem);
-    for (Value w : {op.getW3(), op.getW2(), op.getB1(), op.getB2()})
+    for (Value w : {op.getW3(), op.getW2(), op.getB1(), op.getB2(),
+                    op.getSharedW1(), op.getSharedW3(), op.getSharedW2()})
       if (w && cast<RankedTensorType>(w.getType()).getElementType() != weightElem)
         return op.emitOpError("the CPU expert kernel needs one element type "
                               "for all expert weights");
@@ -306,7 +316,9 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
             {kb.input(op.getInput()), kb.input(rowToken), kb.input(op.getCounts()),
              kb.input(op.getW1()), optional(op.getW3(), 3), kb.input(op.getW2()),
              optional(op.getB1(), 2), optional(op.getB2(), 2),
-             kb.castGeneric(outFlat), segmentStride,
+             optional(op.getSharedW1(), 3), optional(op.getSharedW3(), 3),
+             optional(op.getSharedW2(), 3), kb.castGeneric(outFlat),
+             segmentStride,
              kb.i64(int64_t(f.getKind())), kb.i64(int64_t(f.getActivation())),
              kb.i64(int64_t(f.getGateUp())), kb.i64(int64_t(f.getLayout())),
              kb.f64(f.getAlpha()), kb.f64(f.getUpShift()), kb.f64(f.getLimit()),
@@ -352,9 +364,13 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
       if (dispatch.isPadded())
         capacity = kb.indexToI64(
             tensor::DimOp::create(rewriter, loc, op.getExpertOut(), 1));
+      int64_t shared = sharedExpertsOf(dispatch);
+      Value experts = shared ? kb.input(dispatch.getExperts())
+                             : kb.absent({0, 0}, rewriter.getI32Type());
       kb.call("moert_cpu_expert_importance",
               {expertOutBuf, slotBuf, weightsBuf,
-               kb.input(dispatch.getCounts()), capacity, kb.i64(*elem)});
+               kb.input(dispatch.getCounts()), capacity, kb.i64(*elem),
+               experts, kb.i64(shared)});
     }
     rewriter.replaceOp(op, kb.toTensor(out, outType));
     return success();

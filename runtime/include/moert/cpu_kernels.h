@@ -117,13 +117,18 @@ MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_route(
  * or [0, D] when a fused consumer gathers the rows itself (nothing copied);
  * row_token: i32 [R]; counts: i32 [E]; token_slot: i32 [T, K];
  * combine_weights: f32 [T, K]. order / on_drop / renormalize only matter
- * when capacity >= 0. */
+ * when capacity >= 0. shared_experts S > 0 (ragged only): the last S slots
+ * and experts are shared experts folded in by moe-fuse-experts; the
+ * statistics sink then hears of the routed slots only here, and of the
+ * shared ones from moert_cpu_expert_importance (as the two dispatches
+ * before the fold). Results do not depend on it. */
 MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_dispatch(
     moert_memref_2d *x, moert_memref_2d *weights, moert_memref_2d *experts,
     moert_memref_2d *dispatched, moert_memref_1d *row_token,
     moert_memref_1d *counts, moert_memref_2d *token_slot,
     moert_memref_2d *combine_weights, int64_t capacity, int64_t order,
-    int64_t on_drop, int64_t renormalize, int64_t elem_type);
+    int64_t on_drop, int64_t renormalize, int64_t elem_type,
+    int64_t shared_experts);
 
 /* Installs the routing-statistics sink of the calling thread (see
  * model_abi.h, moert_model_set_stats_sink); every dispatch reports to it.
@@ -146,11 +151,15 @@ MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_combine(
  * kept by expert e of weights[t, j] * ||expert_out[token_slot[t, j]]||_2.
  * Rows belong to experts by `counts` [E] (i32): ragged segments in order
  * when capacity < 0, rows [e*C, e*C + C) when capacity = C. Does nothing
- * without a sink or when the descriptors disagree. */
+ * without a sink or when the descriptors disagree. With shared_experts
+ * S > 0 (the dispatch's, see moert_cpu_dispatch; experts i32 [T, K] is the
+ * dispatch's routing, else it may be empty): reports the routed experts'
+ * importance, then the shared slots as a dispatch of their own (counts,
+ * gate mass) and their importance. */
 MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_importance(
     moert_memref_2d *expert_out, moert_memref_2d *token_slot,
     moert_memref_2d *weights, moert_memref_1d *counts, int64_t capacity,
-    int64_t elem_type);
+    int64_t elem_type, moert_memref_2d *experts, int64_t shared_experts);
 
 /* moe.expert_stats. experts: i32 [T, K]; weights: f32 [T, K]; counts: i64
  * [E]; gate_mass: f32 [E]. */
@@ -239,6 +248,12 @@ enum moert_weight_layout { MOERT_LAYOUT_IN_OUT = 0, MOERT_LAYOUT_OUT_IN = 1 };
  * optional operands (w3 unless a separate GLU, b1, b2) have a zero leading
  * size (an unused w3 is ignored).
  *
+ * Shared experts folded in as always-selected experts: sw1, sw3 (when w3 is
+ * used) and sw2 stacked [S, ...] with the per-expert shapes of w1, w3, w2;
+ * then counts has E + S entries and expert E + s computes with shared
+ * expert s's weights and no bias. Absent: sw1 with a zero leading size
+ * (sw3/sw2 are then ignored).
+ *
  * Counts are data: a negative count is 0; ragged segments are cut at R,
  * padded ones at C. The result is bit-identical for any number of threads
  * (see moert_cpu_set_parallel_hook) but depends on the instruction set the
@@ -248,7 +263,7 @@ enum moert_weight_layout { MOERT_LAYOUT_IN_OUT = 0, MOERT_LAYOUT_OUT_IN = 1 };
  * Writes nothing when: an enum is out of range; a descriptor has a negative
  * size, a null data pointer while non-empty, or a non-unit innermost stride
  * (with more than one element there); the sizes disagree (x [T, D], w1 and
- * w2 (and w3 when used) as above with E = size of counts and
+ * w2 (and w3 when used) as above with E = size of counts (minus S) and
  * w1/w3 F1 = w2 F (x2 when fused), out [R, Dout] with R = size of
  * row_token, b1 / b2 absent or as above), or segment_stride >= 0 and
  * R != E * segment_stride. If scratch memory cannot be allocated the
@@ -257,7 +272,8 @@ enum moert_weight_layout { MOERT_LAYOUT_IN_OUT = 0, MOERT_LAYOUT_OUT_IN = 1 };
 MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_ffn(
     moert_memref_2d *x, moert_memref_1d *row_token, moert_memref_1d *counts,
     moert_memref_3d *w1, moert_memref_3d *w3, moert_memref_3d *w2,
-    moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_2d *out,
+    moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_3d *sw1,
+    moert_memref_3d *sw3, moert_memref_3d *sw2, moert_memref_2d *out,
     int64_t segment_stride, int64_t kind, int64_t activation, int64_t gate_up,
     int64_t layout, double alpha, double up_shift, double limit,
     int64_t weight_dtype);

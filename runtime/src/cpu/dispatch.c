@@ -65,40 +65,49 @@ void moert_cpu_set_stats_sink(const moert_stats_sink *sink) {
   tls_stats_sink = sink;
 }
 
-/* Reports one finished dispatch to the installed sink, if any. */
+/* Reports one finished dispatch to the installed sink, if any: slots
+ * [j0, j1) routed to experts [e0, e0 + E), reported as experts 0 .. E - 1
+ * (a dispatch with shared experts folded in reports its routed and its
+ * shared slots as two dispatches, as they were before the fold). */
 static void report_dispatch(const moert_memref_2d *experts,
                             const moert_memref_2d *weights,
                             const moert_memref_2d *token_slot,
                             const moert_memref_1d *counts, int64_t T,
-                            int64_t K, int64_t E) {
+                            int64_t j0, int64_t j1, int64_t e0, int64_t E) {
   const moert_stats_sink *sink = tls_stats_sink;
   if (!sink || !sink->on_dispatch || E > INT32_MAX)
     return;
   int64_t pairs = 0, dropped = 0;
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t j = 0; j < K; ++j) {
-      if (expert_at(experts, t, j, E) < 0)
+    for (int64_t j = j0; j < j1; ++j) {
+      if (expert_at(experts, t, j, e0 + E) < e0)
         continue;
       ++pairs;
       dropped += MOERT_I32_2D(token_slot, t, j) < 0;
     }
-  const int32_t *c = (const int32_t *)counts->aligned + counts->offset;
+  const int32_t *c = (const int32_t *)counts->aligned + counts->offset + e0;
   if (counts->strides[0] != 1)
     return; /* the kernels allocate counts densely; anything else is not ours */
-  sink->on_dispatch(sink->user, E, c, pairs, dropped, T * K - pairs);
+  sink->on_dispatch(sink->user, E, c, pairs, dropped, T * (j1 - j0) - pairs);
   if (!sink->on_gate_mass)
     return;
   float *mass = (float *)calloc((size_t)(E > 0 ? E : 1), sizeof(float));
   if (!mass)
     return; /* statistics are best effort; the dispatch itself is done */
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t j = 0; j < K; ++j) {
-      int64_t e = expert_at(experts, t, j, E);
+    for (int64_t j = j0; j < j1; ++j) {
+      int64_t e = expert_at(experts, t, j, e0 + E) - e0;
       if (e >= 0)
         mass[e] += MOERT_F32_2D(weights, t, j);
     }
   sink->on_gate_mass(sink->user, E, mass);
   free(mass);
+}
+
+/* The number of shared experts folded into a dispatch of K slots over E
+ * experts (the last S of each), or 0 when the value cannot be one. */
+static int64_t folded_shared(int64_t S, int64_t K, int64_t E, int64_t capacity) {
+  return S > 0 && S <= K && S <= E && capacity < 0 ? S : 0;
 }
 
 /*===----------------------------------------------------------------------===*
@@ -265,7 +274,8 @@ void _mlir_ciface_moert_cpu_dispatch(
     moert_memref_2d *dispatched, moert_memref_1d *row_token,
     moert_memref_1d *counts, moert_memref_2d *token_slot,
     moert_memref_2d *combine_weights, int64_t capacity, int64_t order,
-    int64_t on_drop, int64_t renormalize, int64_t elem_type) {
+    int64_t on_drop, int64_t renormalize, int64_t elem_type,
+    int64_t shared_experts) {
   Dispatch d;
   d.es = moert_elem_size(elem_type);
   if (d.es == 0 || !moert_valid_2d(x) || !moert_valid_2d(experts) ||
@@ -314,7 +324,11 @@ void _mlir_ciface_moert_cpu_dispatch(
     dispatch_ragged(&d);
   else
     dispatch_padded(&d, order, on_drop, renormalize);
-  report_dispatch(experts, weights, token_slot, counts, d.T, d.K, d.E);
+  /* Folded shared experts (the last S slots and experts) are reported by
+   * moert_cpu_expert_importance, after the routed experts' importance. */
+  const int64_t S = folded_shared(shared_experts, d.K, d.E, capacity);
+  report_dispatch(experts, weights, token_slot, counts, d.T, 0, d.K - S, 0,
+                  d.E - S);
 }
 
 /*===----------------------------------------------------------------------===*
@@ -509,12 +523,12 @@ void _mlir_ciface_moert_cpu_expert_stats(moert_memref_2d *experts,
 void _mlir_ciface_moert_cpu_expert_importance(
     moert_memref_2d *expert_out, moert_memref_2d *token_slot,
     moert_memref_2d *weights, moert_memref_1d *counts, int64_t capacity,
-    int64_t elem_type) {
+    int64_t elem_type, moert_memref_2d *experts, int64_t shared_experts) {
   const moert_stats_sink *sink = tls_stats_sink;
   size_t es = moert_elem_size(elem_type);
-  if (!sink || !sink->on_importance || es == 0 || !moert_valid_2d(expert_out) ||
+  if (!sink || es == 0 || !moert_valid_2d(expert_out) ||
       !moert_valid_2d(token_slot) || !moert_valid_2d(weights) ||
-      !moert_valid_1d(counts))
+      !moert_valid_1d(counts) || !moert_valid_2d(experts))
     return;
   int64_t R = expert_out->sizes[0], D = expert_out->sizes[1];
   int64_t T = token_slot->sizes[0], K = token_slot->sizes[1];
@@ -522,6 +536,14 @@ void _mlir_ciface_moert_cpu_expert_importance(
   if (!moert_is_2d(weights, T, K) || E < 1 || E > INT32_MAX ||
       (capacity >= 0 && moert_mul_limit(E, capacity, INT64_MAX) != R))
     return;
+  int64_t S = folded_shared(shared_experts, K, E, capacity);
+  if (S > 0 && !moert_is_2d(experts, T, K))
+    S = 0;
+  if (!sink->on_importance) {
+    if (S > 0)
+      report_dispatch(experts, weights, token_slot, counts, T, K - S, K, E - S, S);
+    return;
+  }
   /* row -> expert */
   int32_t *owner = (int32_t *)malloc((size_t)(R > 0 ? R : 1) * sizeof(int32_t));
   float *importance = (float *)calloc((size_t)E, sizeof(float));
@@ -555,7 +577,13 @@ void _mlir_ciface_moert_cpu_expert_importance(
       }
       importance[owner[r]] += MOERT_F32_2D(weights, t, j) * sqrtf(norm2);
     }
-  sink->on_importance(sink->user, E, importance);
+  /* Routed and shared slots hold disjoint experts, so each expert's sum is
+   * the one its own (unfolded) dispatch would give. */
+  sink->on_importance(sink->user, E - S, importance);
+  if (S > 0) {
+    report_dispatch(experts, weights, token_slot, counts, T, K - S, K, E - S, S);
+    sink->on_importance(sink->user, S, importance + (E - S));
+  }
   free(owner);
   free(importance);
 }

@@ -269,6 +269,11 @@ typedef struct {
   float alpha, up_shift, limit;
   const char *w1, *w3, *w2;       /* expert 0's matrix */
   int64_t w1se, w1ld, w3se, w3ld, w2se, w2ld;
+  /* Shared experts E0 .. E - 1 (always selected; E0 = E when none): shared
+   * expert 0's matrices, as above. They have no biases. */
+  int64_t E0;
+  const char *sw1, *sw3, *sw2;
+  int64_t sw1se, sw1ld, sw3se, sw3ld, sw2se, sw2ld;
   /* gate column of hidden unit f: cg0 + f cgs of W1; up column: cu0 + f cus
    * of W3 (up_w3) or W1. */
   int64_t cg0, cgs, cu0, cus;
@@ -493,6 +498,25 @@ typedef struct {
 static void moert_ffn_views(const Ffn *P, int64_t e, MatV *g, MatV *u,
                             MatV *w2) {
   const int64_t es = (int64_t)P->es;
+  if (e >= P->E0) { /* a shared expert */
+    const int64_t s = e - P->E0;
+    if (g) {
+      g->p = P->sw1 + s * P->sw1se * es;
+      g->ld = P->sw1ld;
+      g->trans = P->trans;
+    }
+    if (u) {
+      u->p = P->up_w3 ? P->sw3 + s * P->sw3se * es : P->sw1 + s * P->sw1se * es;
+      u->ld = P->up_w3 ? P->sw3ld : P->sw1ld;
+      u->trans = P->trans;
+    }
+    if (w2) {
+      w2->p = P->sw2 + s * P->sw2se * es;
+      w2->ld = P->sw2ld;
+      w2->trans = P->trans;
+    }
+    return;
+  }
   if (g) {
     g->p = P->w1 + e * P->w1se * es;
     g->ld = P->w1ld;
@@ -510,11 +534,16 @@ static void moert_ffn_views(const Ffn *P, int64_t e, MatV *g, MatV *u,
   }
 }
 
+/* Whether expert e adds a b2 row (shared experts have no biases). */
+static inline int ffn_has_b2(const Ffn *P, int64_t e) {
+  return P->has_b2 && e < P->E0;
+}
+
 /* dst[j] = bias of the gate (up = 0) or up (up = 1) pre-activation of hidden
  * unit f0 + j, j < n, as f32; returns 0 (dst untouched) when there is none. */
 static int moert_ffn_bias1(const Ffn *P, int64_t e, int up, int64_t f0,
                            int64_t n, float *dst) {
-  if (!P->has_b1 || (up && P->up_w3))
+  if (!P->has_b1 || (up && P->up_w3) || e >= P->E0)
     return 0;
   const int64_t c0 = up ? P->cu0 : P->cg0, cs = up ? P->cus : P->cgs;
   const char *b = P->b1 + e * P->b1se * (int64_t)P->es;
@@ -825,7 +854,9 @@ static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
                      moert_memref_1d *counts, moert_memref_3d *w1,
                      moert_memref_3d *w3, moert_memref_3d *w2,
                      moert_memref_2d *b1, moert_memref_2d *b2,
-                     moert_memref_2d *out, int64_t segment_stride, int64_t kind,
+                     moert_memref_3d *sw1, moert_memref_3d *sw3,
+                     moert_memref_3d *sw2, moert_memref_2d *out,
+                     int64_t segment_stride, int64_t kind,
                      int64_t activation, int64_t gate_up, int64_t layout,
                      double alpha, double up_shift, double limit,
                      int64_t weight_dtype) {
@@ -835,7 +866,8 @@ static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
       weight_dtype > 2)
     return 0;
   if (!ffn_ok2(x) || !ffn_ok1(row_token) || !ffn_ok1(counts) || !ffn_ok3(w1) ||
-      !ffn_ok3(w2) || !ffn_ok2(b1) || !ffn_ok2(b2) || !ffn_ok2(out))
+      !ffn_ok3(w2) || !ffn_ok2(b1) || !ffn_ok2(b2) || !ffn_ok2(out) ||
+      !ffn_ok3(sw1))
     return 0;
   const int glu = kind == MOERT_FFN_GLU;
   const int fused = glu && gate_up != MOERT_GU_SEPARATE;
@@ -849,12 +881,24 @@ static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
   P->F1 = fused ? 2 * P->F : P->F;
   if (P->F > INT64_MAX / 4)
     return 0;
-  const int64_t E = P->E;
+  const int64_t S = sw1->sizes[0];
+  const int64_t E = P->E - S; /* routed experts */
+  P->E0 = E;
+  if (E < 0)
+    return 0;
   if (!ffn_is3(w1, E, trans ? P->F1 : P->Din, trans ? P->Din : P->F1) ||
       w2->sizes[0] != E)
     return 0;
   if (glu && gate_up == MOERT_GU_SEPARATE) {
     if (!ffn_ok3(w3) || !ffn_is3(w3, E, w1->sizes[1], w1->sizes[2]))
+      return 0;
+  }
+  if (S > 0) {
+    if (!ffn_ok3(sw2) || !ffn_is3(sw1, S, w1->sizes[1], w1->sizes[2]) ||
+        !ffn_is3(sw2, S, w2->sizes[1], w2->sizes[2]))
+      return 0;
+    if (glu && gate_up == MOERT_GU_SEPARATE &&
+        (!ffn_ok3(sw3) || !ffn_is3(sw3, S, w1->sizes[1], w1->sizes[2])))
       return 0;
   }
   if (out->sizes[0] != P->R || out->sizes[1] != P->Dout)
@@ -865,6 +909,8 @@ static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
   P->has_b2 = b2->sizes[0] != 0;
   if (P->has_b2 && (b2->sizes[0] != E || b2->sizes[1] != P->Dout))
     return 0;
+  if (segment_stride >= 0 && S > 0)
+    return 0; /* shared experts: ragged layout only */
   if (segment_stride >= 0 &&
       (E == 0 ? P->R != 0 : (segment_stride > INT64_MAX / E ||
                              segment_stride * E != P->R)))
@@ -886,6 +932,19 @@ static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
   P->w2 = ffn_base3(w2, es);
   P->w2se = w2->strides[0];
   P->w2ld = w2->strides[1];
+  if (S > 0) {
+    P->sw1 = ffn_base3(sw1, es);
+    P->sw1se = sw1->strides[0];
+    P->sw1ld = sw1->strides[1];
+    P->sw2 = ffn_base3(sw2, es);
+    P->sw2se = sw2->strides[0];
+    P->sw2ld = sw2->strides[1];
+    if (glu && gate_up == MOERT_GU_SEPARATE) {
+      P->sw3 = ffn_base3(sw3, es);
+      P->sw3se = sw3->strides[0];
+      P->sw3ld = sw3->strides[1];
+    }
+  }
   P->cg0 = 0;
   P->cgs = 1;
   P->cu0 = 0;
@@ -1423,7 +1482,7 @@ int64_t moert_expert_ffn_plan(const int64_t *counts, int64_t E, int64_t nthr,
     return -1;
   Ffn P;
   memset(&P, 0, sizeof P);
-  P.E = E;
+  P.E = P.E0 = E;
   P.no_heap = tl_tuning_set && tl_tuning.no_heap;
   const MoertFfnTune tn = moert_ffn_tune();
   int64_t *est = (int64_t *)moert_ffn_alloc(&P, (size_t)(E + 1) * sizeof(*est));
@@ -1478,12 +1537,13 @@ static void ffn_zero_gaps(const Ffn *P, const moert_memref_1d *counts,
 void _mlir_ciface_moert_cpu_expert_ffn(
     moert_memref_2d *x, moert_memref_1d *row_token, moert_memref_1d *counts,
     moert_memref_3d *w1, moert_memref_3d *w3, moert_memref_3d *w2,
-    moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_2d *out,
+    moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_3d *sw1,
+    moert_memref_3d *sw3, moert_memref_3d *sw2, moert_memref_2d *out,
     int64_t segment_stride, int64_t kind, int64_t activation, int64_t gate_up,
     int64_t layout, double alpha, double up_shift, double limit,
     int64_t weight_dtype) {
   Ffn P;
-  if (!ffn_setup(&P, x, row_token, counts, w1, w3, w2, b1, b2, out,
+  if (!ffn_setup(&P, x, row_token, counts, w1, w3, w2, b1, b2, sw1, sw3, sw2, out,
                  segment_stride, kind, activation, gate_up, layout, alpha,
                  up_shift, limit, weight_dtype))
     return;
@@ -1531,7 +1591,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
         float *o = obase + r * os0;
         if (t < 0 || t >= P.T || P.F == 0) {
           ffn_zero_row(out, &P, r);
-          if (t >= 0 && t < P.T && P.has_b2)
+          if (t >= 0 && t < P.T && ffn_has_b2(&P, e))
             for (int64_t d = 0; d < P.Dout; ++d)
               o[d] = moert_load_elem(P.b2 + (e * P.b2se + d) * (int64_t)P.es, P.dtype);
           continue;
@@ -1563,7 +1623,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
     for (int64_t e = 0; e < E; ++e)
       for (int64_t i = est[e]; i < est[e + 1]; ++i) {
         memset(orow[i], 0, (size_t)P.Dout * sizeof(float));
-        if (P.has_b2)
+        if (ffn_has_b2(&P, e))
           for (int64_t d = 0; d < P.Dout; ++d)
             orow[i][d] = moert_load_elem(P.b2 + (e * P.b2se + d) * (int64_t)P.es, P.dtype);
       }

@@ -966,7 +966,7 @@ ISA_FN static void NAME(dec2)(const Ffn *P, int64_t e, const float *const *h,
   moert_ffn_views(P, e, NULL, NULL, &w2);
   NAME(colrange)(P->dtype, n, h, P->F, &w2, 0, d0, d1 - d0, orow, d0, 0,
                  P->stream_bytes, NULL);
-  if (P->has_b2)
+  if (ffn_has_b2(P, e))
     for (int64_t r = 0; r < n; ++r)
       NAME(add_b2)(P, e, orow[r], d0, d1);
 }
@@ -987,7 +987,7 @@ ISA_FN static void NAME(row_fallback)(const Ffn *P, int64_t e,
       NAME(colrange)(P->dtype, 1, (const float *const *)&hp, ns, &w2, s0, 0,
                      P->Dout, orow + i, 0, s0 > 0, P->stream_bytes, NULL);
     }
-    if (P->has_b2)
+    if (ffn_has_b2(P, e))
       NAME(add_b2)(P, e, orow[i], 0, P->Dout);
   }
 }
@@ -1137,7 +1137,7 @@ ISA_FN static void NAME(pdec2)(const Ffn *P, const MoertFfnTune *tn,
   const int glu = P->kind == MOERT_FFN_GLU;
   const int64_t PF = glu ? VL : NR;
   const int64_t bfl = ffn_kept_floats(P, VL, FB);
-  const float *b2 = P->has_b2 ? (const float *)P->b2 + e * P->b2se : NULL;
+  const float *b2 = ffn_has_b2(P, e) ? (const float *)P->b2 + e * P->b2se : NULL;
   const float *kend = kept + ffn_packed_bytes(P, tn, VL) / sizeof(float);
   PfCursor pf;
   for (int64_t fb0 = 0; fb0 < P->F; fb0 += FB) {
@@ -1240,7 +1240,7 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
     hr[i] = hbuf + (i < m ? i : 0) * FB;
     ar[i] = acc + i * accw;
   }
-  if (P->has_b2)
+  if (ffn_has_b2(P, e))
     for (int64_t d = 0; d < Dout; ++d)
       b2v[d] = moert_load_elem(P->b2 + (e * P->b2se + d) * (int64_t)P->es, P->dtype);
 
@@ -1316,7 +1316,7 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
         }
       }
       NAME(gemm_panels)(nf, (const float *const *)hr, 0, b2, Q2, orow, dn0, Dout - dn0, m,
-                        fb0 > 0, last && P->has_b2 ? b2v + dn0 : NULL, fb0 > 0, &pf);
+                        fb0 > 0, last && ffn_has_b2(P, e) ? b2v + dn0 : NULL, fb0 > 0, &pf);
     }
   }
   free(mem);

@@ -110,6 +110,30 @@ func.func @expert_ffn_glu_bf16(%x: tensor<?x16xf32>, %rt: tensor<?xi32>, %c: ten
 
 // -----
 
+// Shared experts folded in as experts 4 and 5: every weight load picks the
+// routed stack for e < 4 and the shared one at e - 4 otherwise; the
+// routed experts' biases are not added to the shared ones.
+// CHECK-LABEL: func.func @expert_ffn_shared
+//  CHECK-SAME: %[[B2:[^:]*]]: tensor<4x16xf32>, %[[S1:[^:]*]]: tensor<2x16x32xf32>, %[[S2:[^:]*]]: tensor<2x32x16xf32>)
+//       CHECK:   %[[SB1:.*]] = bufferization.to_buffer %[[S1]]
+//       CHECK:   %[[SB2:.*]] = bufferization.to_buffer %[[S2]]
+//       CHECK:   scf.parallel
+//       CHECK:     %[[R1:.*]] = arith.cmpi slt, %[[E1:.*]], %c4
+//       CHECK:     scf.if %[[R1]] -> (f32)
+//       CHECK:     } else {
+//       CHECK:       %[[I1:.*]] = arith.subi %[[E1]], %c4
+//       CHECK:       memref.load %[[SB1]][%[[I1]],
+//       CHECK:   scf.parallel
+//       CHECK:       memref.load %[[SB2]][
+//       CHECK:     scf.if %{{.*}} -> (f32) {
+//       CHECK:       memref.load %{{.*}}[%{{.*}}, %{{.*}}] : memref<4x16xf32
+func.func @expert_ffn_shared(%x: tensor<?x16xf32>, %rt: tensor<?xi32>, %c: tensor<6xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %b2: tensor<4x16xf32>, %s1: tensor<2x16x32xf32>, %s2: tensor<2x32x16xf32>) -> tensor<?x16xf32> {
+  %y = moe.expert_ffn %x, %rt, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<6xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) b2(%b2 : tensor<4x16xf32>) shared_w1(%s1 : tensor<2x16x32xf32>) shared_w2(%s2 : tensor<2x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
 // Combine: one iteration per output element sums the slots in order; a
 // dropped slot with a weight adds the pass-through row.
 // CHECK-LABEL: func.func @combine_passthrough

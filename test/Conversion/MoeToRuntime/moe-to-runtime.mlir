@@ -70,6 +70,24 @@ func.func @expert_ffn_bf16(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %counts: 
 
 // -----
 
+// Shared experts folded in as experts 4 and 5: their stacks follow the
+// biases (here absent, empty buffers) in the call.
+// CHECK-LABEL: func.func @expert_ffn_shared
+// CHECK-SAME: %[[S1:[^:]*]]: tensor<2x16x32xf32>, %[[S3:[^:]*]]: tensor<2x16x32xf32>, %[[S2:[^:]*]]: tensor<2x32x16xf32>)
+// CHECK: %[[B1:.*]] = bufferization.to_buffer %[[S1]] read_only
+// CHECK: %[[C1:.*]] = memref.cast %[[B1]]
+// CHECK: %[[B3:.*]] = bufferization.to_buffer %[[S3]] read_only
+// CHECK: %[[C3:.*]] = memref.cast %[[B3]]
+// CHECK: %[[B2:.*]] = bufferization.to_buffer %[[S2]] read_only
+// CHECK: %[[C2:.*]] = memref.cast %[[B2]]
+// CHECK: call @moert_cpu_expert_ffn(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[C1]], %[[C3]], %[[C2]], %{{.*}}, %{{.*}}
+func.func @expert_ffn_shared(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %counts: tensor<6xi32>, %w1: tensor<4x16x32xf32>, %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %s1: tensor<2x16x32xf32>, %s3: tensor<2x16x32xf32>, %s2: tensor<2x32x16xf32>) -> tensor<?x16xf32> {
+  %o = moe.expert_ffn %x, %rows, %counts : tensor<?x16xf32>, tensor<?xi32>, tensor<6xi32> w1(%w1 : tensor<4x16x32xf32>) w3(%w3 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) shared_w1(%s1 : tensor<2x16x32xf32>) shared_w3(%s3 : tensor<2x16x32xf32>) shared_w2(%s2 : tensor<2x32x16xf32>) {ffn = #moe.ffn<>} -> tensor<?x16xf32>
+  return %o : tensor<?x16xf32>
+}
+
+// -----
+
 // A padded dispatch over a dynamic T computes C = ceil(1.25 * T * 1 / 4)
 // in the IR (f64, the order of computeCapacity), then collapses [E, C, D] to
 // the kernel's [E*C, D] view.

@@ -1,5 +1,6 @@
 // RUN: moe-opt %s -moe-decompose -moe-fuse-experts -split-input-file | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-fuse-experts | FileCheck %s --check-prefix=UNTOUCHED
+// RUN: moe-opt %s -moe-decompose -moe-fuse-experts="fold-shared-experts=false" -split-input-file | FileCheck %s --check-prefix=FOLDOFF
 
 // A decomposed SwiGLU layer: the experts op becomes moe.expert_ffn reading
 // the layer input through row_token (gather fusion); the dispatched copy is
@@ -76,5 +77,91 @@ func.func @edited_body(%x: tensor<?x8xf32>, %w: tensor<?x1xf32>, %e: tensor<?x1x
     moe.yield %seg : tensor<?x8xf32>
   }
   %y = moe.combine %o, %s, %cw : tensor<?x8xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
+// DeepSeek-style shared experts (weight 1, same FFN shapes as the routed
+// ones) are folded in as always-selected experts: one routing of k + S = 4
+// slots per token (slots 2 and 3 name experts 8 and 9), one dispatch over
+// 10 experts (marked with S = 2 for the routing statistics), one expert
+// call with the shared stacks, one combine; no second call and no final
+// add.
+// CHECK-LABEL: func.func @shared_folded
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<?x8xf32>, %{{[^:]*}}: tensor<8x8xf32>, %[[W1:[^:]*]]: tensor<8x8x16xf32>, %[[W3:[^:]*]]: tensor<8x8x16xf32>, %[[W2:[^:]*]]: tensor<8x16x8xf32>, %[[SW1:[^:]*]]: tensor<2x8x16xf32>, %[[SW3:[^:]*]]: tensor<2x8x16xf32>, %[[SW2:[^:]*]]: tensor<2x16x8xf32>)
+// CHECK: %[[RW:.*]], %[[RE:.*]] = moe.route
+// CHECK: %[[IDS:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<?x4xi32>)
+// CHECK: tensor.extract %[[RE]]
+// CHECK: arith.constant 8 : index
+// CHECK: %[[CW:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<?x4xf32>)
+// CHECK: tensor.extract %[[RW]]
+// CHECK: %{{.*}}, %[[ROWS:.*]], %[[CNT:.*]], %[[SLOT:.*]], %[[CWS:.*]] = moe.dispatch %[[X]], %[[CW]], %[[IDS]] {moe.shared_experts = 2 : i64} : tensor<?x8xf32>, tensor<?x4xf32>, tensor<?x4xi32> -> tensor<?x8xf32>, tensor<?xi32>, tensor<10xi32>, tensor<?x4xi32>, tensor<?x4xf32>
+// CHECK: %[[O:.*]] = moe.expert_ffn %[[X]], %[[ROWS]], %[[CNT]] : tensor<?x8xf32>, tensor<?xi32>, tensor<10xi32> w1(%[[W1]] : tensor<8x8x16xf32>) w3(%[[W3]] : tensor<8x8x16xf32>) w2(%[[W2]] : tensor<8x16x8xf32>) shared_w1(%[[SW1]] : tensor<2x8x16xf32>) shared_w3(%[[SW3]] : tensor<2x8x16xf32>) shared_w2(%[[SW2]] : tensor<2x16x8xf32>) {ffn = #moe.ffn<>}
+// CHECK-NEXT: %[[Y:.*]] = moe.combine %[[O]], %[[SLOT]], %[[CWS]] : tensor<?x8xf32>, tensor<?x4xi32>, tensor<?x4xf32>
+// CHECK-NEXT: return %[[Y]]
+// FOLDOFF-LABEL: func.func @shared_folded
+// FOLDOFF-COUNT-2: moe.expert_ffn
+// FOLDOFF: arith.addf
+func.func @shared_folded(%x: tensor<?x8xf32>, %wg: tensor<8x8xf32>,
+                         %w1: tensor<8x8x16xf32>, %w3: tensor<8x8x16xf32>,
+                         %w2: tensor<8x16x8xf32>,
+                         %sw1: tensor<2x8x16xf32>, %sw3: tensor<2x8x16xf32>,
+                         %sw2: tensor<2x16x8xf32>) -> tensor<?x8xf32> {
+  %y = moe.layer %x : tensor<?x8xf32> router(%wg : tensor<8x8xf32>)
+         w1(%w1 : tensor<8x8x16xf32>) w3(%w3 : tensor<8x8x16xf32>)
+         w2(%w2 : tensor<8x16x8xf32>)
+         shared_w1(%sw1 : tensor<2x8x16xf32>) shared_w3(%sw3 : tensor<2x8x16xf32>)
+         shared_w2(%sw2 : tensor<2x16x8xf32>)
+         {ffn = #moe.ffn<>, routing = #moe.routing<k = 2, normalize = selected>}
+         -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
+// Qwen-style gated shared expert: its slot carries sigmoid(x g) as weight.
+// CHECK-LABEL: func.func @shared_gated_folded
+// CHECK: %[[GW:.*]] = linalg.generic {{.*}} ins(%{{.*}} : tensor<?x1xf32>)
+// CHECK: math.exp
+// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<?x3xi32>)
+// CHECK: %[[CW:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<?x3xf32>)
+// CHECK: tensor.extract %[[GW]]
+// CHECK: moe.dispatch %{{.*}}, %[[CW]], %{{.*}} -> {{.*}}, tensor<5xi32>,
+// CHECK: moe.expert_ffn {{.*}} w1(%{{.*}} : tensor<4x8x16xf32>) w2(%{{.*}} : tensor<4x16x8xf32>) shared_w1(%{{.*}} : tensor<1x8x16xf32>) shared_w2(%{{.*}} : tensor<1x16x8xf32>) {ffn = #moe.ffn<kind = mlp, activation = gelu>}
+// CHECK-NEXT: moe.combine
+// CHECK-NOT: moe.expert_ffn
+func.func @shared_gated_folded(%x: tensor<?x8xf32>, %wg: tensor<8x4xf32>,
+                               %w1: tensor<4x8x16xf32>, %w2: tensor<4x16x8xf32>,
+                               %sw1: tensor<1x8x16xf32>, %sw2: tensor<1x16x8xf32>,
+                               %sg: tensor<8x1xf32>) -> tensor<?x8xf32> {
+  %y = moe.layer %x : tensor<?x8xf32> router(%wg : tensor<8x4xf32>)
+         w1(%w1 : tensor<4x8x16xf32>) w2(%w2 : tensor<4x16x8xf32>)
+         shared_w1(%sw1 : tensor<1x8x16xf32>) shared_w2(%sw2 : tensor<1x16x8xf32>)
+         shared_gate(%sg : tensor<8x1xf32>)
+         {ffn = #moe.ffn<kind = mlp, activation = gelu>, routing = #moe.routing<k = 2>}
+         -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
+// A shared expert wider than the routed ones (F = 24 vs 16) is not folded:
+// two expert calls and the add remain.
+// CHECK-LABEL: func.func @shared_other_width
+// CHECK-COUNT-2: moe.expert_ffn
+// CHECK: arith.addf
+func.func @shared_other_width(%x: tensor<?x8xf32>, %wg: tensor<8x4xf32>,
+                              %w1: tensor<4x8x16xf32>, %w3: tensor<4x8x16xf32>,
+                              %w2: tensor<4x16x8xf32>,
+                              %sw1: tensor<1x8x24xf32>, %sw3: tensor<1x8x24xf32>,
+                              %sw2: tensor<1x24x8xf32>) -> tensor<?x8xf32> {
+  %y = moe.layer %x : tensor<?x8xf32> router(%wg : tensor<8x4xf32>)
+         w1(%w1 : tensor<4x8x16xf32>) w3(%w3 : tensor<4x8x16xf32>)
+         w2(%w2 : tensor<4x16x8xf32>)
+         shared_w1(%sw1 : tensor<1x8x24xf32>) shared_w3(%sw3 : tensor<1x8x24xf32>)
+         shared_w2(%sw2 : tensor<1x24x8xf32>)
+         {ffn = #moe.ffn<>, routing = #moe.routing<k = 2>}
+         -> tensor<?x8xf32>
   return %y : tensor<?x8xf32>
 }

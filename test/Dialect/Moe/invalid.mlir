@@ -1494,6 +1494,46 @@ func.func @expert_ffn_counts(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: ten
 
 // -----
 
+func.func @expert_ffn_shared_counts(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %s1: tensor<1x16x32xf32>, %s2: tensor<1x32x16xf32>) {
+  // expected-error @+1 {{counts has 4 entries but there are 5 experts (routed + shared)}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) shared_w1(%s1 : tensor<1x16x32xf32>) shared_w2(%s2 : tensor<1x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_shared_half(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<5xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %s1: tensor<1x16x32xf32>) {
+  // expected-error @+1 {{shared experts need both shared_w1 and shared_w2}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) shared_w1(%s1 : tensor<1x16x32xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_shared_width(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<5xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %s1: tensor<1x16x48xf32>, %s2: tensor<1x48x16xf32>) {
+  // expected-error @+1 {{shared experts must have the routed experts' per-expert weight shapes}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) shared_w1(%s1 : tensor<1x16x48xf32>) shared_w2(%s2 : tensor<1x48x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_shared_dtype(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<5xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %s1: tensor<1x16x32xbf16>, %s2: tensor<1x32x16xbf16>) {
+  // expected-error @+1 {{shared experts must have the routed experts' weight element type}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) shared_w1(%s1 : tensor<1x16x32xbf16>) shared_w2(%s2 : tensor<1x32x16xbf16>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_shared_padded(%x: tensor<?x16xf32>, %rows: tensor<4x3xi32>, %c: tensor<5xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %s1: tensor<1x16x32xf32>, %s2: tensor<1x32x16xf32>) {
+  // expected-error @+1 {{shared experts need the ragged layout}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<4x3xi32>, tensor<5xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) shared_w1(%s1 : tensor<1x16x32xf32>) shared_w2(%s2 : tensor<1x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<4x3x16xf32>
+  return
+}
+
+// -----
+
 func.func @expert_ffn_padded_rows(%x: tensor<?x16xf32>, %rows: tensor<4x3xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
   // expected-error @+1 {{result capacity (vs row_token) is 5 but must be 3}}
   %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<4x3xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<4x5x16xf32>

@@ -737,6 +737,18 @@ func.func @expert_ffn_forms(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %prow: t
 
 // -----
 
+// Shared experts folded in as always-selected experts 4 and 5.
+// CHECK-LABEL: func.func @expert_ffn_shared
+// CHECK: moe.expert_ffn %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<?xi32>, tensor<6xi32> w1(%{{.*}} : tensor<4x16x32xf32>) w3(%{{.*}} : tensor<4x16x32xf32>) w2(%{{.*}} : tensor<4x32x16xf32>) shared_w1(%{{.*}} : tensor<2x16x32xf32>) shared_w3(%{{.*}} : tensor<2x16x32xf32>) shared_w2(%{{.*}} : tensor<2x32x16xf32>) {ffn = #moe.ffn<>} -> tensor<?x16xf32>
+func.func @expert_ffn_shared(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<6xi32>,
+                             %w1: tensor<4x16x32xf32>, %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>,
+                             %s1: tensor<2x16x32xf32>, %s3: tensor<2x16x32xf32>, %s2: tensor<2x32x16xf32>) -> tensor<?x16xf32> {
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<6xi32> w1(%w1 : tensor<4x16x32xf32>) w3(%w3 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) shared_w1(%s1 : tensor<2x16x32xf32>) shared_w3(%s3 : tensor<2x16x32xf32>) shared_w2(%s2 : tensor<2x32x16xf32>) {ffn = #moe.ffn<>} -> tensor<?x16xf32>
+  return %a : tensor<?x16xf32>
+}
+
+// -----
+
 // CHECK-LABEL: func.func @load_balance
 // CHECK: moe.load_balance %{{.*}}, %{{.*}} : tensor<?x2xi32>, tensor<?x8xf32> -> tensor<f32>
 func.func @load_balance(%e: tensor<?x2xi32>, %p: tensor<?x8xf32>) -> tensor<f32> {

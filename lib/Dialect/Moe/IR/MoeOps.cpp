@@ -534,12 +534,41 @@ LogicalResult ExpertFFNOp::verify() {
   if (failed(verifyStackedFFN(op, "", getFfn(), d, getW1(), getW3(), getW2(),
                               getB1(), getB2())))
     return failure();
-  int64_t e = getW1().getType().getDimSize(0);
-  if (getCounts().getType().getDimSize(0) != e)
+  int64_t e = getNumRoutedExperts();
+  auto rowType = getRowToken().getType();
+  // Shared experts folded in as always-selected experts E .. E + S - 1.
+  bool anyShared = getSharedW1() || getSharedW3() || getSharedW2();
+  if (anyShared) {
+    if (!getSharedW1() || !getSharedW2())
+      return emitOpError() << "shared experts need both shared_w1 and shared_w2";
+    if (failed(verifyStackedFFN(op, "shared_", getFfn(), d, getSharedW1(),
+                                getSharedW3(), getSharedW2(), Value(), Value())))
+      return failure();
+    auto perExpert = [](Value v) {
+      return cast<RankedTensorType>(v.getType()).getShape().drop_front();
+    };
+    if (perExpert(getSharedW1()) != perExpert(getW1()) ||
+        perExpert(getSharedW2()) != perExpert(getW2()))
+      return emitOpError() << "shared experts must have the routed experts' "
+                              "per-expert weight shapes";
+    for (auto [shared, routed] :
+         {std::pair<Value, Value>{getSharedW1(), getW1()},
+          {getSharedW3(), getW3()},
+          {getSharedW2(), getW2()}})
+      if (shared &&
+          getElementTypeOrSelf(shared) != getElementTypeOrSelf(routed))
+        return emitOpError() << "shared experts must have the routed experts' "
+                                "weight element type";
+    if (rowType.getRank() != 1)
+      return emitOpError() << "shared experts need the ragged layout";
+  }
+  int64_t numExperts = e + getNumSharedExperts();
+  if (getCounts().getType().getDimSize(0) != numExperts)
     return emitOpError() << "counts has "
                          << dimStr(getCounts().getType().getDimSize(0))
-                         << " entries but there are " << e << " experts";
-  auto rowType = getRowToken().getType();
+                         << " entries but there are " << numExperts
+                         << " experts"
+                         << (anyShared ? " (routed + shared)" : "");
   auto resType = getResult().getType();
   if (!resType.getElementType().isF32())
     return emitOpError() << "result must be f32 (the FFN accumulates in f32)";

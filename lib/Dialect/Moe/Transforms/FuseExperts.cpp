@@ -196,19 +196,23 @@ LogicalResult fuseOne(RewriterBase &rewriter, ExpertsOp op) {
   auto fused = ExpertFFNOp::create(
       rewriter, op.getLoc(), op.getResult().getType(), dispatch.getInput(),
       dispatch.getRowToken(), op.getCounts(), weights->w1, weights->w3,
-      weights->w2, weights->b1, weights->b2, form);
+      weights->w2, weights->b1, weights->b2, /*shared_w1=*/Value(),
+      /*shared_w3=*/Value(), /*shared_w2=*/Value(), form);
   rewriter.replaceOp(op, fused.getResult());
   return success();
 }
 
 struct MoeFuseExpertsPass
     : public mlir::moe::impl::MoeFuseExpertsPassBase<MoeFuseExpertsPass> {
+  using MoeFuseExpertsPassBase::MoeFuseExpertsPassBase;
   void runOnOperation() override {
     IRRewriter rewriter(&getContext());
     // Horizontal first (traced per-expert loops -> moe.experts), then
     // vertical (moe.experts with a standard FFN body -> moe.expert_ffn).
     raiseExpertLoops(rewriter, getOperation());
     fuseExperts(rewriter, getOperation());
+    if (foldShared)
+      foldSharedExperts(rewriter, getOperation());
   }
 };
 

@@ -15,4 +15,13 @@
 #define GET_OP_CLASSES
 #include "moe/Dialect/Moe/IR/MoeOps.h.inc"
 
+namespace mlir::moe {
+/// Discardable i64 attribute moe-fuse-experts puts on a moe.dispatch into
+/// which it folded shared experts: their number S (the last S slots and
+/// experts). Results do not depend on it; the routing statistics use it to
+/// report the routed and the shared slots as two dispatches.
+inline constexpr llvm::StringLiteral kDispatchSharedExpertsAttr =
+    "moe.shared_experts";
+} // namespace mlir::moe
+
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_H

@@ -311,6 +311,13 @@ def Moe_ExpertFFNOp : Moe_Op<"expert_ffn", [Pure, AttrSizedOperandSegments]> {
     for rows inside a segment, zero elsewhere. Weights are stacked as for
     `moe.layer` (`w1` `[E, D, F]` or fused `[E, D, 2F]`, optional `w3`,
     `w2` `[E, F, D]`, optional biases), oriented per `ffn.layout`.
+
+    Shared experts (DeepSeek-MoE, Qwen-MoE) may be folded in as
+    always-selected experts (what `moe-fuse-experts` does): with
+    `shared_w1`, optional `shared_w3` and `shared_w2`, stacked `[S, ...]`
+    with the routed experts' per-expert shapes and element type, `counts`
+    has `E + S` entries and expert `E + s` is shared expert `s` (no bias).
+    Its segment then holds every token once. The layout must be ragged.
   }];
   let arguments = (ins
     Moe_FloatTensor:$input,
@@ -321,6 +328,9 @@ def Moe_ExpertFFNOp : Moe_Op<"expert_ffn", [Pure, AttrSizedOperandSegments]> {
     Moe_FloatTensor:$w2,
     Optional<Moe_FloatTensor>:$b1,
     Optional<Moe_FloatTensor>:$b2,
+    Optional<Moe_FloatTensor>:$shared_w1,
+    Optional<Moe_FloatTensor>:$shared_w3,
+    Optional<Moe_FloatTensor>:$shared_w2,
     Moe_FFNAttr:$ffn
   );
   let results = (outs Moe_FloatTensor:$result);
@@ -331,7 +341,18 @@ def Moe_ExpertFFNOp : Moe_Op<"expert_ffn", [Pure, AttrSizedOperandSegments]> {
     `w2` `(` $w2 `:` type($w2) `)`
     (`b1` `(` $b1^ `:` type($b1) `)`)?
     (`b2` `(` $b2^ `:` type($b2) `)`)?
+    (`shared_w1` `(` $shared_w1^ `:` type($shared_w1) `)`)?
+    (`shared_w3` `(` $shared_w3^ `:` type($shared_w3) `)`)?
+    (`shared_w2` `(` $shared_w2^ `:` type($shared_w2) `)`)?
     attr-dict `->` type($result)
+  }];
+  let extraClassDeclaration = [{
+    /// Routed experts (the leading dimension of w1).
+    int64_t getNumRoutedExperts() { return getW1().getType().getDimSize(0); }
+    /// Shared experts folded in as always-selected experts (0 if none).
+    int64_t getNumSharedExperts() {
+      return getSharedW1() ? getSharedW1().getType().getDimSize(0) : 0;
+    }
   }];
   let hasVerifier = 1;
 }

@@ -88,6 +88,17 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
     Bodies that are not a recognised form are left to the generic loop
     lowering (`convert-moe-to-linalg`).
 
+    Last, shared experts are folded in as always-selected experts
+    (`fold-shared-experts`, on by default): where the combined outputs of a
+    routed `moe.expert_ffn` and of one routed by column ids (every token to
+    each of S shared experts, as `moe-decompose` builds it) are added, and
+    both have the same FFN form and per-expert shapes, the pair becomes one
+    routing of K + S slots per token (slot K + s names expert E + s with the
+    shared weight), one `moe.dispatch`, one `moe.expert_ffn` with
+    `shared_w1`/`shared_w3`/`shared_w2` operands and one `moe.combine`. The
+    slots are summed routed first, then shared, so the result differs from
+    the unfolded one only in the rounding of that last addition.
+
     ```mlir
     %d, %rows, %counts, %slots, %cw = moe.dispatch %x, %w, %e : ...
     %o = moe.experts %d, %counts weights(%w1, %w3, %w2 : ...) ... { <SwiGLU> }
@@ -96,6 +107,11 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
            w2(%w2 : ...) {ffn = #moe.ffn<>} -> tensor<?x64xf32>
     ```
   }];
+  let options = [
+    Option<"foldShared", "fold-shared-experts", "bool", /*default=*/"true",
+           "Fold shared experts into the routed experts' call as "
+           "always-selected experts">
+  ];
   // Raising creates moe.experts in modules that may hold no moe op yet.
   let dependentDialects = ["::mlir::moe::MoeDialect"];
 }

@@ -58,6 +58,15 @@ int64_t raiseExpertLoops(RewriterBase &rewriter, Operation *root);
 /// rewritten ops.
 int64_t fuseExperts(RewriterBase &rewriter, Operation *root);
 
+/// Folds shared experts into the routed experts' call as always-selected
+/// experts: the sum of two combined moe.expert_ffn results over the same
+/// input, one routed by a moe.route and one by column ids (every token to
+/// each shared expert, as moe-decompose builds it), with the same FFN form
+/// and per-expert shapes, becomes one dispatch of K + S slots per token, one
+/// moe.expert_ffn with shared_w* operands and one combine. Returns the
+/// number of folded pairs.
+int64_t foldSharedExperts(RewriterBase &rewriter, Operation *root);
+
 /// Rewrites `layer` into router matmul, moe.route, moe.dispatch, moe.experts
 /// and moe.combine (plus the same for shared experts). Returns the value that
 /// replaced the layer's result.
