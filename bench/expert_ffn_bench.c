@@ -289,8 +289,9 @@ static void run_kernel(Weights *w, Batch *b) {
   moert_memref_2d none = d2(NULL, 0, 0);
   moert_memref_3d no_shared = d3(NULL, 0, 0, 0);
   _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &none, &none,
-                                    &no_shared, &no_shared, &no_shared, &out,
-                                    -1, 1, 0, 0, w->layout, 1.0, 0.0, 0.0, w->dtype);
+                                    &no_shared, &no_shared, &no_shared, &none, &none,
+                                    &none, &out, -1, 1, 0, 0, w->layout, 1.0, 0.0, 0.0,
+                                    w->dtype, 0, 0);
 }
 
 /* Naive: per expert, gather its rows, sgemm x W1, x W3, SwiGLU, sgemm W2,

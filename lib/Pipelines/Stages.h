@@ -22,18 +22,20 @@ namespace mlir::moe::detail {
 /// Fusion runs right after decomposition, while expert bodies are still in
 /// their canonical form. No CSE before bufferization: it would merge the
 /// zero-filled accumulators of different products into one tensor.
-/// `foldSharedExperts`: moe-fuse-experts folds shared experts into the
-/// routed call (measured on CPUs; the GPU pipelines keep them separate
-/// until the folded kernels' per-load expert branch is timed on a GPU).
+/// `foldSharedExperts`, `fuseCombine`: the options of moe-fuse-experts
+/// (the GPU pipelines keep shared experts separate until the folded
+/// kernels' per-load expert branch is timed on a GPU).
 inline std::string bufferizedStages(bool fuseExperts, bool parallelLoops,
                                     bool exportEntryPoints,
                                     int64_t tileRows = 8,
                                     bool sharedTiles = false,
-                                    bool foldSharedExperts = true) {
+                                    bool foldSharedExperts = true,
+                                    bool fuseCombine = true) {
+  auto flag = [](bool b) { return b ? "true" : "false"; };
   std::string s = "moe-decompose,";
   if (fuseExperts)
-    s += foldSharedExperts ? "moe-fuse-experts,"
-                           : "moe-fuse-experts{fold-shared-experts=false},";
+    s += std::string("moe-fuse-experts{fold-shared-experts=") +
+         flag(foldSharedExperts) + " fuse-combine=" + flag(fuseCombine) + "},";
   s += "canonicalize,convert-moe-to-linalg,";
   s += parallelLoops ? "convert-moe-to-parallel-loops{tile-rows=" +
                            std::to_string(tileRows) + " shared-tiles=" +

@@ -368,10 +368,13 @@ void RunKernel(Problem &p) {
       if (b->sizes[0] != 0)
         b->sizes[0] = routed;
   }
+  moert_memref_2d none2 = b1;
+  none2.sizes[0] = none2.sizes[1] = 0;
   _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &sw1,
-                                    &sw3, &sw2, &out, p.seg_stride, p.f.kind, p.f.act, p.f.gate_up,
+                                    &sw3, &sw2, &none2, &none2, &none2, &out,
+                                    p.seg_stride, p.f.kind, p.f.act, p.f.gate_up,
                                     p.f.layout, p.f.alpha, p.f.up_shift, p.f.limit,
-                                    p.f.dtype);
+                                    p.f.dtype, 0, 0);
 }
 
 std::vector<float> OutRows(const Problem &p) {
@@ -768,6 +771,167 @@ TEST(ExpertFfn, SharedExpertGroupEqualsTheStackedCall) {
         ExpectSerialBitsUnder({&tp, 2, ThreadPoolHook::ParallelFor}, folded, want);
       }
     }
+}
+
+// The combine fused into the call (combine = 1): each token's rows, summed
+// gate-weighted in slot order, are the bits of moert_cpu_combine over the
+// unfused call's rows, on every path, under threads; without scratch
+// memory, close to them.
+struct Slots {
+  int64_t K = 0;
+  std::vector<int32_t> slot;
+  std::vector<float> w;
+  moert_memref_2d SlotDesc() {
+    return moert_memref_2d{nullptr, slot.data(), 0, {(int64_t)slot.size() / std::max<int64_t>(K, 1), K}, {K, 1}};
+  }
+  moert_memref_2d WeightDesc() {
+    return moert_memref_2d{nullptr, w.data(), 0, {(int64_t)w.size() / std::max<int64_t>(K, 1), K}, {K, 1}};
+  }
+};
+
+// Slots of every valid row of p, by token (in row order), K = the most rows
+// of one token plus one unused slot; random gate weights.
+Slots SlotsOf(const Problem &p, uint32_t seed) {
+  std::vector<std::vector<int32_t>> rows((size_t)p.T);
+  int64_t cursor = 0;
+  for (int64_t e = 0; e < p.E; ++e) {
+    int64_t c = std::max<int32_t>(p.counts[(size_t)e], 0);
+    int64_t s0 = p.seg_stride >= 0 ? e * p.seg_stride : cursor;
+    int64_t n = p.seg_stride >= 0 ? std::min(c, p.seg_stride) : std::min(c, p.R - cursor);
+    cursor += p.seg_stride >= 0 ? 0 : n;
+    for (int64_t r = s0; r < s0 + n; ++r) {
+      int32_t t = p.row_token[(size_t)r];
+      if (t >= 0 && t < p.T)
+        rows[(size_t)t].push_back((int32_t)r);
+    }
+  }
+  Slots sl;
+  for (auto &r : rows)
+    sl.K = std::max<int64_t>(sl.K, (int64_t)r.size());
+  sl.K += 1;
+  sl.slot.assign((size_t)(p.T * sl.K), -1);
+  sl.w.assign((size_t)(p.T * sl.K), 0.0f);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.05f, 1.0f);
+  for (int64_t t = 0; t < p.T; ++t)
+    for (size_t j = 0; j < rows[(size_t)t].size(); ++j) {
+      sl.slot[(size_t)(t * sl.K) + j] = rows[(size_t)t][j];
+      sl.w[(size_t)(t * sl.K) + j] = u(rng);
+    }
+  return sl;
+}
+
+// out [T, Dout] of the fused call.
+std::vector<float> RunCombined(Problem &p, Slots &sl) {
+  moert_memref_2d x = p.x.desc(), b1 = p.b1.desc(), b2 = p.b2.desc();
+  moert_memref_1d rt{nullptr, p.row_token.data(), 0, {(int64_t)p.row_token.size()}, {1}};
+  moert_memref_1d ct{nullptr, p.counts.data(), 0, {(int64_t)p.counts.size()}, {1}};
+  rt.allocated = rt.aligned;
+  ct.allocated = ct.aligned;
+  moert_memref_3d w1 = p.w1.desc(), w3 = p.w3.desc(), w2 = p.w2.desc(), none3 = w1;
+  none3.sizes[0] = 0;
+  std::vector<float> out((size_t)(p.T * p.Dout), kSentinel);
+  moert_memref_2d od{out.data(), out.data(), 0, {p.T, p.Dout}, {p.Dout, 1}};
+  moert_memref_2d sd = sl.SlotDesc(), wd = sl.WeightDesc(), none2 = od;
+  none2.sizes[0] = none2.sizes[1] = 0;
+  _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &none3, &none3,
+                                    &none3, &sd, &wd, &none2, &od, p.seg_stride, p.f.kind,
+                                    p.f.act, p.f.gate_up, p.f.layout, p.f.alpha,
+                                    p.f.up_shift, p.f.limit, p.f.dtype, 1, 0);
+  return out;
+}
+
+// moert_cpu_combine over the unfused call's rows.
+std::vector<float> CombineRows(Problem &p, Slots &sl) {
+  RunKernel(p);
+  moert_memref_2d rows = p.out.desc();
+  std::vector<float> out((size_t)(p.T * p.Dout), kSentinel);
+  moert_memref_2d od{out.data(), out.data(), 0, {p.T, p.Dout}, {p.Dout, 1}};
+  moert_memref_2d sd = sl.SlotDesc(), wd = sl.WeightDesc(), pt = od;
+  pt.sizes[0] = 0;
+  _mlir_ciface_moert_cpu_combine(&rows, &sd, &wd, &pt, &od, MOERT_F32);
+  return out;
+}
+
+TEST(ExpertFfn, FusedCombineEqualsCombineOfTheRows) {
+  for (int isa : Isas())
+    for (int variant = 0; variant < 3; ++variant) {
+      Form f;
+      f.layout = variant == 1 ? MOERT_LAYOUT_OUT_IN : MOERT_LAYOUT_IN_OUT;
+      f.dtype = variant == 2 ? MOERT_BF16 : MOERT_F32;
+      f.b2 = variant != 0;
+      TuneGuard g(Tuning(isa, MOERT_FFN_PATH_AUTO, 64, 64, 0));
+      // Prefill (ragged, with skipped rows), padded, decode.
+      struct Case {
+        int64_t T;
+        std::vector<int32_t> counts;
+        int64_t capacity;
+      };
+      for (const Case &c : {Case{70, {40, 0, 33, 61, 6}, -1}, Case{30, {9, 12, 5, 12}, 10},
+                            Case{3, {1, 0, 2, 3}, -1}}) {
+        Problem base = Make(f, c.T, 64, 96, 72, c.counts, c.capacity, 31u, 0.05);
+        Slots sl = SlotsOf(base, 5u);
+        Problem p = base;
+        std::vector<float> want = CombineRows(p, sl);
+        Problem q = base;
+        std::vector<float> got = RunCombined(q, sl);
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << "T " << c.T << " variant " << variant;
+        {
+          ThreadPoolHook tp{3};
+          moert_parallel_hook hook = {&tp, 3, ThreadPoolHook::ParallelFor};
+          HookGuard hg(&hook);
+          Problem r = base;
+          std::vector<float> threaded = RunCombined(r, sl);
+          EXPECT_EQ(0, std::memcmp(threaded.data(), want.data(), got.size() * sizeof(float)))
+              << "threads, T " << c.T << " variant " << variant;
+        }
+        // Without scratch memory: the row-by-row path, close to the rows'.
+        moert_expert_ffn_tuning t = Tuning(isa, MOERT_FFN_PATH_AUTO, 64, 64, 0);
+        t.no_heap = 1;
+        TuneGuard g2(t);
+        Problem r = base;
+        std::vector<float> rowwise = RunCombined(r, sl);
+        double maxref = 0, maxerr = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          maxref = std::max(maxref, (double)std::fabs(want[i]));
+          maxerr = std::max(maxerr, (double)std::fabs(rowwise[i] - want[i]));
+        }
+        EXPECT_LE(maxerr, 1e-5 * std::max(maxref, 1e-30)) << "no heap, T " << c.T;
+      }
+    }
+}
+
+// The fused combine writes nothing when its operands disagree with the call.
+TEST(ExpertFfn, FusedCombineMismatchWritesNothing) {
+  Form f;
+  Problem base = Make(f, 6, 8, 12, 8, {2, 3, 4}, -1, 9u);
+  for (int what = 0; what < 4; ++what) {
+    Problem p = base;
+    Slots sl = SlotsOf(p, 3u);
+    moert_memref_2d x = p.x.desc(), b1 = p.b1.desc(), b2 = p.b2.desc();
+    moert_memref_1d rt{p.row_token.data(), p.row_token.data(), 0, {(int64_t)p.row_token.size()}, {1}};
+    moert_memref_1d ct{p.counts.data(), p.counts.data(), 0, {3}, {1}};
+    moert_memref_3d w1 = p.w1.desc(), w3 = p.w3.desc(), w2 = p.w2.desc(), none3 = w1;
+    none3.sizes[0] = 0;
+    std::vector<float> out((size_t)(p.T * p.Dout), kSentinel);
+    moert_memref_2d od{out.data(), out.data(), 0, {p.T, p.Dout}, {p.Dout, 1}};
+    moert_memref_2d sd = sl.SlotDesc(), wd = sl.WeightDesc(), none2 = od;
+    none2.sizes[0] = none2.sizes[1] = 0;
+    if (what == 0)
+      od.sizes[0] = p.T - 1; // tokens
+    else if (what == 1)
+      od.sizes[1] = p.Dout + 1; // width
+    else if (what == 2)
+      wd.sizes[1] = sl.K - 1; // weights vs slots
+    else
+      sd.sizes[0] = p.T + 1; // slot tokens
+    _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &none3, &none3,
+                                      &none3, &sd, &wd, &none2, &od, -1, f.kind, f.act,
+                                      f.gate_up, f.layout, 1.0, 0.0, 0.0, f.dtype, 1, 0);
+    for (float v : out)
+      ASSERT_EQ(v, kSentinel) << "case " << what;
+  }
 }
 
 TEST(ExpertFfn, BitIdenticalUnderAnyHook) {
@@ -1340,9 +1504,11 @@ TEST(ExpertFfn, InconsistentDescriptorsWriteNothing) {
     (void)p;
     moert_memref_3d none = w1;
     none.sizes[0] = 0;
+    moert_memref_2d none2 = x;
+    none2.sizes[0] = none2.sizes[1] = 0;
     _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &none, &none,
-                                      &none, &out, seg, kind, act, gu, layout, 1.0, 0.0,
-                                      0.0, dtype);
+                                      &none, &none2, &none2, &none2, &out, seg, kind, act,
+                                      gu, layout, 1.0, 0.0, 0.0, dtype, 0, 0);
   };
   struct Args {
     moert_memref_2d x, b1, b2, out;
@@ -1436,9 +1602,12 @@ TEST(ExpertFfn, MismatchedSharedGroupWritesNothing) {
       sw2.sizes[1] = 11;
     else if (what == 2)
       sw3.sizes[0] = 0; // a separate GLU needs shared w3
+    moert_memref_2d none2 = x;
+    none2.sizes[0] = none2.sizes[1] = 0;
     _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &sw1, &sw3,
-                                      &sw2, &out, seg, f.kind, f.act, f.gate_up, f.layout,
-                                      1.0, 0.0, 0.0, f.dtype);
+                                      &sw2, &none2, &none2, &none2, &out, seg, f.kind,
+                                      f.act, f.gate_up, f.layout, 1.0, 0.0, 0.0, f.dtype,
+                                      0, 0);
     for (float v : p.out.data)
       ASSERT_EQ(v, kSentinel) << "case " << what;
   }

@@ -9,7 +9,7 @@
 // CHECK-NOT: linalg.
 // CHECK-DAG: llvm.func @_mlir_ciface_moert_cpu_route(
 // CHECK-DAG: llvm.func @_mlir_ciface_moert_cpu_dispatch(
-// CHECK-DAG: llvm.func @_mlir_ciface_moert_cpu_combine(
+// CHECK-DAG: llvm.func @_mlir_ciface_moert_cpu_expert_ffn(
 // CHECK-DAG: llvm.func @_mlir_ciface_layer_with_residual(
 // CHECK-NOT: memrefCopy
 

@@ -21,6 +21,16 @@ struct MoeCPUPipelineOptions
       llvm::cl::desc("Fuse token gather and standard expert FFNs into "
                      "moe.expert_ffn (the tiled, multi-threaded CPU kernel)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> foldSharedExperts{
+      *this, "fold-shared-experts",
+      llvm::cl::desc("With fuse-experts: fold shared experts into the routed "
+                     "experts' call as always-selected experts"),
+      llvm::cl::init(true)};
+  PassOptions::Option<bool> fuseCombine{
+      *this, "fuse-combine",
+      llvm::cl::desc("With fuse-experts: fuse the gate-weighted combine into "
+                     "moe.expert_ffn (no [T*K, D] rows in the program)"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> parallelLoops{
       *this, "parallel-loops",
       llvm::cl::desc("Lower routing, dispatch, expert FFN and combine to the "

@@ -1611,6 +1611,26 @@ struct LowerMatmul : OpRewritePattern<linalg::MatmulOp> {
   }
 };
 
+/// moe.expert_ffn ... combine(%slots, %weights) -> [T, D] as the op without
+/// the combine (rows in the dispatched layout) and a moe.combine.
+void splitFusedCombine(RewriterBase &rewriter, ExpertFFNOp op) {
+  OpBuilder::InsertionGuard guard(rewriter);
+  rewriter.setInsertionPoint(op);
+  auto rowType = op.getRowToken().getType();
+  int64_t d = op.getResult().getType().getDimSize(1);
+  SmallVector<int64_t> rowsShape(rowType.getShape());
+  rowsShape.push_back(d);
+  auto rows = ExpertFFNOp::create(
+      rewriter, op.getLoc(), RankedTensorType::get(rowsShape, rewriter.getF32Type()),
+      op.getInput(), op.getRowToken(), op.getCounts(), op.getW1(), op.getW3(),
+      op.getW2(), op.getB1(), op.getB2(), op.getSharedW1(), op.getSharedW3(),
+      op.getSharedW2(), /*token_slot=*/Value(), /*combine_weights=*/Value(),
+      op.getFfn());
+  rewriter.replaceOpWithNewOp<CombineOp>(op, op.getResult().getType(),
+                                         rows.getResult(), op.getTokenSlot(),
+                                         op.getCombineWeights(), Value());
+}
+
 struct ConvertMoeToParallelLoopsPass
     : public mlir::moe::impl::ConvertMoeToParallelLoopsPassBase<
           ConvertMoeToParallelLoopsPass> {
@@ -1622,6 +1642,14 @@ struct ConvertMoeToParallelLoopsPass
           << tileRows.getValue();
       return signalPassFailure();
     }
+    // A combine fused into moe.expert_ffn becomes a moe.combine of the
+    // op's rows again: these loops compute the rows in one kernel and
+    // combine them in the next.
+    IRRewriter rewriter(&getContext());
+    getOperation()->walk([&](ExpertFFNOp op) {
+      if (op.hasFusedCombine())
+        splitFusedCombine(rewriter, op);
+    });
     RewritePatternSet patterns(&getContext());
     populateMoeToParallelLoopsPatterns(patterns, tileRows, sharedTiles);
     walkAndApplyPatterns(getOperation(), std::move(patterns));

@@ -289,22 +289,41 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
     Location loc = op.getLoc();
     KernelCallBuilder kb(rewriter, loc, op);
     auto resType = op.getResult().getType();
-    bool padded = resType.getRank() == 3;
+    bool combined = op.hasFusedCombine();
+    bool padded = op.getRowToken().getType().getRank() == 2;
     Value rowToken = op.getRowToken();
     if (padded)
       rowToken = tensor::CollapseShapeOp::create(
           rewriter, loc, rowToken, ArrayRef<ReassociationIndices>{{0, 1}});
-    // Dynamic sizes (rows or capacity) sit at the same positions in row_token.
-    SmallVector<Value> dyn = kb.dynSizesFrom(resType, op.getRowToken());
+    // Dynamic sizes: rows or capacity (at the same positions in row_token),
+    // or the tokens of a combined [T, D] result.
+    SmallVector<Value> dyn = kb.dynSizesFrom(
+        resType, combined ? op.getTokenSlot() : op.getRowToken());
     Value out = kb.alloc(resType, dyn);
     Value outFlat = out;
-    if (padded)
+    if (padded && !combined)
       outFlat = memref::CollapseShapeOp::create(
           rewriter, loc, out, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
     Value segmentStride =
         padded ? kb.indexToI64(tensor::DimOp::create(rewriter, loc,
                                                      op.getRowToken(), 1))
                : kb.i64(-1);
+    // The fused combine, and what its routing statistics need: the
+    // dispatch's routing when it has shared experts folded in.
+    Type i32 = rewriter.getI32Type();
+    Value tokenSlot = combined ? kb.input(op.getTokenSlot())
+                               : kb.absent({0, 0}, i32);
+    Value combineWeights = combined
+                               ? kb.input(op.getCombineWeights())
+                               : kb.absent({0, 0}, rewriter.getF32Type());
+    int64_t shared = 0;
+    Value experts = kb.absent({0, 0}, i32);
+    if (auto dispatch = combined
+                            ? op.getTokenSlot().getDefiningOp<DispatchOp>()
+                            : DispatchOp()) {
+      if ((shared = sharedExpertsOf(dispatch)))
+        experts = kb.input(dispatch.getExperts());
+    }
     auto optional = [&](Value v, int64_t rank) -> Value {
       if (v)
         return kb.input(v);
@@ -317,12 +336,12 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
              kb.input(op.getW1()), optional(op.getW3(), 3), kb.input(op.getW2()),
              optional(op.getB1(), 2), optional(op.getB2(), 2),
              optional(op.getSharedW1(), 3), optional(op.getSharedW3(), 3),
-             optional(op.getSharedW2(), 3), kb.castGeneric(outFlat),
-             segmentStride,
+             optional(op.getSharedW2(), 3), tokenSlot, combineWeights, experts,
+             kb.castGeneric(outFlat), segmentStride,
              kb.i64(int64_t(f.getKind())), kb.i64(int64_t(f.getActivation())),
              kb.i64(int64_t(f.getGateUp())), kb.i64(int64_t(f.getLayout())),
              kb.f64(f.getAlpha()), kb.f64(f.getUpShift()), kb.f64(f.getLimit()),
-             kb.i64(*weightCode)});
+             kb.i64(*weightCode), kb.i64(combined), kb.i64(shared)});
     rewriter.replaceOp(op, kb.toTensor(out, resType));
     return success();
   }
@@ -422,10 +441,11 @@ struct ConvertMoeToRuntimePass
     : public mlir::moe::impl::ConvertMoeToRuntimePassBase<
           ConvertMoeToRuntimePass> {
   void runOnOperation() override {
-    // Combines first: while their slots still come from a moe.dispatch, the
-    // lowering can attach the expert-importance statistics call.
+    // Combines (also those fused into moe.expert_ffn) first: while their
+    // slots still come from a moe.dispatch, the lowering can attach the
+    // expert-importance statistics.
     RewritePatternSet combines(&getContext());
-    combines.add<LowerCombine>(&getContext());
+    combines.add<LowerCombine, LowerExpertFFN>(&getContext());
     walkAndApplyPatterns(getOperation(), std::move(combines));
     RewritePatternSet patterns(&getContext());
     populateMoeToRuntimePatterns(patterns);

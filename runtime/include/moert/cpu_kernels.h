@@ -254,6 +254,15 @@ enum moert_weight_layout { MOERT_LAYOUT_IN_OUT = 0, MOERT_LAYOUT_OUT_IN = 1 };
  * expert s's weights and no bias. Absent: sw1 with a zero leading size
  * (sw3/sw2 are then ignored).
  *
+ * The combine fused in (combine = 1): token_slot i32 [T, K] and
+ * combine_weights f32 [T, K] as for moert_cpu_combine (no passthrough) and
+ * out f32 [T, Dout]: out[t] = sum over j of combine_weights[t, j] * row
+ * token_slot[t, j] of the result described above, in slot order, the bits
+ * of moert_cpu_combine over that result; the rows stay in a buffer of the
+ * call. The routing statistics' expert importance is reported as by
+ * moert_cpu_expert_importance (experts, shared_experts: the dispatch's, see
+ * there). With combine = 0 these four are ignored (pass empty descriptors).
+ *
  * Counts are data: a negative count is 0; ragged segments are cut at R,
  * padded ones at C. The result is bit-identical for any number of threads
  * (see moert_cpu_set_parallel_hook) but depends on the instruction set the
@@ -273,10 +282,12 @@ MOERT_KERNEL_EXPORT void _mlir_ciface_moert_cpu_expert_ffn(
     moert_memref_2d *x, moert_memref_1d *row_token, moert_memref_1d *counts,
     moert_memref_3d *w1, moert_memref_3d *w3, moert_memref_3d *w2,
     moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_3d *sw1,
-    moert_memref_3d *sw3, moert_memref_3d *sw2, moert_memref_2d *out,
-    int64_t segment_stride, int64_t kind, int64_t activation, int64_t gate_up,
-    int64_t layout, double alpha, double up_shift, double limit,
-    int64_t weight_dtype);
+    moert_memref_3d *sw3, moert_memref_3d *sw2, moert_memref_2d *token_slot,
+    moert_memref_2d *combine_weights, moert_memref_2d *experts,
+    moert_memref_2d *out, int64_t segment_stride, int64_t kind,
+    int64_t activation, int64_t gate_up, int64_t layout, double alpha,
+    double up_shift, double limit, int64_t weight_dtype, int64_t combine,
+    int64_t shared_experts);
 
 #ifdef __cplusplus
 }

@@ -85,7 +85,9 @@
 #include "dtype.h"
 #include "expert_ffn_internal.h"
 #include "expert_ffn_simd.h"
+#include "kernel_util.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1534,19 +1536,12 @@ static void ffn_zero_gaps(const Ffn *P, const moert_memref_1d *counts,
       ffn_zero_row(out, P, r);
 }
 
-void _mlir_ciface_moert_cpu_expert_ffn(
-    moert_memref_2d *x, moert_memref_1d *row_token, moert_memref_1d *counts,
-    moert_memref_3d *w1, moert_memref_3d *w3, moert_memref_3d *w2,
-    moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_3d *sw1,
-    moert_memref_3d *sw3, moert_memref_3d *sw2, moert_memref_2d *out,
-    int64_t segment_stride, int64_t kind, int64_t activation, int64_t gate_up,
-    int64_t layout, double alpha, double up_shift, double limit,
-    int64_t weight_dtype) {
-  Ffn P;
-  if (!ffn_setup(&P, x, row_token, counts, w1, w3, w2, b1, b2, sw1, sw3, sw2, out,
-                 segment_stride, kind, activation, gate_up, layout, alpha,
-                 up_shift, limit, weight_dtype))
-    return;
+/* The rows of the expert FFN (P set up by ffn_setup) into out [R, Dout]. */
+static void ffn_compute(Ffn *Pp, const moert_memref_2d *x,
+                        const moert_memref_1d *row_token,
+                        const moert_memref_1d *counts,
+                        const moert_memref_2d *out, int64_t segment_stride) {
+  Ffn P = *Pp;
   if (P.R == 0 || P.Dout == 0)
     return;
   const MoertFfnTune tn = moert_ffn_tune();
@@ -1815,4 +1810,188 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   free(xr);
   free(orow);
   free(est);
+}
+
+/*===----------------------------------------------------------------------===*
+ * The combine fused in (moe.expert_ffn with combine operands)
+ *===----------------------------------------------------------------------===*/
+
+#ifndef MOERT_FFN_ROWWISE_MAX_D
+/* Widest output row the scratch-free combined path handles (on the stack). */
+#define MOERT_FFN_ROWWISE_MAX_D 16384
+#endif
+
+/* The rows buffer of the fused combine: kept per calling thread, grown to
+ * the largest call's and freed when the thread exits. A fresh buffer per
+ * call (the rows of DeepSeek-fine T=512 are 16 MiB) came from new pages
+ * every call, and faulting them in made the fused call 1-7% slower than
+ * the unfused one (two-library A/Bs, same kernels). Rows start on cache
+ * lines. NULL when memory or the thread key cannot be had. */
+typedef struct {
+  float *p;
+  size_t cap;
+} FfnRowsWorkspace;
+
+static pthread_key_t ffn_rows_key;
+static pthread_once_t ffn_rows_once = PTHREAD_ONCE_INIT;
+static int ffn_rows_key_ok;
+
+static void ffn_rows_release(void *v) {
+  FfnRowsWorkspace *w = (FfnRowsWorkspace *)v;
+  free(w->p);
+  free(w);
+}
+
+static void ffn_rows_key_init(void) {
+  ffn_rows_key_ok = pthread_key_create(&ffn_rows_key, ffn_rows_release) == 0;
+}
+
+static float *ffn_rows_workspace(size_t bytes) {
+  if (pthread_once(&ffn_rows_once, ffn_rows_key_init) != 0 || !ffn_rows_key_ok)
+    return NULL;
+  FfnRowsWorkspace *w = (FfnRowsWorkspace *)pthread_getspecific(ffn_rows_key);
+  if (!w) {
+    w = (FfnRowsWorkspace *)calloc(1, sizeof *w);
+    if (!w)
+      return NULL;
+    if (pthread_setspecific(ffn_rows_key, w) != 0) {
+      free(w);
+      return NULL;
+    }
+  }
+  if (w->cap < bytes) {
+    free(w->p);
+    w->p = NULL;
+    w->cap = 0;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0)
+      return NULL;
+    w->p = (float *)p;
+    w->cap = bytes;
+  }
+  return w->p;
+}
+
+/* Without scratch memory: token by token, each slot's row computed by the
+ * scratch-free row path and added in slot order (not bit-identical to the
+ * fast path; no importance statistics). */
+static void ffn_combined_rowwise(const Ffn *P, const moert_memref_2d *x,
+                                 const moert_memref_1d *row_token,
+                                 const moert_memref_1d *counts,
+                                 int64_t segment_stride,
+                                 const moert_memref_2d *token_slot,
+                                 const moert_memref_2d *weights,
+                                 const moert_memref_2d *out) {
+  float y[MOERT_FFN_ROWWISE_MAX_D];
+  const MoertFfnOps *ops = moert_ffn_ops();
+  const int64_t K = token_slot->sizes[1];
+  for (int64_t t = 0; t < P->T; ++t) {
+    float *o = (float *)out->aligned + out->offset + t * out->strides[0];
+    memset(o, 0, (size_t)P->Dout * sizeof(float));
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t r = MOERT_I32_2D(token_slot, t, j);
+      if (r < 0 || r >= P->R)
+        continue;
+      int64_t owner = -1, cursor = 0;
+      for (int64_t e = 0; e < P->E && owner < 0; ++e) {
+        int64_t s0, n;
+        ffn_segment(P, counts, segment_stride, e, &cursor, &s0, &n);
+        if (r >= s0 && r < s0 + n)
+          owner = e;
+      }
+      const int64_t tok = MOERT_FFN_I32(row_token, r);
+      if (owner < 0 || tok < 0 || tok >= P->T)
+        continue; /* a zero row */
+      float *yp = y;
+      if (P->F == 0 || P->Din == 0) {
+        memset(y, 0, (size_t)P->Dout * sizeof(float));
+        if (P->F > 0) {
+          static const float no_x = 0.0f;
+          const float *xp = &no_x;
+          ops->row_fallback(P, owner, &xp, 1, &yp);
+        } else if (ffn_has_b2(P, owner)) {
+          for (int64_t d = 0; d < P->Dout; ++d)
+            y[d] = moert_load_elem(P->b2 + (owner * P->b2se + d) * (int64_t)P->es,
+                                   P->dtype);
+        }
+      } else {
+        const float *xp = (const float *)ffn_base(x->aligned, x->offset, 4) +
+                          tok * x->strides[0];
+        ops->row_fallback(P, owner, &xp, 1, &yp);
+      }
+      const float w = MOERT_F32_2D(weights, t, j);
+      for (int64_t d = 0; d < P->Dout; ++d)
+        o[d] += w * y[d];
+    }
+  }
+}
+
+void _mlir_ciface_moert_cpu_expert_ffn(
+    moert_memref_2d *x, moert_memref_1d *row_token, moert_memref_1d *counts,
+    moert_memref_3d *w1, moert_memref_3d *w3, moert_memref_3d *w2,
+    moert_memref_2d *b1, moert_memref_2d *b2, moert_memref_3d *sw1,
+    moert_memref_3d *sw3, moert_memref_3d *sw2, moert_memref_2d *token_slot,
+    moert_memref_2d *combine_weights, moert_memref_2d *experts,
+    moert_memref_2d *out, int64_t segment_stride, int64_t kind,
+    int64_t activation, int64_t gate_up, int64_t layout, double alpha,
+    double up_shift, double limit, int64_t weight_dtype, int64_t combine,
+    int64_t shared_experts) {
+  Ffn P;
+  if (!combine) {
+    if (ffn_setup(&P, x, row_token, counts, w1, w3, w2, b1, b2, sw1, sw3, sw2,
+                  out, segment_stride, kind, activation, gate_up, layout,
+                  alpha, up_shift, limit, weight_dtype))
+      ffn_compute(&P, x, row_token, counts, out, segment_stride);
+    return;
+  }
+  /* Combined: the rows go to a call-private [R, Dout] buffer (set up first
+   * without memory, which checks every operand), then each token's rows
+   * are summed gate-weighted in slot order into out [T, Dout]. */
+  if (!ffn_ok2(x) || !ffn_ok1(row_token) || !ffn_ok2(token_slot) ||
+      !ffn_ok2(combine_weights) || !ffn_ok2(out) || !ffn_ok3(w2) ||
+      (layout != 0 && layout != 1))
+    return;
+  /* Until the buffer exists, the descriptor points at a dummy (setup only
+   * checks that a non-empty descriptor has data). */
+  static float no_rows;
+  moert_memref_2d rows;
+  memset(&rows, 0, sizeof rows);
+  rows.allocated = rows.aligned = &no_rows;
+  rows.sizes[0] = row_token->sizes[0];
+  rows.sizes[1] = layout == 1 ? w2->sizes[1] : w2->sizes[2];
+  rows.strides[0] = rows.sizes[1];
+  rows.strides[1] = 1;
+  if (!ffn_setup(&P, x, row_token, counts, w1, w3, w2, b1, b2, sw1, sw3, sw2,
+                 &rows, segment_stride, kind, activation, gate_up, layout,
+                 alpha, up_shift, limit, weight_dtype))
+    return;
+  const int64_t K = token_slot->sizes[1];
+  if (token_slot->sizes[0] != P.T || combine_weights->sizes[0] != P.T ||
+      combine_weights->sizes[1] != K || out->sizes[0] != P.T ||
+      out->sizes[1] != P.Dout)
+    return;
+  if (P.T == 0 || P.Dout == 0)
+    return;
+  P.no_heap = tl_tuning_set && tl_tuning.no_heap;
+  const size_t bytes = P.R > 0 && P.Dout <= (int64_t)(SIZE_MAX / sizeof(float)) / P.R
+                           ? (size_t)P.R * (size_t)P.Dout * sizeof(float)
+                           : 0;
+  float *buf = bytes && !P.no_heap ? ffn_rows_workspace(bytes) : NULL;
+  if (!buf && P.R > 0) {
+    if (P.Dout <= MOERT_FFN_ROWWISE_MAX_D)
+      ffn_combined_rowwise(&P, x, row_token, counts, segment_stride, token_slot,
+                           combine_weights, out);
+    return;
+  }
+  if (buf)
+    rows.allocated = rows.aligned = buf;
+  ffn_compute(&P, x, row_token, counts, &rows, segment_stride);
+  moert_memref_2d no_passthrough;
+  memset(&no_passthrough, 0, sizeof no_passthrough);
+  no_passthrough.sizes[1] = P.Dout;
+  _mlir_ciface_moert_cpu_combine(&rows, token_slot, combine_weights,
+                                 &no_passthrough, out, MOERT_F32);
+  _mlir_ciface_moert_cpu_expert_importance(&rows, token_slot, combine_weights,
+                                           counts, segment_stride, MOERT_F32,
+                                           experts, shared_experts);
 }

@@ -134,6 +134,26 @@ func.func @expert_ffn_shared(%x: tensor<?x16xf32>, %rt: tensor<?xi32>, %c: tenso
 
 // -----
 
+// A combine fused into moe.expert_ffn is lowered as the rows' kernels
+// (into an [N, D] buffer) followed by the combine's loop over the slots.
+// CHECK-LABEL: func.func @expert_ffn_combined
+//       CHECK:   %[[ROWS:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+//       CHECK:   %[[R:.*]] = bufferization.to_tensor %[[ROWS]]
+//       CHECK:   %[[RB:.*]] = bufferization.to_buffer %[[R]]
+//       CHECK:   %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+//       CHECK:   scf.parallel
+//       CHECK:     scf.for %{{.*}} = %{{.*}} to %c2
+//       CHECK:       memref.load %[[RB]]
+//       CHECK:     memref.store %{{.*}}, %[[OUT]]
+func.func @expert_ffn_combined(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<4xi32>,
+                               %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>,
+                               %slot: tensor<?x2xi32>, %cw: tensor<?x2xf32>) -> tensor<?x16xf32> {
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) combine(%slot, %cw : tensor<?x2xi32>, tensor<?x2xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return %a : tensor<?x16xf32>
+}
+
+// -----
+
 // Combine: one iteration per output element sums the slots in order; a
 // dropped slot with a weight adds the pass-through row.
 // CHECK-LABEL: func.func @combine_passthrough

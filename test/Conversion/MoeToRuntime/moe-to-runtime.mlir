@@ -88,6 +88,30 @@ func.func @expert_ffn_shared(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %counts
 
 // -----
 
+// The combine fused in: the call gets the slots and weights (after the
+// shared stacks, empty here), writes the [T, D] output (sized by the
+// slots' T) and is told to combine (1) with no shared experts (0).
+// CHECK-LABEL: func.func @expert_ffn_combined
+// CHECK-SAME: %[[SLOT:[^:]*]]: tensor<?x2xi32>, %[[CW:[^:]*]]: tensor<?x2xf32>)
+// CHECK: %[[T:.*]] = tensor.dim %[[SLOT]], %c0
+// CHECK: %[[OUT:.*]] = memref.alloc(%[[T]]) : memref<?x16xf32>
+// CHECK: %[[SB:.*]] = bufferization.to_buffer %[[SLOT]] read_only
+// CHECK: %[[SC:.*]] = memref.cast %[[SB]]
+// CHECK: %[[WB:.*]] = bufferization.to_buffer %[[CW]] read_only
+// CHECK: %[[WC:.*]] = memref.cast %[[WB]]
+// CHECK: %[[OC:.*]] = memref.cast %[[OUT]] :
+// CHECK: %[[ONE:.*]] = arith.constant 1 : i64
+// CHECK: call @moert_cpu_expert_ffn({{.*}}, %[[SC]], %[[WC]], %{{.*}}, %[[OC]], {{.*}}, %[[ONE]], %{{.*}}) :
+// CHECK-NOT: moert_cpu_combine
+func.func @expert_ffn_combined(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<4xi32>,
+                               %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>,
+                               %slot: tensor<?x2xi32>, %cw: tensor<?x2xf32>) -> tensor<?x16xf32> {
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) combine(%slot, %cw : tensor<?x2xi32>, tensor<?x2xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return %a : tensor<?x16xf32>
+}
+
+// -----
+
 // A padded dispatch over a dynamic T computes C = ceil(1.25 * T * 1 / 4)
 // in the IR (f64, the order of computeCapacity), then collapses [E, C, D] to
 // the kernel's [E*C, D] view.

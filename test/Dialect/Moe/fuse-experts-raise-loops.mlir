@@ -6,7 +6,7 @@
 // gathers through the dispatch's row_token.
 // CHECK-LABEL: func.func @traced_swiglu
 //   CHECK-NOT:   scf.for
-//       CHECK:   %{{.*}} = moe.expert_ffn %[[X:.*]], %[[ROWS:.*]], %[[COUNTS:.*]] : tensor<?x32xf32>, tensor<?xi32>, tensor<4xi32> w1(%{{.*}} : tensor<4x32x48xf32>) w3(%{{.*}} : tensor<4x32x48xf32>) w2(%{{.*}} : tensor<4x48x32xf32>) {ffn = #moe.ffn<>}
+//       CHECK:   %{{.*}} = moe.expert_ffn %[[X:.*]], %[[ROWS:.*]], %[[COUNTS:.*]] : tensor<?x32xf32>, tensor<?xi32>, tensor<4xi32> w1(%{{.*}} : tensor<4x32x48xf32>) w3(%{{.*}} : tensor<4x32x48xf32>) w2(%{{.*}} : tensor<4x48x32xf32>){{.*}} {ffn = #moe.ffn<>}
 //   CHECK-NOT:   scf.for
 func.func @traced_swiglu(%x: tensor<?x32xf32>, %w: tensor<?x2xf32>, %e: tensor<?x2xi32>,
                          %w1: tensor<4x32x48xf32>, %w3: tensor<4x32x48xf32>,

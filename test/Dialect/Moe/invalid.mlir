@@ -1534,6 +1534,30 @@ func.func @expert_ffn_shared_padded(%x: tensor<?x16xf32>, %rows: tensor<4x3xi32>
 
 // -----
 
+func.func @expert_ffn_combine_tokens(%x: tensor<8x16xf32>, %rows: tensor<?xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %slot: tensor<8x2xi32>, %cw: tensor<8x2xf32>) {
+  // expected-error @+1 {{combined result tokens (vs input) is 16 but must be 8}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<8x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) combine(%slot, %cw : tensor<8x2xi32>, tensor<8x2xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<16x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_combine_slots(%x: tensor<8x16xf32>, %rows: tensor<?xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %slot: tensor<8x2xi32>, %cw: tensor<8x3xf32>) {
+  // expected-error @+1 {{slot count of token_slot (vs combine weights) is 2 but must be 3}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<8x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) combine(%slot, %cw : tensor<8x2xi32>, tensor<8x3xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<8x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_combine_rank(%x: tensor<8x16xf32>, %rows: tensor<4x3xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>, %slot: tensor<8x2xi32>, %cw: tensor<8x2xf32>) {
+  // expected-error @+1 {{combined result must be a rank-2 tensor [T, D]}}
+  %a = moe.expert_ffn %x, %rows, %c : tensor<8x16xf32>, tensor<4x3xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) combine(%slot, %cw : tensor<8x2xi32>, tensor<8x2xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<4x3x16xf32>
+  return
+}
+
+// -----
+
 func.func @expert_ffn_padded_rows(%x: tensor<?x16xf32>, %rows: tensor<4x3xi32>, %c: tensor<4xi32>, %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
   // expected-error @+1 {{result capacity (vs row_token) is 5 but must be 3}}
   %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<4x3xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<4x5x16xf32>

@@ -749,6 +749,18 @@ func.func @expert_ffn_shared(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: ten
 
 // -----
 
+// The gate-weighted combine fused in: [T, D] result.
+// CHECK-LABEL: func.func @expert_ffn_combined
+// CHECK: moe.expert_ffn %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%{{.*}} : tensor<4x16x32xf32>) w2(%{{.*}} : tensor<4x32x16xf32>) combine(%{{.*}}, %{{.*}} : tensor<?x2xi32>, tensor<?x2xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+func.func @expert_ffn_combined(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<4xi32>,
+                               %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>,
+                               %slot: tensor<?x2xi32>, %cw: tensor<?x2xf32>) -> tensor<?x16xf32> {
+  %a = moe.expert_ffn %x, %rows, %c : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> w1(%w1 : tensor<4x16x32xf32>) w2(%w2 : tensor<4x32x16xf32>) combine(%slot, %cw : tensor<?x2xi32>, tensor<?x2xf32>) {ffn = #moe.ffn<kind = mlp>} -> tensor<?x16xf32>
+  return %a : tensor<?x16xf32>
+}
+
+// -----
+
 // CHECK-LABEL: func.func @load_balance
 // CHECK: moe.load_balance %{{.*}}, %{{.*}} : tensor<?x2xi32>, tensor<?x8xf32> -> tensor<f32>
 func.func @load_balance(%e: tensor<?x2xi32>, %p: tensor<?x8xf32>) -> tensor<f32> {

@@ -572,24 +572,36 @@ LogicalResult ExpertFFNOp::verify() {
   auto resType = getResult().getType();
   if (!resType.getElementType().isF32())
     return emitOpError() << "result must be f32 (the FFN accumulates in f32)";
-  if (rowType.getRank() == 1) {
+  if (rowType.getRank() != 1 && rowType.getRank() != 2)
+    return emitOpError() << "row_token must be ragged [N] or padded [E, C], got "
+                         << rowType;
+  if (rowType.getRank() == 2 && rowType.getDimSize(0) != e)
+    return emitOpError() << "padded row_token has "
+                         << dimStr(rowType.getDimSize(0))
+                         << " experts but there are " << e;
+  if (bool(getTokenSlot()) != bool(getCombineWeights()))
+    return emitOpError() << "a fused combine needs token_slot and weights";
+  if (hasFusedCombine()) {
+    int64_t t = getInput().getType().getDimSize(0);
+    if (failed(checkRoutingPair(op, getCombineWeights(), getTokenSlot(), t,
+                                "combine weights", "token_slot")) ||
+        failed(checkRank(op, getResult(), 2, "combined result", "[T, D]")) ||
+        failed(checkDim(op, resType.getDimSize(0), t,
+                        "combined result tokens (vs input)")))
+      return failure();
+    if (!getElementTypeOrSelf(getCombineWeights()).isF32())
+      return emitOpError() << "combine weights must be f32";
+  } else if (rowType.getRank() == 1) {
     if (failed(checkRank(op, getResult(), 2, "ragged result", "[N, D]")) ||
         failed(checkDim(op, resType.getDimSize(0), rowType.getDimSize(0),
                         "result rows (vs row_token)")))
       return failure();
-  } else if (rowType.getRank() == 2) {
-    if (rowType.getDimSize(0) != e)
-      return emitOpError() << "padded row_token has "
-                           << dimStr(rowType.getDimSize(0))
-                           << " experts but there are " << e;
+  } else {
     if (failed(checkRank(op, getResult(), 3, "padded result", "[E, C, D]")) ||
         failed(checkDim(op, resType.getDimSize(0), e, "result experts")) ||
         failed(checkDim(op, resType.getDimSize(1), rowType.getDimSize(1),
                         "result capacity (vs row_token)")))
       return failure();
-  } else {
-    return emitOpError() << "row_token must be ragged [N] or padded [E, C], got "
-                         << rowType;
   }
   return checkDim(op, resType.getShape().back(), d, "result width");
 }

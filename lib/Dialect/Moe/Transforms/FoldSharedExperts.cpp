@@ -238,7 +238,8 @@ LogicalResult foldOne(RewriterBase &rewriter, linalg::GenericOp add) {
   auto fused = ExpertFFNOp::create(
       rewriter, loc, ffnType, x, dispatch.getRowToken(), dispatch.getCounts(),
       rf.getW1(), rf.getW3(), rf.getW2(), rf.getB1(), rf.getB2(), sf.getW1(),
-      sf.getW3(), sf.getW2(), rf.getFfn());
+      sf.getW3(), sf.getW2(), /*token_slot=*/Value(),
+      /*combine_weights=*/Value(), rf.getFfn());
   auto combine = CombineOp::create(
       rewriter, loc, routed.combine.getResult().getType(), fused.getResult(),
       dispatch.getTokenSlot(), dispatch.getCombineWeights(), Value());

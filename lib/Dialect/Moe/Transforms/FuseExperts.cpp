@@ -197,7 +197,8 @@ LogicalResult fuseOne(RewriterBase &rewriter, ExpertsOp op) {
       rewriter, op.getLoc(), op.getResult().getType(), dispatch.getInput(),
       dispatch.getRowToken(), op.getCounts(), weights->w1, weights->w3,
       weights->w2, weights->b1, weights->b2, /*shared_w1=*/Value(),
-      /*shared_w3=*/Value(), /*shared_w2=*/Value(), form);
+      /*shared_w3=*/Value(), /*shared_w2=*/Value(), /*token_slot=*/Value(),
+      /*combine_weights=*/Value(), form);
   rewriter.replaceOp(op, fused.getResult());
   return success();
 }
@@ -213,6 +214,8 @@ struct MoeFuseExpertsPass
     fuseExperts(rewriter, getOperation());
     if (foldShared)
       foldSharedExperts(rewriter, getOperation());
+    if (fuseCombine)
+      fuseCombines(rewriter, getOperation());
   }
 };
 

@@ -318,6 +318,14 @@ def Moe_ExpertFFNOp : Moe_Op<"expert_ffn", [Pure, AttrSizedOperandSegments]> {
     with the routed experts' per-expert shapes and element type, `counts`
     has `E + S` entries and expert `E + s` is shared expert `s` (no bias).
     Its segment then holds every token once. The layout must be ragged.
+
+    The combine may be fused in too (`moe-fuse-experts` does it when the
+    rows feed only a `moe.combine` without passthrough): with
+    `combine(%token_slot, %weights)` (`[T, K]` i32 and f32, as for
+    `moe.combine`) the result is `[T, D]` f32,
+    `result[t] = sum_j weights[t, j] * row[token_slot[t, j]]` over the slots
+    with a row, summed in slot order, where `row` is the dispatched-layout
+    result described above. The rows then never leave the op.
   }];
   let arguments = (ins
     Moe_FloatTensor:$input,
@@ -331,6 +339,8 @@ def Moe_ExpertFFNOp : Moe_Op<"expert_ffn", [Pure, AttrSizedOperandSegments]> {
     Optional<Moe_FloatTensor>:$shared_w1,
     Optional<Moe_FloatTensor>:$shared_w3,
     Optional<Moe_FloatTensor>:$shared_w2,
+    Optional<Moe_IndexTensor>:$token_slot,
+    Optional<Moe_FloatTensor>:$combine_weights,
     Moe_FFNAttr:$ffn
   );
   let results = (outs Moe_FloatTensor:$result);
@@ -344,6 +354,7 @@ def Moe_ExpertFFNOp : Moe_Op<"expert_ffn", [Pure, AttrSizedOperandSegments]> {
     (`shared_w1` `(` $shared_w1^ `:` type($shared_w1) `)`)?
     (`shared_w3` `(` $shared_w3^ `:` type($shared_w3) `)`)?
     (`shared_w2` `(` $shared_w2^ `:` type($shared_w2) `)`)?
+    (`combine` `(` $token_slot^ `,` $combine_weights `:` type($token_slot) `,` type($combine_weights) `)`)?
     attr-dict `->` type($result)
   }];
   let extraClassDeclaration = [{
@@ -353,6 +364,8 @@ def Moe_ExpertFFNOp : Moe_Op<"expert_ffn", [Pure, AttrSizedOperandSegments]> {
     int64_t getNumSharedExperts() {
       return getSharedW1() ? getSharedW1().getType().getDimSize(0) : 0;
     }
+    /// Whether the gate-weighted combine is fused in ([T, D] result).
+    bool hasFusedCombine() { return bool(getTokenSlot()); }
   }];
   let hasVerifier = 1;
 }

@@ -99,6 +99,14 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
     slots are summed routed first, then shared, so the result differs from
     the unfolded one only in the rounding of that last addition.
 
+    Finally the combine is fused in (`fuse-combine`, on by default): a
+    `moe.combine` without passthrough that is the only reader of a
+    `moe.expert_ffn`'s rows becomes that op's `combine(token_slot, weights)`
+    operands, and the op yields the `[T, D]` output. No `[T * K, D]` tensor
+    of expert rows remains in the program; the CPU kernel sums each token's
+    gate-weighted rows (in slot order, the bits of `moe.combine`) as soon
+    as the token's last row is done.
+
     ```mlir
     %d, %rows, %counts, %slots, %cw = moe.dispatch %x, %w, %e : ...
     %o = moe.experts %d, %counts weights(%w1, %w3, %w2 : ...) ... { <SwiGLU> }
@@ -110,7 +118,9 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
   let options = [
     Option<"foldShared", "fold-shared-experts", "bool", /*default=*/"true",
            "Fold shared experts into the routed experts' call as "
-           "always-selected experts">
+           "always-selected experts">,
+    Option<"fuseCombine", "fuse-combine", "bool", /*default=*/"true",
+           "Fuse the gate-weighted combine into moe.expert_ffn">
   ];
   // Raising creates moe.experts in modules that may hold no moe op yet.
   let dependentDialects = ["::mlir::moe::MoeDialect"];

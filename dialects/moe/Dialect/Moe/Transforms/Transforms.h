@@ -67,6 +67,11 @@ int64_t fuseExperts(RewriterBase &rewriter, Operation *root);
 /// number of folded pairs.
 int64_t foldSharedExperts(RewriterBase &rewriter, Operation *root);
 
+/// Fuses each moe.combine (without passthrough) of a moe.expert_ffn's rows
+/// that nothing else reads into the moe.expert_ffn (its combine operands):
+/// the rows then stay inside the op. Returns the number of fused combines.
+int64_t fuseCombines(RewriterBase &rewriter, Operation *root);
+
 /// Rewrites `layer` into router matmul, moe.route, moe.dispatch, moe.experts
 /// and moe.combine (plus the same for shared experts). Returns the value that
 /// replaced the layer's result.
