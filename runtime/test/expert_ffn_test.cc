@@ -272,6 +272,21 @@ double Act(double x, int act, double alpha) {
   }
 }
 
+// Each expert's segment of rows [first, first + n), as the kernel cuts it
+// (negative counts are 0; ragged segments end at R, padded ones at C).
+std::vector<std::pair<int64_t, int64_t>> Segments(const Problem &p) {
+  std::vector<std::pair<int64_t, int64_t>> seg;
+  int64_t cursor = 0;
+  for (int64_t e = 0; e < p.E; ++e) {
+    int64_t c = std::max<int32_t>(p.counts[(size_t)e], 0);
+    int64_t s = p.seg_stride >= 0 ? e * p.seg_stride : cursor;
+    int64_t n = p.seg_stride >= 0 ? std::min(c, p.seg_stride) : std::min(c, p.R - cursor);
+    cursor += p.seg_stride >= 0 ? 0 : n;
+    seg.push_back({s, n});
+  }
+  return seg;
+}
+
 // Naive double-precision reference; rows outside segments / skipped: 0.
 std::vector<double> Reference(const Problem &p) {
   std::vector<double> ref((size_t)(p.R * p.Dout), 0.0);
@@ -279,12 +294,9 @@ std::vector<double> Reference(const Problem &p) {
   const bool io = p.in_out();
   const bool glu = f.kind == MOERT_FFN_KIND_GLU;
   std::vector<double> h((size_t)p.F);
-  int64_t cursor = 0;
+  const auto seg = Segments(p);
   for (int64_t e = 0; e < p.E; ++e) {
-    int64_t c = std::max<int32_t>(p.counts[(size_t)e], 0);
-    int64_t s = p.seg_stride >= 0 ? e * p.seg_stride : cursor;
-    int64_t n = p.seg_stride >= 0 ? std::min(c, p.seg_stride) : std::min(c, p.R - cursor);
-    cursor += p.seg_stride >= 0 ? 0 : n;
+    const auto [s, n] = seg[(size_t)e];
     for (int64_t r = s; r < s + n; ++r) {
       int32_t t = p.row_token[(size_t)r];
       if (t < 0 || t >= p.T)
@@ -407,12 +419,7 @@ std::vector<float> Check(Problem &p, const std::string &what) {
       // a computed row may legitimately be 0 in the reference only by chance
       int64_t r = (int64_t)i / std::max<int64_t>(p.Dout, 1);
       bool computed = false;
-      int64_t cursor = 0;
-      for (int64_t e = 0; e < p.E; ++e) {
-        int64_t c = std::max<int32_t>(p.counts[(size_t)e], 0);
-        int64_t s = p.seg_stride >= 0 ? e * p.seg_stride : cursor;
-        int64_t n = p.seg_stride >= 0 ? std::min(c, p.seg_stride) : std::min(c, p.R - cursor);
-        cursor += p.seg_stride >= 0 ? 0 : n;
+      for (const auto &[s, n] : Segments(p)) {
         int32_t t = p.row_token[(size_t)r];
         if (r >= s && r < s + n && t >= 0 && t < p.T)
           computed = true;
@@ -793,18 +800,12 @@ struct Slots {
 // of one token plus one unused slot; random gate weights.
 Slots SlotsOf(const Problem &p, uint32_t seed) {
   std::vector<std::vector<int32_t>> rows((size_t)p.T);
-  int64_t cursor = 0;
-  for (int64_t e = 0; e < p.E; ++e) {
-    int64_t c = std::max<int32_t>(p.counts[(size_t)e], 0);
-    int64_t s0 = p.seg_stride >= 0 ? e * p.seg_stride : cursor;
-    int64_t n = p.seg_stride >= 0 ? std::min(c, p.seg_stride) : std::min(c, p.R - cursor);
-    cursor += p.seg_stride >= 0 ? 0 : n;
+  for (const auto &[s0, n] : Segments(p))
     for (int64_t r = s0; r < s0 + n; ++r) {
       int32_t t = p.row_token[(size_t)r];
       if (t >= 0 && t < p.T)
         rows[(size_t)t].push_back((int32_t)r);
     }
-  }
   Slots sl;
   for (auto &r : rows)
     sl.K = std::max<int64_t>(sl.K, (int64_t)r.size());

@@ -264,18 +264,23 @@ typedef struct {
   int trans;
 } MatV;
 
+/* One stack of expert weights: expert i's matrix starts at w + i wse (in
+ * elements), rows ld apart; w3 only for a GLU with separate gate/up. */
+typedef struct {
+  const char *w1, *w3, *w2;
+  int64_t w1se, w1ld, w3se, w3ld, w2se, w2ld;
+} FfnStack;
+
 typedef struct {
   int64_t T, Din, Dout, F, F1, R, E;
   int kind, act, dtype, trans, has_limit, up_w3;
   size_t es;
   float alpha, up_shift, limit;
-  const char *w1, *w3, *w2;       /* expert 0's matrix */
-  int64_t w1se, w1ld, w3se, w3ld, w2se, w2ld;
-  /* Shared experts E0 .. E - 1 (always selected; E0 = E when none): shared
-   * expert 0's matrices, as above. They have no biases. */
+  /* Experts 0 .. E0 - 1 read the routed stack, E0 .. E - 1 the shared one
+   * (shared experts folded in as always-selected experts, no biases; E0 = E
+   * when there are none). */
+  FfnStack routed, shared;
   int64_t E0;
-  const char *sw1, *sw3, *sw2;
-  int64_t sw1se, sw1ld, sw3se, sw3ld, sw2se, sw2ld;
   /* gate column of hidden unit f: cg0 + f cgs of W1; up column: cu0 + f cus
    * of W3 (up_w3) or W1. */
   int64_t cg0, cgs, cu0, cus;
@@ -500,38 +505,22 @@ typedef struct {
 static void moert_ffn_views(const Ffn *P, int64_t e, MatV *g, MatV *u,
                             MatV *w2) {
   const int64_t es = (int64_t)P->es;
-  if (e >= P->E0) { /* a shared expert */
-    const int64_t s = e - P->E0;
-    if (g) {
-      g->p = P->sw1 + s * P->sw1se * es;
-      g->ld = P->sw1ld;
-      g->trans = P->trans;
-    }
-    if (u) {
-      u->p = P->up_w3 ? P->sw3 + s * P->sw3se * es : P->sw1 + s * P->sw1se * es;
-      u->ld = P->up_w3 ? P->sw3ld : P->sw1ld;
-      u->trans = P->trans;
-    }
-    if (w2) {
-      w2->p = P->sw2 + s * P->sw2se * es;
-      w2->ld = P->sw2ld;
-      w2->trans = P->trans;
-    }
-    return;
-  }
+  const int shared = e >= P->E0;
+  const FfnStack *st = shared ? &P->shared : &P->routed;
+  const int64_t i = shared ? e - P->E0 : e;
   if (g) {
-    g->p = P->w1 + e * P->w1se * es;
-    g->ld = P->w1ld;
+    g->p = st->w1 + i * st->w1se * es;
+    g->ld = st->w1ld;
     g->trans = P->trans;
   }
   if (u) {
-    u->p = P->up_w3 ? P->w3 + e * P->w3se * es : P->w1 + e * P->w1se * es;
-    u->ld = P->up_w3 ? P->w3ld : P->w1ld;
+    u->p = P->up_w3 ? st->w3 + i * st->w3se * es : st->w1 + i * st->w1se * es;
+    u->ld = P->up_w3 ? st->w3ld : st->w1ld;
     u->trans = P->trans;
   }
   if (w2) {
-    w2->p = P->w2 + e * P->w2se * es;
-    w2->ld = P->w2ld;
+    w2->p = st->w2 + i * st->w2se * es;
+    w2->ld = st->w2ld;
     w2->trans = P->trans;
   }
 }
@@ -852,6 +841,22 @@ static const char *ffn_base3(const moert_memref_3d *m, size_t es) {
   return ffn_base(m->aligned, m->offset, es);
 }
 
+static void ffn_stack(FfnStack *st, const moert_memref_3d *w1,
+                      const moert_memref_3d *w3, const moert_memref_3d *w2,
+                      size_t es) {
+  st->w1 = ffn_base3(w1, es);
+  st->w1se = w1->strides[0];
+  st->w1ld = w1->strides[1];
+  st->w2 = ffn_base3(w2, es);
+  st->w2se = w2->strides[0];
+  st->w2ld = w2->strides[1];
+  if (w3) {
+    st->w3 = ffn_base3(w3, es);
+    st->w3se = w3->strides[0];
+    st->w3ld = w3->strides[1];
+  }
+}
+
 static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
                      moert_memref_1d *counts, moert_memref_3d *w1,
                      moert_memref_3d *w3, moert_memref_3d *w2,
@@ -928,25 +933,10 @@ static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
   P->has_limit = limit > 0.0;
   P->limit = P->has_limit ? (float)limit : 0.0f;
   const size_t es = P->es;
-  P->w1 = ffn_base3(w1, es);
-  P->w1se = w1->strides[0];
-  P->w1ld = w1->strides[1];
-  P->w2 = ffn_base3(w2, es);
-  P->w2se = w2->strides[0];
-  P->w2ld = w2->strides[1];
-  if (S > 0) {
-    P->sw1 = ffn_base3(sw1, es);
-    P->sw1se = sw1->strides[0];
-    P->sw1ld = sw1->strides[1];
-    P->sw2 = ffn_base3(sw2, es);
-    P->sw2se = sw2->strides[0];
-    P->sw2ld = sw2->strides[1];
-    if (glu && gate_up == MOERT_GU_SEPARATE) {
-      P->sw3 = ffn_base3(sw3, es);
-      P->sw3se = sw3->strides[0];
-      P->sw3ld = sw3->strides[1];
-    }
-  }
+  const int sep = glu && gate_up == MOERT_GU_SEPARATE;
+  ffn_stack(&P->routed, w1, sep ? w3 : NULL, w2, es);
+  if (S > 0)
+    ffn_stack(&P->shared, sw1, sep ? sw3 : NULL, sw2, es);
   P->cg0 = 0;
   P->cgs = 1;
   P->cu0 = 0;
@@ -955,9 +945,6 @@ static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
     switch (gate_up) {
     case MOERT_GU_SEPARATE:
       P->up_w3 = 1;
-      P->w3 = ffn_base3(w3, es);
-      P->w3se = w3->strides[0];
-      P->w3ld = w3->strides[1];
       break;
     case MOERT_GU_CONCAT:
       P->cu0 = P->F;
