@@ -797,15 +797,27 @@ struct Slots {
 };
 
 // Slots of every valid row of p, by token (in row order), K = the most rows
-// of one token plus one unused slot; random gate weights.
-Slots SlotsOf(const Problem &p, uint32_t seed) {
+// of one token plus one unused slot; random gate weights. With `zero_rows`,
+// token r % T also names each row r that the call does not compute (a
+// skipped row or one outside every segment: a zero row); with `twice`,
+// token 0 names its first row twice.
+Slots SlotsOf(const Problem &p, uint32_t seed, bool zero_rows = false,
+              bool twice = false) {
   std::vector<std::vector<int32_t>> rows((size_t)p.T);
+  std::vector<bool> computed((size_t)p.R, false);
   for (const auto &[s0, n] : Segments(p))
     for (int64_t r = s0; r < s0 + n; ++r) {
       int32_t t = p.row_token[(size_t)r];
-      if (t >= 0 && t < p.T)
+      if (t >= 0 && t < p.T) {
         rows[(size_t)t].push_back((int32_t)r);
+        computed[(size_t)r] = true;
+      }
     }
+  for (int64_t r = 0; zero_rows && p.T > 0 && r < p.R; ++r)
+    if (!computed[(size_t)r])
+      rows[(size_t)(r % p.T)].push_back((int32_t)r);
+  if (twice && p.T > 0 && !rows[0].empty())
+    rows[0].push_back(rows[0][0]);
   Slots sl;
   for (auto &r : rows)
     sl.K = std::max<int64_t>(sl.K, (int64_t)r.size());
@@ -871,7 +883,9 @@ TEST(ExpertFfn, FusedCombineEqualsCombineOfTheRows) {
       for (const Case &c : {Case{70, {40, 0, 33, 61, 6}, -1}, Case{30, {9, 12, 5, 12}, 10},
                             Case{3, {1, 0, 2, 3}, -1}}) {
         Problem base = Make(f, c.T, 64, 96, 72, c.counts, c.capacity, 31u, 0.05);
-        Slots sl = SlotsOf(base, 5u);
+        // Slots naming zero rows too (every case but the decode one), or
+        // a row twice (decode: the dispatch-ordered fallback layout).
+        Slots sl = SlotsOf(base, 5u, c.T > 3, c.T == 3);
         Problem p = base;
         std::vector<float> want = CombineRows(p, sl);
         Problem q = base;
