@@ -194,6 +194,60 @@ TEST(Route, SoftmaxWeightsOverAllColumns) {
               1e-6);
 }
 
+// Key-ranked routing splits its tokens over the runtime's threads (blocks
+// handed out in reverse here, as a pool may): the serial result bit for
+// bit, for policies that need the full scores and those that skip them.
+TEST(Route, ThreadsGiveTheSerialBits) {
+  struct ReversePool {
+    static void ParallelFor(void *, int64_t n, moert_task_fn fn, void *arg) {
+      for (int64_t i = n - 1; i >= 0; --i)
+        fn(arg, i, i + 1);
+    }
+  };
+  const int64_t T = 300, Ep = 64;
+  std::vector<float> logits(T * Ep), bias(Ep);
+  uint32_t seed = 7;
+  auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return static_cast<float>((seed >> 8) & 0xffff) / 8192.0f - 4.0f;
+  };
+  for (float &v : logits)
+    v = next();
+  for (float &v : bias)
+    v = next() / 16.0f;
+  std::vector<RouteOpts> cases(6);
+  cases[0].k = 6;
+  cases[0].normalize = 1; // renormalised softmax: no full softmax needed
+  cases[1].k = 6;         // the full softmax is the weight
+  cases[2].k = 4;
+  cases[2].score = MOERT_SOFTMAX_SELECTED;
+  cases[3].k = 6;
+  cases[3].policy = MOERT_GROUPED_TOP_K;
+  cases[3].score = MOERT_SIGMOID;
+  cases[3].num_groups = 8;
+  cases[3].top_groups = 4;
+  cases[4].k = 8;
+  cases[4].policy = MOERT_TOP_P;
+  cases[4].top_p = 0.5;
+  cases[5].k = 6;
+  cases[5].threshold = 0.05;
+  for (size_t c = 0; c < cases.size(); ++c) {
+    std::vector<float> b = c == 3 ? bias : std::vector<float>{};
+    RouteOut serial = route(logits, T, Ep, cases[c], b);
+    moert_parallel_hook hook = {nullptr, 2, ReversePool::ParallelFor};
+    moert_cpu_set_parallel_hook(&hook);
+    RouteOut threaded = route(logits, T, Ep, cases[c], b);
+    moert_cpu_set_parallel_hook(nullptr);
+    EXPECT_EQ(serial.e, threaded.e) << "case " << c;
+    EXPECT_EQ(0, std::memcmp(serial.w.data(), threaded.w.data(),
+                             serial.w.size() * sizeof(float)))
+        << "case " << c;
+    // Every slot is filled (the kernel ran, and wrote every token).
+    for (int32_t e : threaded.e)
+      ASSERT_NE(e, kSentinelE) << "case " << c;
+  }
+}
+
 TEST(Route, SigmoidWeights) {
   RouteOpts o;
   o.score = MOERT_SIGMOID;

@@ -30,6 +30,7 @@
  *
  *===----------------------------------------------------------------------===*/
 
+#include "expert_ffn_internal.h"
 #include "kernel_util.h"
 
 #include <stdlib.h>
@@ -204,20 +205,32 @@ static void mask_groups(const RouteParams *rp, TokenScratch *s) {
   }
 }
 
+/* Tokens [t0, t1) of a key-ranked policy (each token on its own). */
 static void route_ranked(const RouteParams *rp, moert_memref_2d *logits,
                          moert_memref_1d *bias, moert_memref_2d *weights_out,
-                         moert_memref_2d *experts_out, TokenScratch *s) {
+                         moert_memref_2d *experts_out, TokenScratch *s,
+                         int64_t t0, int64_t t1) {
   int64_t Ep = rp->Ep;
   int selected_softmax = rp->score == MOERT_SOFTMAX_SELECTED;
-  for (int64_t t = 0; t < rp->T; ++t) {
+  /* Selection key (§1.2): p + b with a bias, and always a score for
+   * grouped_top_k (group scores are sums of scores, as in DeepSeek);
+   * otherwise the logit, which every score function preserves the order
+   * of, so ties are exact. For softmax_selected, p is the full softmax
+   * (compute_scores). */
+  int score_key = rp->has_bias || rp->policy == MOERT_GROUPED_TOP_K;
+  int renormalised_softmax = rp->score == MOERT_SOFTMAX && rp->normalize &&
+                             rp->epsilon == 0.0f;
+  /* p over all columns is only read as a key, by the top_p / threshold
+   * tests, or as the weights themselves: renormalised and selected softmax
+   * weights come from the kept logits alone (softmax_of below). Skipping
+   * it saves E' exponentials per token (DeepSeek-fine's 64 columns: most
+   * of the routing time), and changes no bit. */
+  int need_p = score_key || rp->policy != MOERT_TOP_K || rp->threshold > 0.0f ||
+               !(selected_softmax || renormalised_softmax);
+  for (int64_t t = t0; t < t1; ++t) {
     load_row(logits, t, Ep, s->l);
-    compute_scores(rp->score, s->l, Ep, s->p);
-    /* Selection key (§1.2): p + b with a bias, and always a score for
-     * grouped_top_k (group scores are sums of scores, as in DeepSeek);
-     * otherwise the logit, which every score function preserves the order
-     * of, so ties are exact. For softmax_selected, p here is the full
-     * softmax (compute_scores). */
-    int score_key = rp->has_bias || rp->policy == MOERT_GROUPED_TOP_K;
+    if (need_p)
+      compute_scores(rp->score, s->l, Ep, s->p);
     for (int64_t e = 0; e < Ep; ++e) {
       if (!score_key)
         s->key[e] = s->l[e];
@@ -235,7 +248,7 @@ static void route_ranked(const RouteParams *rp, moert_memref_2d *logits,
      * softmax_selected: the softmax over the K candidates. */
     if (selected_softmax)
       softmax_of(s->l, s->sel, n, s->cand, s->w);
-    else
+    else if (need_p)
       for (int64_t j = 0; j < n; ++j)
         s->w[j] = s->p[s->sel[j]];
 
@@ -265,8 +278,6 @@ static void route_ranked(const RouteParams *rp, moert_memref_2d *logits,
      * renormalised softmax weights without epsilon (§1.4): the same values
      * mathematically, computed without the full-softmax denominator, so a
      * token's weights do not depend on columns it did not keep. */
-    int renormalised_softmax = rp->score == MOERT_SOFTMAX && rp->normalize &&
-                               rp->epsilon == 0.0f;
     if ((selected_softmax && kept != n) || renormalised_softmax)
       softmax_of(s->l, s->sel, kept, s->cand, s->w);
     finish_token(rp, weights_out, experts_out, t, s->sel, s->w, kept);
@@ -450,6 +461,62 @@ static void route_sparse_mixer(const RouteParams *rp, moert_memref_2d *logits,
  * Entry point
  *===----------------------------------------------------------------------===*/
 
+/* Scratch for tokens of E' columns and K slots; 0 when out of memory
+ * (whatever was allocated is freed by scratch_free). */
+static int scratch_alloc(TokenScratch *s, const RouteParams *rp) {
+  size_t n = (size_t)(rp->Ep > rp->K ? rp->Ep : rp->K);
+  s->l = (float *)malloc(n * sizeof(float));
+  s->p = (float *)malloc(n * sizeof(float));
+  s->key = (float *)malloc(n * sizeof(float));
+  s->cand = (float *)malloc(n * sizeof(float));
+  s->w = (float *)malloc(n * sizeof(float));
+  s->gscore = (float *)malloc(n * sizeof(float));
+  s->idx = (int64_t *)malloc(n * sizeof(int64_t));
+  s->tmp = (int64_t *)malloc(n * sizeof(int64_t));
+  s->sel = (int64_t *)malloc(n * sizeof(int64_t));
+  s->sel2 = (int64_t *)malloc(n * sizeof(int64_t));
+  return s->l && s->p && s->key && s->cand && s->w && s->gscore && s->idx &&
+         s->tmp && s->sel && s->sel2;
+}
+
+static void scratch_free(TokenScratch *s) {
+  free(s->l);
+  free(s->p);
+  free(s->key);
+  free(s->cand);
+  free(s->w);
+  free(s->gscore);
+  free(s->idx);
+  free(s->tmp);
+  free(s->sel);
+  free(s->sel2);
+}
+
+/* Key-ranked routing over the runtime's threads: tokens are independent,
+ * so blocks of them run anywhere with their own scratch (the same bits). */
+#define MOERT_ROUTE_TOKENS 32 /* tokens per block */
+
+typedef struct {
+  const RouteParams *rp;
+  moert_memref_2d *logits, *weights_out, *experts_out;
+  moert_memref_1d *bias;
+} RankedJob;
+
+static void route_ranked_blocks(void *arg, int64_t begin, int64_t end) {
+  const RankedJob *j = (const RankedJob *)arg;
+  const int64_t t0 = begin * MOERT_ROUTE_TOKENS;
+  const int64_t t1 = end * MOERT_ROUTE_TOKENS < j->rp->T ? end * MOERT_ROUTE_TOKENS
+                                                         : j->rp->T;
+  TokenScratch s;
+  if (scratch_alloc(&s, j->rp))
+    route_ranked(j->rp, j->logits, j->bias, j->weights_out, j->experts_out, &s,
+                 t0, t1);
+  else /* out of memory: a defined "no expert" result beats stale output */
+    for (int64_t t = t0; t < t1; ++t)
+      finish_token(j->rp, j->weights_out, j->experts_out, t, NULL, NULL, 0);
+  scratch_free(&s);
+}
+
 /* Whether the parameters give the computation a meaning; the verifier
  * rejects the rest, and the kernel then writes nothing. */
 static int params_valid(const RouteParams *rp, int64_t null_experts) {
@@ -524,22 +591,20 @@ void _mlir_ciface_moert_cpu_route(
     return;
   }
 
+  const int ranked = policy != MOERT_SINKHORN && policy != MOERT_EXPERT_CHOICE &&
+                     policy != MOERT_SPARSE_MIXER;
+  const moert_parallel_hook *hook = moert_cpu_parallel_hook();
+  const int64_t blocks = (rp.T + MOERT_ROUTE_TOKENS - 1) / MOERT_ROUTE_TOKENS;
+  if (ranked && hook && blocks > 1 &&
+      rp.T * rp.Ep * 16 >= MOERT_CPU_PARALLEL_MIN_WORK) {
+    RankedJob job = {&rp, logits, weights_out, experts_out, bias};
+    hook->parallel_for(hook->user, blocks, route_ranked_blocks, &job);
+    return;
+  }
   /* Per-token scratch: E' floats / indices each; K <= E' slots are used
    * but K may exceed E', so size the slot arrays for max(K, E'). */
-  size_t n = (size_t)(rp.Ep > rp.K ? rp.Ep : rp.K);
   TokenScratch s;
-  s.l = (float *)malloc(n * sizeof(float));
-  s.p = (float *)malloc(n * sizeof(float));
-  s.key = (float *)malloc(n * sizeof(float));
-  s.cand = (float *)malloc(n * sizeof(float));
-  s.w = (float *)malloc(n * sizeof(float));
-  s.gscore = (float *)malloc(n * sizeof(float));
-  s.idx = (int64_t *)malloc(n * sizeof(int64_t));
-  s.tmp = (int64_t *)malloc(n * sizeof(int64_t));
-  s.sel = (int64_t *)malloc(n * sizeof(int64_t));
-  s.sel2 = (int64_t *)malloc(n * sizeof(int64_t));
-  int ok = s.l && s.p && s.key && s.cand && s.w && s.gscore && s.idx &&
-           s.tmp && s.sel && s.sel2;
+  int ok = scratch_alloc(&s, &rp);
   if (ok) {
     switch (policy) {
     case MOERT_SINKHORN:
@@ -552,21 +617,12 @@ void _mlir_ciface_moert_cpu_route(
       route_sparse_mixer(&rp, logits, weights_out, experts_out, &s);
       break;
     default:
-      route_ranked(&rp, logits, bias, weights_out, experts_out, &s);
+      route_ranked(&rp, logits, bias, weights_out, experts_out, &s, 0, rp.T);
       break;
     }
   }
   /* Out of memory: a defined "no expert" result beats stale output. */
   if (!ok)
     fill_empty(&rp, weights_out, experts_out);
-  free(s.l);
-  free(s.p);
-  free(s.key);
-  free(s.cand);
-  free(s.w);
-  free(s.gscore);
-  free(s.idx);
-  free(s.tmp);
-  free(s.sel);
-  free(s.sel2);
+  scratch_free(&s);
 }
