@@ -103,9 +103,9 @@ def MoeFuseExpertsPass : Pass<"moe-fuse-experts"> {
     `moe.combine` without passthrough that is the only reader of a
     `moe.expert_ffn`'s rows becomes that op's `combine(token_slot, weights)`
     operands, and the op yields the `[T, D]` output. No `[T * K, D]` tensor
-    of expert rows remains in the program; the CPU kernel sums each token's
-    gate-weighted rows (in slot order, the bits of `moe.combine`) as soon
-    as the token's last row is done.
+    of expert rows remains in the program; the CPU kernel keeps the rows in
+    a workspace of its own and sums each token's gate-weighted rows in slot
+    order (the bits of `moe.combine`) once they are computed.
 
     ```mlir
     %d, %rows, %counts, %slots, %cw = moe.dispatch %x, %w, %e : ...
