@@ -12,7 +12,7 @@
  *
  * Build (no CMake needed), from the repository root:
  *   gcc -O2 -std=c11 -ffp-contract=off -Iruntime/include \
- *       bench/expert_ffn_bench.c runtime/src/cpu/expert_ffn.c \
+ *       bench/expert_ffn_bench.c runtime/src/cpu/expert_ffn.c runtime/src/cpu/dispatch.c \
  *       runtime/src/cpu/dtype.c -lopenblas -lpthread -lm -o /tmp/expert_ffn_bench
  * Run: /tmp/expert_ffn_bench [--threads N] [--layout in_out|out_in]
  *        [--dtype f32|f16|bf16] [--reps N] [--tokens 1,8,64,512]
