@@ -309,14 +309,15 @@ struct LowerExpertFFN : OpRewritePattern<ExpertFFNOp> {
                                                      op.getRowToken(), 1))
                : kb.i64(-1);
     // The fused combine, and what its routing statistics need: the
-    // dispatch's routing when it has shared experts folded in.
+    // dispatch's routing when it has shared experts folded in (-1: the
+    // slots come from no moe.dispatch, no statistics, as for moe.combine).
     Type i32 = rewriter.getI32Type();
     Value tokenSlot = combined ? kb.input(op.getTokenSlot())
                                : kb.absent({0, 0}, i32);
     Value combineWeights = combined
                                ? kb.input(op.getCombineWeights())
                                : kb.absent({0, 0}, rewriter.getF32Type());
-    int64_t shared = 0;
+    int64_t shared = -1;
     Value experts = kb.absent({0, 0}, i32);
     if (auto dispatch = combined
                             ? op.getTokenSlot().getDefiningOp<DispatchOp>()

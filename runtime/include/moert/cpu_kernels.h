@@ -261,7 +261,9 @@ enum moert_weight_layout { MOERT_LAYOUT_IN_OUT = 0, MOERT_LAYOUT_OUT_IN = 1 };
  * of moert_cpu_combine over that result; the rows stay in a buffer of the
  * call. The routing statistics' expert importance is reported as by
  * moert_cpu_expert_importance (experts, shared_experts: the dispatch's, see
- * there). With combine = 0 these four are ignored (pass empty descriptors).
+ * there; shared_experts < 0: the slots come from no dispatch, nothing is
+ * reported). With combine = 0 these four are ignored (pass empty
+ * descriptors).
  *
  * Counts are data: a negative count is 0; ragged segments are cut at R,
  * padded ones at C. The result is bit-identical for any number of threads

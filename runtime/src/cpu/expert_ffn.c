@@ -1978,7 +1978,8 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   no_passthrough.sizes[1] = P.Dout;
   _mlir_ciface_moert_cpu_combine(&rows, token_slot, combine_weights,
                                  &no_passthrough, out, MOERT_F32);
-  _mlir_ciface_moert_cpu_expert_importance(&rows, token_slot, combine_weights,
-                                           counts, segment_stride, MOERT_F32,
-                                           experts, shared_experts);
+  if (shared_experts >= 0)
+    _mlir_ciface_moert_cpu_expert_importance(&rows, token_slot, combine_weights,
+                                             counts, segment_stride, MOERT_F32,
+                                             experts, shared_experts);
 }

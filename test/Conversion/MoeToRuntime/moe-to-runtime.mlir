@@ -90,7 +90,8 @@ func.func @expert_ffn_shared(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %counts
 
 // The combine fused in: the call gets the slots and weights (after the
 // shared stacks, empty here), writes the [T, D] output (sized by the
-// slots' T) and is told to combine (1) with no shared experts (0).
+// slots' T) and is told to combine (1); the slots come from no dispatch,
+// so no routing statistics (-1).
 // CHECK-LABEL: func.func @expert_ffn_combined
 // CHECK-SAME: %[[SLOT:[^:]*]]: tensor<?x2xi32>, %[[CW:[^:]*]]: tensor<?x2xf32>)
 // CHECK: %[[T:.*]] = tensor.dim %[[SLOT]], %c0
@@ -101,7 +102,7 @@ func.func @expert_ffn_shared(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %counts
 // CHECK: %[[WC:.*]] = memref.cast %[[WB]]
 // CHECK: %[[OC:.*]] = memref.cast %[[OUT]] :
 // CHECK: %[[ONE:.*]] = arith.constant 1 : i64
-// CHECK: call @moert_cpu_expert_ffn({{.*}}, %[[SC]], %[[WC]], %{{.*}}, %[[OC]], {{.*}}, %[[ONE]], %{{.*}}) :
+// CHECK: call @moert_cpu_expert_ffn({{.*}}, %[[SC]], %[[WC]], %{{.*}}, %[[OC]], {{.*}}, %[[ONE]], %c-1_i64{{[_0-9]*}}) :
 // CHECK-NOT: moert_cpu_combine
 func.func @expert_ffn_combined(%x: tensor<?x16xf32>, %rows: tensor<?xi32>, %c: tensor<4xi32>,
                                %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>,
