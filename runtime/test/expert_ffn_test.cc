@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -834,19 +835,22 @@ Slots SlotsOf(const Problem &p, uint32_t seed, bool zero_rows = false,
   return sl;
 }
 
-// out [T, Dout] of the fused call.
-std::vector<float> RunCombined(Problem &p, Slots &sl) {
+// out [T, Dout] of the fused call; `mutate` may spoil its descriptors.
+std::vector<float> RunCombined(
+    Problem &p, Slots &sl,
+    const std::function<void(moert_memref_2d &out, moert_memref_2d &slots,
+                             moert_memref_2d &weights)> &mutate = nullptr) {
   moert_memref_2d x = p.x.desc(), b1 = p.b1.desc(), b2 = p.b2.desc();
-  moert_memref_1d rt{nullptr, p.row_token.data(), 0, {(int64_t)p.row_token.size()}, {1}};
-  moert_memref_1d ct{nullptr, p.counts.data(), 0, {(int64_t)p.counts.size()}, {1}};
-  rt.allocated = rt.aligned;
-  ct.allocated = ct.aligned;
+  moert_memref_1d rt{p.row_token.data(), p.row_token.data(), 0, {(int64_t)p.row_token.size()}, {1}};
+  moert_memref_1d ct{p.counts.data(), p.counts.data(), 0, {(int64_t)p.counts.size()}, {1}};
   moert_memref_3d w1 = p.w1.desc(), w3 = p.w3.desc(), w2 = p.w2.desc(), none3 = w1;
   none3.sizes[0] = 0;
   std::vector<float> out((size_t)(p.T * p.Dout), kSentinel);
   moert_memref_2d od{out.data(), out.data(), 0, {p.T, p.Dout}, {p.Dout, 1}};
   moert_memref_2d sd = sl.SlotDesc(), wd = sl.WeightDesc(), none2 = od;
   none2.sizes[0] = none2.sizes[1] = 0;
+  if (mutate)
+    mutate(od, sd, wd);
   _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &none3, &none3,
                                     &none3, &sd, &wd, &none2, &od, p.seg_stride, p.f.kind,
                                     p.f.act, p.f.gate_up, p.f.layout, p.f.alpha,
@@ -924,26 +928,17 @@ TEST(ExpertFfn, FusedCombineMismatchWritesNothing) {
   for (int what = 0; what < 4; ++what) {
     Problem p = base;
     Slots sl = SlotsOf(p, 3u);
-    moert_memref_2d x = p.x.desc(), b1 = p.b1.desc(), b2 = p.b2.desc();
-    moert_memref_1d rt{p.row_token.data(), p.row_token.data(), 0, {(int64_t)p.row_token.size()}, {1}};
-    moert_memref_1d ct{p.counts.data(), p.counts.data(), 0, {3}, {1}};
-    moert_memref_3d w1 = p.w1.desc(), w3 = p.w3.desc(), w2 = p.w2.desc(), none3 = w1;
-    none3.sizes[0] = 0;
-    std::vector<float> out((size_t)(p.T * p.Dout), kSentinel);
-    moert_memref_2d od{out.data(), out.data(), 0, {p.T, p.Dout}, {p.Dout, 1}};
-    moert_memref_2d sd = sl.SlotDesc(), wd = sl.WeightDesc(), none2 = od;
-    none2.sizes[0] = none2.sizes[1] = 0;
-    if (what == 0)
-      od.sizes[0] = p.T - 1; // tokens
-    else if (what == 1)
-      od.sizes[1] = p.Dout + 1; // width
-    else if (what == 2)
-      wd.sizes[1] = sl.K - 1; // weights vs slots
-    else
-      sd.sizes[0] = p.T + 1; // slot tokens
-    _mlir_ciface_moert_cpu_expert_ffn(&x, &rt, &ct, &w1, &w3, &w2, &b1, &b2, &none3, &none3,
-                                      &none3, &sd, &wd, &none2, &od, -1, f.kind, f.act,
-                                      f.gate_up, f.layout, 1.0, 0.0, 0.0, f.dtype, 1, 0);
+    std::vector<float> out = RunCombined(
+        p, sl, [&](moert_memref_2d &od, moert_memref_2d &sd, moert_memref_2d &wd) {
+          if (what == 0)
+            od.sizes[0] = p.T - 1; // tokens
+          else if (what == 1)
+            od.sizes[1] = p.Dout + 1; // width
+          else if (what == 2)
+            wd.sizes[1] = sl.K - 1; // weights vs slots
+          else
+            sd.sizes[0] = p.T + 1; // slot tokens
+        });
     for (float v : out)
       ASSERT_EQ(v, kSentinel) << "case " << what;
   }
