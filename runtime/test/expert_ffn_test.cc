@@ -1232,12 +1232,13 @@ TEST(ExpertFfn, IdleThreadTakesRowsSameBits) {
                             std::chrono::steady_clock::now() - t0).count();
       // Item 0 starts when item 1 is about half done (a group is half the
       // call), so item 1's thread has part of item 0 to share; timing
-      // decides whether it does, so tries with other delays. The same
-      // weights each time (kept panels are looked up by address).
+      // decides whether it does, so tries with other delays (cycling: on a
+      // loaded machine the threads may not overlap for several tries). The
+      // same weights each time (kept panels are looked up by address).
       const double delays[] = {0.25, 0.125, 0.35, 0.06, 0.2, 0.3, 0.1, 0.15, 0.05, 0.4};
       const int64_t before = moert_expert_ffn_steals();
-      for (int attempt = 0; attempt < 10 && moert_expert_ffn_steals() == before; ++attempt) {
-        LateStartHook late{ms * delays[attempt]};
+      for (int attempt = 0; attempt < 40 && moert_expert_ffn_steals() == before; ++attempt) {
+        LateStartHook late{ms * delays[attempt % 10]};
         moert_parallel_hook hook = {&late, 2, LateStartHook::ParallelFor};
         HookGuard hg(&hook);
         EXPECT_TRUE(SameBits(serial, RunAgain(p))) << what << " try " << attempt;
