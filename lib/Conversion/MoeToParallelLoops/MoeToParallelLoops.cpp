@@ -191,13 +191,7 @@ public:
   }
 
   Value ifValue(Value cond, Value otherwise, function_ref<Value()> then) {
-    auto ifOp = scf::IfOp::create(
-        b, loc, cond,
-        [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, then()); },
-        [&](OpBuilder &, Location) {
-          scf::YieldOp::create(b, loc, otherwise);
-        });
-    return ifOp.getResult(0);
+    return ifElseValue(cond, then, [&] { return otherwise; });
   }
 
   //===--- ranking (docs/Semantics.md 1.2) --------------------------------===//

@@ -1523,8 +1523,22 @@ static void ffn_zero_gaps(const Ffn *P, const moert_memref_1d *counts,
       ffn_zero_row(out, P, r);
 }
 
+/* One row of expert e by the scratch-free path: o = FFN_e(x row xp); with
+ * no hidden units, b2 (or 0) and xp is not read. */
+static void ffn_row_alone(const Ffn *P, const MoertFfnOps *ops, int64_t e,
+                          const float *xp, float *o) {
+  if (P->F > 0) {
+    ops->row_fallback(P, e, &xp, 1, &o);
+    return;
+  }
+  memset(o, 0, (size_t)P->Dout * sizeof(float));
+  if (ffn_has_b2(P, e))
+    for (int64_t d = 0; d < P->Dout; ++d)
+      o[d] = moert_load_elem(P->b2 + (e * P->b2se + d) * (int64_t)P->es, P->dtype);
+}
+
 /* The rows of the expert FFN (P set up by ffn_setup) into out [R, Dout]. */
-static void ffn_compute(Ffn *Pp, const moert_memref_2d *x,
+static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
                         const moert_memref_1d *row_token,
                         const moert_memref_1d *counts,
                         const moert_memref_2d *out, int64_t segment_stride) {
@@ -1570,16 +1584,10 @@ static void ffn_compute(Ffn *Pp, const moert_memref_2d *x,
       ffn_segment(&P, counts, segment_stride, e, &cursor, &s, &n);
       for (int64_t r = s; r < s + n; ++r) {
         int64_t t = MOERT_FFN_I32(row_token, r);
-        float *o = obase + r * os0;
-        if (t < 0 || t >= P.T || P.F == 0) {
+        if (t < 0 || t >= P.T)
           ffn_zero_row(out, &P, r);
-          if (t >= 0 && t < P.T && ffn_has_b2(&P, e))
-            for (int64_t d = 0; d < P.Dout; ++d)
-              o[d] = moert_load_elem(P.b2 + (e * P.b2se + d) * (int64_t)P.es, P.dtype);
-          continue;
-        }
-        const float *xp = xbase + t * xs0;
-        ops->row_fallback(&P, e, &xp, 1, &o);
+        else
+          ffn_row_alone(&P, ops, e, xbase + t * xs0, obase + r * os0);
       }
     }
     return;
@@ -1603,12 +1611,8 @@ static void ffn_compute(Ffn *Pp, const moert_memref_2d *x,
 
   if (P.F == 0) { /* no hidden units: y = b2 */
     for (int64_t e = 0; e < E; ++e)
-      for (int64_t i = est[e]; i < est[e + 1]; ++i) {
-        memset(orow[i], 0, (size_t)P.Dout * sizeof(float));
-        if (ffn_has_b2(&P, e))
-          for (int64_t d = 0; d < P.Dout; ++d)
-            orow[i][d] = moert_load_elem(P.b2 + (e * P.b2se + d) * (int64_t)P.es, P.dtype);
-      }
+      for (int64_t i = est[e]; i < est[e + 1]; ++i)
+        ffn_row_alone(&P, ops, e, xr[i], orow[i]);
     free(xr);
     free(orow);
     free(est);
@@ -1889,23 +1893,13 @@ static void ffn_combined_rowwise(const Ffn *P, const moert_memref_2d *x,
       const int64_t tok = MOERT_FFN_I32(row_token, r);
       if (owner < 0 || tok < 0 || tok >= P->T)
         continue; /* a zero row */
-      float *yp = y;
-      if (P->F == 0 || P->Din == 0) {
-        memset(y, 0, (size_t)P->Dout * sizeof(float));
-        if (P->F > 0) {
-          static const float no_x = 0.0f;
-          const float *xp = &no_x;
-          ops->row_fallback(P, owner, &xp, 1, &yp);
-        } else if (ffn_has_b2(P, owner)) {
-          for (int64_t d = 0; d < P->Dout; ++d)
-            y[d] = moert_load_elem(P->b2 + (owner * P->b2se + d) * (int64_t)P->es,
-                                   P->dtype);
-        }
-      } else {
-        const float *xp = (const float *)ffn_base(x->aligned, x->offset, 4) +
-                          tok * x->strides[0];
-        ops->row_fallback(P, owner, &xp, 1, &yp);
-      }
+      /* With D = 0 the x row is the empty vector (as in ffn_compute). */
+      static const float no_x = 0.0f;
+      ffn_row_alone(P, ops, owner,
+                    P->Din > 0 ? (const float *)ffn_base(x->aligned, x->offset, 4) +
+                                     tok * x->strides[0]
+                               : &no_x,
+                    y);
       const float w = MOERT_F32_2D(weights, t, j);
       for (int64_t d = 0; d < P->Dout; ++d)
         o[d] += w * y[d];
