@@ -1370,7 +1370,7 @@ Plan MakePlan(const std::vector<int64_t> &counts, int64_t threads) {
 }
 
 // Default tuning: row blocks of <= 256 rows, a block costs its rows + 8,
-// experts with < 48 rows take the decode path (not planned here).
+// experts with < 64 rows take the decode path (not planned here).
 TEST(ExpertFfnPlan, HotExpertIsSharedBetweenThreads) {
   // One expert holds more rows than a thread's share: whole experts would
   // leave 724 (3 blocks of it) against 540; sharing it costs one more
@@ -1402,14 +1402,14 @@ TEST(ExpertFfnPlan, BalancedExpertsStayWhole) {
 }
 
 TEST(ExpertFfnPlan, SerialIsOneGroupOfEverything) {
-  Plan p = MakePlan({300, 0, 47, 48, 600}, 1);
+  Plan p = MakePlan({300, 0, 63, 64, 600}, 1);
   ASSERT_EQ(p.groups, 1);
-  EXPECT_EQ(p.rows[0], 300 + 48 + 600); // 47 rows: decode path
-  EXPECT_EQ(p.cost[0], 948 + 8 * (2 + 1 + 3));
+  EXPECT_EQ(p.rows[0], 300 + 64 + 600); // 63 rows: decode path
+  EXPECT_EQ(p.cost[0], 964 + 8 * (2 + 1 + 3));
 }
 
 TEST(ExpertFfnPlan, NothingToPlan) {
-  Plan p = MakePlan({0, 10, 47}, 4);
+  Plan p = MakePlan({0, 10, 63}, 4);
   EXPECT_EQ(p.groups, 0);
   EXPECT_EQ(MakePlan({}, 2).groups, 0);
   std::vector<int64_t> r(1), c(1);
@@ -1439,7 +1439,7 @@ TEST(ExpertFfnPlan, RandomRoutingsAreBalanced) {
       c = rnd(scale);
       if (rnd(10) == 0)
         c *= 6; // hot experts
-      if (c >= 48) {
+      if (c >= 64) { // the GEMM path's experts
         rows += c;
         cost += c + 8 * ((c + 255) / 256);
       }
@@ -1461,7 +1461,7 @@ TEST(ExpertFfnPlan, RandomRoutingsAreBalanced) {
     // experts balance better.
     int64_t largest = 0;
     for (int64_t c : counts)
-      if (c >= 48)
+      if (c >= 64)
         largest = std::max(largest, c + 8 * ((c + 255) / 256));
     const int64_t share = (cost + threads - 1) / threads;
     EXPECT_LE(busiest, std::max(share + 32 + 4 + 16, largest)) << "share " << share;

@@ -9,7 +9,7 @@
  * Two paths, chosen per expert from its row count only (so the result never
  * depends on the number of threads):
  *
- *  - GEMM path (>= decode_rows rows, default 48). Tasks own a block of up to
+ *  - GEMM path (>= decode_rows rows, default 64). Tasks own a block of up to
  *    row_block rows of one expert and loop over F in blocks of FB hidden
  *    units (vertical fusion):
  *      for each F block:
@@ -133,7 +133,13 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
  * Elsewhere 256 (tuned on Zen 4, before the paired tile). */
 #define MOERT_FFN_K_BLOCK_INTEL 128
 #define MOERT_FFN_N_BLOCK 256 /* output columns per packed W2 block */
-#define MOERT_FFN_DECODE_ROWS 48
+/* Experts with fewer rows take the decode path. 64 against 48 (the decode
+ * path takes DeepSeek-fine T=512's experts of 48-63 rows), two-library
+ * A/Bs, var/base: DeepSeek-fine T=512 0.978-0.994 on 2 threads,
+ * 0.983-0.984 on 1; Switch T=512 and skewed Mixtral T=64 within the runs'
+ * noise (0.99-1.01). Larger decode groups (96 rows, with the group cap
+ * raised) were no faster (0.997-1.005). */
+#define MOERT_FFN_DECODE_ROWS 64
 #define MOERT_FFN_MIN_SPLIT 32  /* smallest piece of an expert split between threads */
 #define MOERT_FFN_PACK_ROWS 8   /* cost of packing an expert's weights, in rows */
 /* The same with a weight cache: the panels are packed once (the first call
