@@ -1358,14 +1358,16 @@ TEST(ExpertFfn, KeptPackedPanelsOnlyOfConstantWeightsWithinBudget) {
 struct Plan {
   int64_t groups;
   std::vector<int64_t> rows, cost;
+  std::vector<int64_t> groups_of; // per expert: groups its rows went to
 };
 
 Plan MakePlan(const std::vector<int64_t> &counts, int64_t threads) {
   Plan p;
   p.rows.assign(threads, -1);
   p.cost.assign(threads, -1);
+  p.groups_of.assign(counts.size(), -1);
   p.groups = moert_expert_ffn_plan(counts.data(), (int64_t)counts.size(), threads,
-                                   p.rows.data(), p.cost.data());
+                                   p.rows.data(), p.cost.data(), p.groups_of.data());
   return p;
 }
 
@@ -1381,6 +1383,26 @@ TEST(ExpertFfnPlan, HotExpertIsSharedBetweenThreads) {
   EXPECT_LT(p.rows[0], 700);
   EXPECT_EQ(p.cost[0] + p.cost[1], 1200 + 8 * (3 + 5 + 1));
   EXPECT_LE(std::abs(p.cost[0] - p.cost[1]), 16);
+  EXPECT_EQ(p.groups_of, (std::vector<int64_t>{2, 1, 1, 1, 1, 1}));
+}
+
+// The experts cut between threads are the largest ones (a piece streams
+// all of its expert's weights for its rows). Dealt out in expert order, the
+// boundary would fall in expert 3 here (254 + 115 + 97 + a piece of 109).
+TEST(ExpertFfnPlan, SplitsFallInTheLargestExperts) {
+  Plan p = MakePlan({254, 115, 97, 109, 123, 127, 96, 103}, 2);
+  ASSERT_EQ(p.groups, 2);
+  EXPECT_EQ(p.rows[0] + p.rows[1], 1024);
+  // Pieces are multiples of 8 rows, and the second piece packs its weights
+  // again (8 rows' worth without a weight cache).
+  EXPECT_LE(std::abs(p.cost[0] - p.cost[1]), 16);
+  EXPECT_EQ(p.groups_of, (std::vector<int64_t>{2, 1, 1, 1, 1, 1, 1, 1}));
+  // Three threads, two hot experts: each boundary in one of them (in
+  // expert order: in experts 1 and 7).
+  Plan q = MakePlan({400, 90, 70, 80, 66, 100, 64, 380}, 3);
+  ASSERT_EQ(q.groups, 3);
+  EXPECT_EQ(q.rows[0] + q.rows[1] + q.rows[2], 1250);
+  EXPECT_EQ(q.groups_of, (std::vector<int64_t>{2, 1, 1, 1, 1, 1, 1, 2}));
 }
 
 TEST(ExpertFfnPlan, SkewedMixtralIsBalanced) {
@@ -1390,6 +1412,8 @@ TEST(ExpertFfnPlan, SkewedMixtralIsBalanced) {
   ASSERT_EQ(p.groups, 2);
   EXPECT_EQ(p.rows[0] + p.rows[1], 1024);
   EXPECT_LE(std::abs(p.cost[0] - p.cost[1]), 8);
+  // Whole experts balance this one: none is cut.
+  EXPECT_EQ(p.groups_of, (std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 1}));
 }
 
 TEST(ExpertFfnPlan, BalancedExpertsStayWhole) {
@@ -1413,8 +1437,8 @@ TEST(ExpertFfnPlan, NothingToPlan) {
   EXPECT_EQ(p.groups, 0);
   EXPECT_EQ(MakePlan({}, 2).groups, 0);
   std::vector<int64_t> r(1), c(1);
-  EXPECT_EQ(moert_expert_ffn_plan(nullptr, 3, 1, r.data(), c.data()), -1);
-  EXPECT_EQ(moert_expert_ffn_plan(r.data(), 1, 0, r.data(), c.data()), -1);
+  EXPECT_EQ(moert_expert_ffn_plan(nullptr, 3, 1, r.data(), c.data(), nullptr), -1);
+  EXPECT_EQ(moert_expert_ffn_plan(r.data(), 1, 0, r.data(), c.data(), nullptr), -1);
   moert_expert_ffn_tuning t = Tuning(MOERT_FFN_ISA_AUTO, MOERT_FFN_PATH_AUTO);
   t.no_heap = 1;
   TuneGuard g(t);

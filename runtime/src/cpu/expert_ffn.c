@@ -1323,21 +1323,93 @@ static int64_t ffn_emit_decode(FfnTask *tasks, int64_t nt, int type, int64_t e,
  *  - whole experts, largest first to the least loaded thread (LPT): no
  *    weights packed twice; balanced when no expert is much larger than
  *    another;
- *  - in expert order, each thread's share filled exactly, splitting the
+ *  - in sequence, each thread's share filled exactly, splitting the
  *    expert at the boundary (pieces of at least MOERT_FFN_MIN_SPLIT rows):
  *    at most nthr - 1 experts pack their weights once more, but a hot expert
  *    holding half of the rows is shared between threads. Dynamic scheduling
  *    of per-expert blocks cannot balance that case (9 blocks on 2 threads
- *    leave one thread ~10% more work than the other).
+ *    leave one thread ~10% more work than the other). The sequence
+ *    (ffn_split_order) puts the nthr - 1 largest experts where the
+ *    boundaries fall, so that the experts cut in two are the large ones:
+ *    a piece reads all of its expert's weights for its rows, and two
+ *    pieces of a 110-row expert (48 + 61 rows, as expert order gave for
+ *    skewed Mixtral T=512) stream twice the weights per row of one
+ *    127-row half of a 254-row expert.
  *
  * Tasks within a group run in order on one thread; groups are handed out
  * dynamically, so a thread that starts late only delays its own group. */
 
-/* The split plan: writes the tasks and gofs, returns the number of groups
+typedef struct {
+  int64_t cost, e;
+} FfnExpertCost;
+
+static int ffn_by_cost_desc(const void *a, const void *b) {
+  const FfnExpertCost *x = (const FfnExpertCost *)a, *y = (const FfnExpertCost *)b;
+  if (x->cost != y->cost)
+    return x->cost > y->cost ? -1 : 1;
+  return x->e < y->e ? -1 : x->e > y->e; /* deterministic order */
+}
+
+/* The split plan's sequence of experts (order: E entries; cost and pool:
+ * E entries of scratch): for each boundary g < nthr - 1, whole experts
+ * (largest first, each that still fits) up to where the next pivot's middle
+ * meets the boundary, then the pivot: the largest GEMM-path experts, one
+ * per boundary, largest first; then the rest. */
+#define MOERT_FFN_MAX_PIVOTS 64
+static void ffn_split_order(const MoertFfnTune *tn, const int64_t *est,
+                            int64_t E, int64_t nthr, int64_t *order,
+                            int64_t *cost, FfnExpertCost *pool) {
+  int64_t total = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = est[e + 1] - est[e];
+    cost[e] = n > 0 && !ffn_decode(tn, n) ? ffn_cost(tn, n) : 0;
+    total += cost[e];
+  }
+  /* A pivot's cost is stored negated. */
+  int64_t pivot[MOERT_FFN_MAX_PIVOTS], np = 0;
+  while (np < nthr - 1 && np < MOERT_FFN_MAX_PIVOTS) {
+    int64_t best = -1;
+    for (int64_t e = 0; e < E; ++e)
+      if (cost[e] > 0 && (best < 0 || cost[e] > cost[best]))
+        best = e;
+    if (best < 0)
+      break;
+    pivot[np++] = best;
+    cost[best] = -cost[best];
+  }
+  int64_t npool = 0;
+  for (int64_t e = 0; e < E; ++e)
+    if (cost[e] > 0) {
+      FfnExpertCost c = {cost[e], e};
+      pool[npool++] = c;
+    }
+  qsort(pool, (size_t)npool, sizeof *pool, ffn_by_cost_desc);
+  int64_t n = 0, cum = 0;
+  for (int64_t g = 0; g < np; ++g) {
+    const int64_t target = total * (g + 1) / nthr, pc = -cost[pivot[g]];
+    for (int64_t i = 0; i < npool; ++i)
+      if (pool[i].e >= 0 && cum + pool[i].cost + pc / 2 <= target) {
+        order[n++] = pool[i].e;
+        cum += pool[i].cost;
+        pool[i].e = -1; /* placed */
+      }
+    order[n++] = pivot[g];
+    cum += pc;
+  }
+  for (int64_t i = 0; i < npool; ++i)
+    if (pool[i].e >= 0)
+      order[n++] = pool[i].e;
+  for (int64_t e = 0; e < E; ++e)
+    if (cost[e] == 0) /* off the GEMM path: skipped by the plan */
+      order[n++] = e;
+}
+
+/* The split plan over the experts in `order` (ffn_split_order; NULL:
+ * expert order): writes the tasks and gofs, returns the number of groups
  * and the largest group's cost in *busiest. */
 static int64_t ffn_plan_split(const MoertFfnTune *tn, const int64_t *est,
-                              int64_t E, int64_t nthr, FfnTask *tasks,
-                              int64_t *gofs, int64_t *busiest) {
+                              int64_t E, int64_t nthr, const int64_t *order,
+                              FfnTask *tasks, int64_t *gofs, int64_t *busiest) {
   const int64_t rb = tn->row_block;
   int64_t left = 0; /* cost of the rows not yet dealt out */
   for (int64_t e = 0; e < E; ++e) {
@@ -1349,7 +1421,8 @@ static int64_t ffn_plan_split(const MoertFfnTune *tn, const int64_t *est,
   int64_t share = (left + nthr - 1) / nthr;
   *busiest = 0;
   gofs[0] = 0;
-  for (int64_t e = 0; e < E; ++e) {
+  for (int64_t s = 0; s < E; ++s) {
+    const int64_t e = order ? order[s] : s;
     const int64_t n = est[e + 1] - est[e];
     if (n == 0 || ffn_decode(tn, n))
       continue;
@@ -1394,17 +1467,6 @@ static int64_t ffn_plan_split(const MoertFfnTune *tn, const int64_t *est,
   return ng;
 }
 
-typedef struct {
-  int64_t cost, e;
-} FfnExpertCost;
-
-static int ffn_by_cost_desc(const void *a, const void *b) {
-  const FfnExpertCost *x = (const FfnExpertCost *)a, *y = (const FfnExpertCost *)b;
-  if (x->cost != y->cost)
-    return x->cost > y->cost ? -1 : 1;
-  return x->e < y->e ? -1 : x->e > y->e; /* deterministic order */
-}
-
 /* The whole-expert plan: group[e] = the thread of GEMM expert e (-1 for the
  * others), using order (E entries) and load (nthr entries) as scratch;
  * returns the largest group's cost. */
@@ -1444,7 +1506,13 @@ static int64_t ffn_plan_gemm(const Ffn *P, const MoertFfnTune *tn,
                              int64_t *gofs) {
   const int64_t E = P->E;
   int64_t split_busiest;
-  const int64_t ng = ffn_plan_split(tn, est, E, nthr, tasks, gofs, &split_busiest);
+  int64_t *seq = nthr > 1 ? (int64_t *)moert_ffn_alloc(
+                                P, (size_t)E * (2 * sizeof(int64_t) + sizeof(FfnExpertCost)) + 1)
+                          : NULL;
+  if (seq)
+    ffn_split_order(tn, est, E, nthr, seq, seq + E, (FfnExpertCost *)(seq + 2 * E));
+  const int64_t ng = ffn_plan_split(tn, est, E, nthr, seq, tasks, gofs, &split_busiest);
+  free(seq);
   if (nthr == 1)
     return ng;
   int64_t *group = (int64_t *)moert_ffn_alloc(
@@ -1472,7 +1540,7 @@ static int64_t ffn_plan_gemm(const Ffn *P, const MoertFfnTune *tn,
 }
 
 int64_t moert_expert_ffn_plan(const int64_t *counts, int64_t E, int64_t nthr,
-                              int64_t *rows, int64_t *cost) {
+                              int64_t *rows, int64_t *cost, int64_t *groups_of) {
   if (E < 0 || nthr < 1 || (E > 0 && !counts) || !rows || !cost)
     return -1;
   Ffn P;
@@ -1496,10 +1564,15 @@ int64_t moert_expert_ffn_plan(const int64_t *counts, int64_t E, int64_t nthr,
     ng = ffn_plan_gemm(&P, &tn, est, nthr, tasks, gofs);
     for (int64_t g = 0; g < nthr; ++g)
       rows[g] = cost[g] = 0;
+    for (int64_t e = 0; groups_of && e < E; ++e)
+      groups_of[e] = 0;
     for (int64_t g = 0; g < ng; ++g)
       for (int64_t t = gofs[g]; t < gofs[g + 1]; ++t) {
         rows[g] += tasks[t].n;
         cost[g] += ffn_cost(&tn, tasks[t].n);
+        /* An expert's tasks in a group are adjacent. */
+        if (groups_of && (t == gofs[g] || tasks[t - 1].e != tasks[t].e))
+          ++groups_of[tasks[t].e];
       }
   }
   free(est);

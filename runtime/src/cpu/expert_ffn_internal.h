@@ -59,11 +59,14 @@ MOERT_INTERNAL int64_t moert_expert_ffn_steals(void);
  * with counts[e] rows (e < E), under this thread's tuning: the experts'
  * row blocks dealt out as one group per thread (expert_ffn.c). Writes the
  * rows of each group to rows[g] and its estimated cost (in rows, packing
- * included) to cost[g] (nthr entries each) and returns the number of
- * groups, or -1 when the plan cannot be made (no memory, nthr < 1). */
+ * included) to cost[g] (nthr entries each), and, when groups_of is not
+ * NULL, the number of groups expert e's rows went to in groups_of[e] (E
+ * entries: 2 or more for an expert split between threads); returns the
+ * number of groups, or -1 when the plan cannot be made (no memory,
+ * nthr < 1). */
 MOERT_INTERNAL int64_t moert_expert_ffn_plan(const int64_t *counts, int64_t E,
                                              int64_t nthr, int64_t *rows,
-                                             int64_t *cost);
+                                             int64_t *cost, int64_t *groups_of);
 
 /* The parallel hook installed on this thread (moert_cpu_set_parallel_hook)
  * when it offers more than one thread, else NULL: the other kernels share
