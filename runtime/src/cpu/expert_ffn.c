@@ -91,6 +91,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 enum { MOERT_FFN_MLP = 0, MOERT_FFN_GLU = 1 };
 enum {
@@ -1616,6 +1617,80 @@ static void ffn_row_alone(const Ffn *P, const MoertFfnOps *ops, int64_t e,
       o[d] = moert_load_elem(P->b2 + (e * P->b2se + d) * (int64_t)P->es, P->dtype);
 }
 
+/*===----------------------------------------------------------------------===*
+ * Kept workspaces
+ *===----------------------------------------------------------------------===*/
+
+/* Buffers of a call that scale with its rows, kept per calling thread,
+ * grown to the largest call's and freed when the thread exits: the fused
+ * combine's rows (16 MiB for DeepSeek-fine T=512) and the decode path's
+ * hidden activations (6 MiB there). A fresh 16 MiB rows buffer per call
+ * came from new pages every call, and faulting them in made the fused call
+ * 1-7% slower than the unfused one (two-library A/Bs, same kernels).
+ * Buffers of 2 MiB or more are 2 MiB aligned and advised to be backed by
+ * transparent huge pages, where the system allows it: each 4 KiB row of
+ * D = 1024 is a page of its own otherwise, and the combine's and the
+ * decode products' reads of gathered rows miss the TLB on every one
+ * (DeepSeek-fine T=512, 2 threads, against 4 KiB pages, two-library A/Bs:
+ * rows 0.981-1.003, then the hidden activations 0.989-1.007). Buffers
+ * start on cache lines. NULL when memory or the thread key cannot be had. */
+enum { FFN_WS_ROWS, FFN_WS_HIDDEN, FFN_WS_COUNT };
+
+typedef struct {
+  void *p[FFN_WS_COUNT];
+  size_t cap[FFN_WS_COUNT];
+} FfnWorkspace;
+
+static pthread_key_t ffn_ws_key;
+static pthread_once_t ffn_ws_once = PTHREAD_ONCE_INIT;
+static int ffn_ws_key_ok;
+
+static void ffn_ws_release(void *v) {
+  FfnWorkspace *w = (FfnWorkspace *)v;
+  for (int i = 0; i < FFN_WS_COUNT; ++i)
+    free(w->p[i]);
+  free(w);
+}
+
+static void ffn_ws_key_init(void) {
+  ffn_ws_key_ok = pthread_key_create(&ffn_ws_key, ffn_ws_release) == 0;
+}
+
+static float *ffn_workspace(int slot, size_t bytes) {
+  if (pthread_once(&ffn_ws_once, ffn_ws_key_init) != 0 || !ffn_ws_key_ok)
+    return NULL;
+  FfnWorkspace *w = (FfnWorkspace *)pthread_getspecific(ffn_ws_key);
+  if (!w) {
+    w = (FfnWorkspace *)calloc(1, sizeof *w);
+    if (!w)
+      return NULL;
+    if (pthread_setspecific(ffn_ws_key, w) != 0) {
+      free(w);
+      return NULL;
+    }
+  }
+  if (w->cap[slot] < bytes) {
+    free(w->p[slot]);
+    w->p[slot] = NULL;
+    w->cap[slot] = 0;
+    const size_t huge = (size_t)2 << 20;
+    const size_t align = bytes >= huge ? huge : 64;
+    if (bytes > SIZE_MAX - align)
+      return NULL;
+    const size_t size = (bytes + align - 1) / align * align;
+    void *p = NULL;
+    if (posix_memalign(&p, align, size) != 0)
+      return NULL;
+#ifdef MADV_HUGEPAGE
+    if (align == huge)
+      (void)madvise(p, size, MADV_HUGEPAGE); /* advice only */
+#endif
+    w->p[slot] = p;
+    w->cap[slot] = size;
+  }
+  return (float *)w->p[slot];
+}
+
 /* The rows of the expert FFN (P set up by ffn_setup) into out [R, Dout]. */
 static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
                         const moert_memref_1d *row_token,
@@ -1742,14 +1817,14 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
   ntask += nthr;
   FfnTask *tasks = (FfnTask *)moert_ffn_alloc(&P, (size_t)ntask * sizeof(*tasks));
   float **hrow = (float **)moert_ffn_alloc(&P, (size_t)nrows * sizeof(*hrow));
-  float *hbuf = dec_rows > 0 ? (float *)moert_ffn_alloc(&P, (size_t)dec_rows * (size_t)P.F *
-                                                                sizeof(float))
-                             : NULL;
+  /* The decode rows' hidden activations: a kept workspace (above). */
+  float *hbuf = dec_rows > 0 && !P.no_heap
+                    ? ffn_workspace(FFN_WS_HIDDEN, (size_t)dec_rows * (size_t)P.F * sizeof(float))
+                    : NULL;
   int64_t *gofs = (int64_t *)moert_ffn_alloc(&P, (size_t)(nthr + 1) * sizeof(*gofs));
   if (!tasks || !hrow || (dec_rows > 0 && !hbuf) || !gofs) {
     free(tasks);
     free(hrow);
-    free(hbuf);
     free(gofs);
     for (int64_t e = 0; e < E; ++e)
       ops->row_fallback(&P, e, xr + est[e], est[e + 1] - est[e], orow + est[e]);
@@ -1876,7 +1951,6 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
   free(gofs);
   free(tasks);
   free(hrow);
-  free(hbuf);
   free(xr);
   free(orow);
   free(est);
@@ -1890,57 +1964,6 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
 /* Widest output row the scratch-free combined path handles (on the stack). */
 #define MOERT_FFN_ROWWISE_MAX_D 16384
 #endif
-
-/* The rows buffer of the fused combine: kept per calling thread, grown to
- * the largest call's and freed when the thread exits. A fresh buffer per
- * call (the rows of DeepSeek-fine T=512 are 16 MiB) came from new pages
- * every call, and faulting them in made the fused call 1-7% slower than
- * the unfused one (two-library A/Bs, same kernels). Rows start on cache
- * lines. NULL when memory or the thread key cannot be had. */
-typedef struct {
-  float *p;
-  size_t cap;
-} FfnRowsWorkspace;
-
-static pthread_key_t ffn_rows_key;
-static pthread_once_t ffn_rows_once = PTHREAD_ONCE_INIT;
-static int ffn_rows_key_ok;
-
-static void ffn_rows_release(void *v) {
-  FfnRowsWorkspace *w = (FfnRowsWorkspace *)v;
-  free(w->p);
-  free(w);
-}
-
-static void ffn_rows_key_init(void) {
-  ffn_rows_key_ok = pthread_key_create(&ffn_rows_key, ffn_rows_release) == 0;
-}
-
-static float *ffn_rows_workspace(size_t bytes) {
-  if (pthread_once(&ffn_rows_once, ffn_rows_key_init) != 0 || !ffn_rows_key_ok)
-    return NULL;
-  FfnRowsWorkspace *w = (FfnRowsWorkspace *)pthread_getspecific(ffn_rows_key);
-  if (!w) {
-    w = (FfnRowsWorkspace *)calloc(1, sizeof *w);
-    if (!w)
-      return NULL;
-    if (pthread_setspecific(ffn_rows_key, w) != 0) {
-      free(w);
-      return NULL;
-    }
-  }
-  if (w->cap < bytes) {
-    free(w->p);
-    w->p = NULL;
-    w->cap = 0;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0)
-      return NULL;
-    w->p = (float *)p;
-    w->cap = bytes;
-  }
-  return w->p;
-}
 
 /* Without scratch memory: token by token, each slot's row computed by the
  * scratch-free row path and added in slot order (not bit-identical to the
@@ -2036,7 +2059,7 @@ void _mlir_ciface_moert_cpu_expert_ffn(
   const size_t bytes = P.R > 0 && P.Dout <= (int64_t)(SIZE_MAX / sizeof(float)) / P.R
                            ? (size_t)P.R * (size_t)P.Dout * sizeof(float)
                            : 0;
-  float *buf = bytes && !P.no_heap ? ffn_rows_workspace(bytes) : NULL;
+  float *buf = bytes && !P.no_heap ? ffn_workspace(FFN_WS_ROWS, bytes) : NULL;
   if (!buf && P.R > 0) {
     if (P.Dout <= MOERT_FFN_ROWWISE_MAX_D)
       ffn_combined_rowwise(&P, x, row_token, counts, segment_stride, token_slot,
