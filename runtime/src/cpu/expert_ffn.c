@@ -136,8 +136,8 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
 #define MOERT_FFN_N_BLOCK 256 /* output columns per packed W2 block */
 /* Experts with fewer rows take the decode path. 64 against 48 (the decode
  * path takes DeepSeek-fine T=512's experts of 48-63 rows), two-library
- * A/Bs, var/base: DeepSeek-fine T=512 0.978-0.994 on 2 threads,
- * 0.983-0.984 on 1; Switch T=512 and skewed Mixtral T=64 within the runs'
+ * A/Bs, var/base: DeepSeek-fine T=512 0.978-0.996 on 2 threads,
+ * 0.978-0.987 on 1; Switch T=512 and skewed Mixtral T=64 within the runs'
  * noise (0.99-1.01). Larger decode groups (96 rows, with the group cap
  * raised) were no faster (0.997-1.005). */
 #define MOERT_FFN_DECODE_ROWS 64
