@@ -1282,6 +1282,12 @@ static int64_t ffn_cost(const MoertFfnTune *tn, int64_t n) {
   return n + tn->pack_rows * ffn_blocks(n, tn->row_block);
 }
 
+/* The cost of an expert with n rows on the GEMM path, or 0 when it has
+ * none there (no rows, or the decode path's). */
+static int64_t ffn_gemm_cost(const MoertFfnTune *tn, int64_t n) {
+  return n > 0 && !ffn_decode(tn, n) ? ffn_cost(tn, n) : 0;
+}
+
 /* Appends the GEMM tasks of rows [i0, i0 + n) of expert e: ffn_blocks(n, rb)
  * blocks of equal size (multiples of 8 rows, but for the last). */
 static int64_t ffn_emit_blocks(FfnTask *tasks, int64_t nt, int64_t e,
@@ -1362,8 +1368,7 @@ static void ffn_split_order(const MoertFfnTune *tn, const int64_t *est,
                             int64_t *cost, FfnExpertCost *pool) {
   int64_t total = 0;
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = est[e + 1] - est[e];
-    cost[e] = n > 0 && !ffn_decode(tn, n) ? ffn_cost(tn, n) : 0;
+    cost[e] = ffn_gemm_cost(tn, est[e + 1] - est[e]);
     total += cost[e];
   }
   /* A pivot's cost is stored negated. */
@@ -1413,11 +1418,8 @@ static int64_t ffn_plan_split(const MoertFfnTune *tn, const int64_t *est,
                               FfnTask *tasks, int64_t *gofs, int64_t *busiest) {
   const int64_t rb = tn->row_block;
   int64_t left = 0; /* cost of the rows not yet dealt out */
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = est[e + 1] - est[e];
-    if (n > 0 && !ffn_decode(tn, n))
-      left += ffn_cost(tn, n);
-  }
+  for (int64_t e = 0; e < E; ++e)
+    left += ffn_gemm_cost(tn, est[e + 1] - est[e]);
   int64_t ng = 0, nt = 0, fill = 0;
   int64_t share = (left + nthr - 1) / nthr;
   *busiest = 0;
@@ -1476,10 +1478,10 @@ static int64_t ffn_plan_whole(const MoertFfnTune *tn, const int64_t *est,
                               FfnExpertCost *order, int64_t *load) {
   int64_t no = 0;
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = est[e + 1] - est[e];
+    const int64_t cost = ffn_gemm_cost(tn, est[e + 1] - est[e]);
     group[e] = -1;
-    if (n > 0 && !ffn_decode(tn, n)) {
-      FfnExpertCost c = {ffn_cost(tn, n), e};
+    if (cost > 0) {
+      FfnExpertCost c = {cost, e};
       order[no++] = c;
     }
   }
