@@ -945,8 +945,9 @@ TEST(ExpertFfn, FusedCombineMismatchWritesNothing) {
 }
 
 TEST(ExpertFfn, BitIdenticalUnderAnyHook) {
-  // Skewed routing: one expert has half the rows.
-  std::vector<int32_t> counts = {150, 9, 1, 30, 0, 61, 3, 46};
+  // Skewed routing: one expert has half the rows; three experts on the
+  // GEMM path (64 rows or more), so the split plan reorders them.
+  std::vector<int32_t> counts = {150, 9, 1, 70, 0, 67, 3, 0};
   for (int isa : Isas())
     for (int layout = 0; layout < 2; ++layout) {
       Form f;
