@@ -1357,56 +1357,43 @@ static int ffn_by_cost_desc(const void *a, const void *b) {
   return x->e < y->e ? -1 : x->e > y->e; /* deterministic order */
 }
 
-/* The split plan's sequence of experts (order: E entries; cost and pool:
- * E entries of scratch): for each boundary g < nthr - 1, whole experts
- * (largest first, each that still fits) up to where the next pivot's middle
- * meets the boundary, then the pivot: the largest GEMM-path experts, one
- * per boundary, largest first; then the rest. */
-#define MOERT_FFN_MAX_PIVOTS 64
+/* The split plan's sequence of experts (order: E entries; pool: E entries
+ * of scratch). The GEMM-path experts sorted largest first: the first
+ * nthr - 1 are pivots, pivot g for boundary g; before each pivot, whole
+ * experts (largest first, each that still fits) up to where the pivot's
+ * middle meets its boundary; then the experts left, then those off the
+ * GEMM path (which the plan skips). */
 static void ffn_split_order(const MoertFfnTune *tn, const int64_t *est,
                             int64_t E, int64_t nthr, int64_t *order,
-                            int64_t *cost, FfnExpertCost *pool) {
-  int64_t total = 0;
+                            FfnExpertCost *pool) {
+  int64_t total = 0, npool = 0;
   for (int64_t e = 0; e < E; ++e) {
-    cost[e] = ffn_gemm_cost(tn, est[e + 1] - est[e]);
-    total += cost[e];
-  }
-  /* A pivot's cost is stored negated. */
-  int64_t pivot[MOERT_FFN_MAX_PIVOTS], np = 0;
-  while (np < nthr - 1 && np < MOERT_FFN_MAX_PIVOTS) {
-    int64_t best = -1;
-    for (int64_t e = 0; e < E; ++e)
-      if (cost[e] > 0 && (best < 0 || cost[e] > cost[best]))
-        best = e;
-    if (best < 0)
-      break;
-    pivot[np++] = best;
-    cost[best] = -cost[best];
-  }
-  int64_t npool = 0;
-  for (int64_t e = 0; e < E; ++e)
-    if (cost[e] > 0) {
-      FfnExpertCost c = {cost[e], e};
-      pool[npool++] = c;
+    const int64_t c = ffn_gemm_cost(tn, est[e + 1] - est[e]);
+    total += c;
+    if (c > 0) {
+      FfnExpertCost x = {c, e};
+      pool[npool++] = x;
     }
+  }
   qsort(pool, (size_t)npool, sizeof *pool, ffn_by_cost_desc);
+  const int64_t np = nthr - 1 < npool ? nthr - 1 : npool;
   int64_t n = 0, cum = 0;
   for (int64_t g = 0; g < np; ++g) {
-    const int64_t target = total * (g + 1) / nthr, pc = -cost[pivot[g]];
-    for (int64_t i = 0; i < npool; ++i)
+    const int64_t target = total * (g + 1) / nthr, pc = pool[g].cost;
+    for (int64_t i = np; i < npool; ++i)
       if (pool[i].e >= 0 && cum + pool[i].cost + pc / 2 <= target) {
         order[n++] = pool[i].e;
         cum += pool[i].cost;
         pool[i].e = -1; /* placed */
       }
-    order[n++] = pivot[g];
+    order[n++] = pool[g].e;
     cum += pc;
   }
-  for (int64_t i = 0; i < npool; ++i)
+  for (int64_t i = np; i < npool; ++i)
     if (pool[i].e >= 0)
       order[n++] = pool[i].e;
   for (int64_t e = 0; e < E; ++e)
-    if (cost[e] == 0) /* off the GEMM path: skipped by the plan */
+    if (ffn_gemm_cost(tn, est[e + 1] - est[e]) == 0)
       order[n++] = e;
 }
 
@@ -1510,10 +1497,10 @@ static int64_t ffn_plan_gemm(const Ffn *P, const MoertFfnTune *tn,
   const int64_t E = P->E;
   int64_t split_busiest;
   int64_t *seq = nthr > 1 ? (int64_t *)moert_ffn_alloc(
-                                P, (size_t)E * (2 * sizeof(int64_t) + sizeof(FfnExpertCost)) + 1)
+                                P, (size_t)E * (sizeof(int64_t) + sizeof(FfnExpertCost)) + 1)
                           : NULL;
   if (seq)
-    ffn_split_order(tn, est, E, nthr, seq, seq + E, (FfnExpertCost *)(seq + 2 * E));
+    ffn_split_order(tn, est, E, nthr, seq, (FfnExpertCost *)(seq + E));
   const int64_t ng = ffn_plan_split(tn, est, E, nthr, seq, tasks, gofs, &split_busiest);
   free(seq);
   if (nthr == 1)
