@@ -147,9 +147,18 @@ ISA_AI void NAME(ukr_t)(const int RM, const int NP, int64_t K,
                         int64_t bps, float *const *c, int64_t coff, int64_t nn,
                         int load_c, const float *bias, PfCursor *pf) {
   VF acc[MR + UKR_TALL][4];
-  /* Prefetches are issued between chunks of 16 k steps, so the k loop
-   * itself stays free of the cursor's bookkeeping. */
-  const int64_t ppi = pf_per_iter(pf, (K + 15) / 16);
+  /* Prefetches are issued between chunks of k steps, so the k loop itself
+   * stays free of the cursor's bookkeeping: 16 steps, 24 for the paired
+   * tile. Two-library A/Bs of the paired tile's chunk (var/base, against
+   * 16; KC = 128, so the next panels' 64 lines go out in bursts of 11):
+   * DeepSeek-fine T=512 2 threads 0.974-0.986 (20: 0.976-0.988, 28:
+   * 0.966-0.987, 32: 0.987-1.000, 40: 0.992-0.999), 1 thread 0.972-0.978;
+   * Mixtral T=512 0.974-0.988, 1 thread 0.973-0.985; skewed Mixtral T=512
+   * 0.977-0.996; Switch T=512 and T=2048 within noise. The one-panel tiles
+   * of the small decode groups keep 16: at 24 Mixtral T=8 lost 6%, and
+   * chunks of 8, 4 or 2 steps lost 1%, 3% and 7% at T=512. */
+  const int64_t kchunk = NP == 2 ? 24 : 16;
+  const int64_t ppi = pf_per_iter(pf, (K + kchunk - 1) / kchunk);
   int64_t pleft = ppi ? pf->per_call : 0;
   const float *ap[MR + UKR_TALL];
 #pragma GCC unroll 16
@@ -159,12 +168,12 @@ ISA_AI void NAME(ukr_t)(const int RM, const int NP, int64_t K,
       acc[i][v] = load_c ? V(loadn)(c[i] + coff + v * VL, nn - v * VL) : V(zero)();
     ap[i] = a[i] + aoff;
   }
-  for (int64_t kk = 0; kk < K; kk += 16) {
+  for (int64_t kk = 0; kk < K; kk += kchunk) {
     if (pleft > 0) {
       pf_issue_n(pf, ppi);
       pleft -= ppi;
     }
-    const int64_t ke = K - kk < 16 ? K : kk + 16;
+    const int64_t ke = K - kk < kchunk ? K : kk + kchunk;
 #pragma GCC unroll 2
     for (int64_t k = kk; k < ke; ++k) {
       VF bv[4];
