@@ -405,7 +405,8 @@ static int64_t pf_total_lines(const PfCursor *c) {
 static void pf_start(PfCursor *c, int64_t calls) {
   c->ri = 0;
   c->row = -1;
-  c->cur = c->end = 0;
+  c->cur = 64; /* past end: the first issue moves to row 0 */
+  c->end = 0;
   int64_t n = pf_total_lines(c);
   c->per_call = calls > 0 ? (n + calls - 1) / calls : n;
 }
