@@ -148,16 +148,21 @@ ISA_AI void NAME(ukr_t)(const int RM, const int NP, int64_t K,
                         int load_c, const float *bias, PfCursor *pf) {
   VF acc[MR + UKR_TALL][4];
   /* Prefetches are issued between chunks of k steps, so the k loop itself
-   * stays free of the cursor's bookkeeping: 16 steps, 24 for the paired
-   * tile. Two-library A/Bs of the paired tile's chunk (var/base, against
-   * 16; KC = 128, so the next panels' 64 lines go out in bursts of 11):
-   * DeepSeek-fine T=512 2 threads 0.974-0.986 (20: 0.976-0.988, 28:
-   * 0.966-0.987, 32: 0.987-1.000, 40: 0.992-0.999), 1 thread 0.972-0.978;
-   * Mixtral T=512 0.974-0.988, 1 thread 0.973-0.985; skewed Mixtral T=512
-   * 0.977-0.996; Switch T=512 and T=2048 within noise. The one-panel tiles
-   * of the small decode groups keep 16: at 24 Mixtral T=8 lost 6%, and
-   * chunks of 8, 4 or 2 steps lost 1%, 3% and 7% at T=512. */
-  const int64_t kchunk = NP == 2 ? 24 : 16;
+   * stays free of the cursor's bookkeeping: 16 steps, or 24 for a paired
+   * tile that issues at most 80 lines (a decode group of 37-64 rows: 64
+   * lines per tile at 48 rows; the GEMM path's blocks of 64 rows or more).
+   * Two-library A/Bs of 24 for every paired tile (var/base, against 16; KC
+   * = 128): DeepSeek-fine T=512 2 threads 0.974-0.986 (20: 0.976-0.988,
+   * 28: 0.966-0.987, 32: 0.987-1.000, 40: 0.992-0.999), 1 thread
+   * 0.972-0.978; Mixtral T=512 0.974-0.988, 1 thread 0.973-0.985; skewed
+   * Mixtral T=512 0.977-0.996; Switch T=512 and T=2048 within noise; but
+   * skewed Mixtral T=64, whose hot expert is cut into two blocks of 32 rows
+   * (85 lines per tile), 1.003-1.025. With the 80-line bound: skewed
+   * Mixtral T=64 0.984-0.999 (1 and 2 threads), DeepSeek-fine T=512
+   * 0.984-0.993, Mixtral T=512 0.976-0.999. The one-panel tiles of the
+   * small decode groups keep 16: at 24 Mixtral T=8 lost 6%, and chunks of
+   * 8, 4 or 2 steps lost 1%, 3% and 7% at T=512. */
+  const int64_t kchunk = NP == 2 && pf && pf->per_call <= 80 ? 24 : 16;
   const int64_t ppi = pf_per_iter(pf, (K + kchunk - 1) / kchunk);
   int64_t pleft = ppi ? pf->per_call : 0;
   const float *ap[MR + UKR_TALL];
