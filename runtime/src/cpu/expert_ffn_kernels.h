@@ -155,11 +155,13 @@ ISA_AI void NAME(ukr_t)(const int RM, const int NP, int64_t K,
    * = 128): DeepSeek-fine T=512 2 threads 0.974-0.986 (20: 0.976-0.988,
    * 28: 0.966-0.987, 32: 0.987-1.000, 40: 0.992-0.999), 1 thread
    * 0.972-0.978; Mixtral T=512 0.974-0.988, 1 thread 0.973-0.985; skewed
-   * Mixtral T=512 0.977-0.996; Switch T=512 and T=2048 within noise; but
+   * Mixtral T=512 0.977-0.996; Switch T=512, Mixtral T=2048 within noise; but
    * skewed Mixtral T=64, whose hot expert is cut into two blocks of 32 rows
-   * (85 lines per tile), 1.003-1.025. With the 80-line bound: skewed
-   * Mixtral T=64 0.984-0.999 (1 and 2 threads), DeepSeek-fine T=512
-   * 0.984-0.993, Mixtral T=512 0.976-0.999. The one-panel tiles of the
+   * (85 lines per tile), 1.003-1.025. With a 64-line bound: skewed
+   * Mixtral T=64 0.985-1.000, DeepSeek-fine T=512 0.984-0.993, Mixtral
+   * T=512 0.976-0.999; with this 80-line bound, skewed Mixtral T=64
+   * 0.989-1.000 (1 and 2 threads) and DeepSeek-fine T=512 0.997-1.006
+   * against 24 for every paired tile. The one-panel tiles of the
    * small decode groups keep 16: at 24 Mixtral T=8 lost 6%, and chunks of
    * 8, 4 or 2 steps lost 1%, 3% and 7% at T=512. */
   const int64_t kchunk = NP == 2 && pf && pf->per_call <= 80 ? 24 : 16;
