@@ -28,8 +28,9 @@
  *    Every weight element is packed once per row block and reused by all
  *    its rows. Packing reads stored rows in runs of 0.5-1 KiB, and the
  *    weights of the next packing step are prefetched (prefetcht1) a few
- *    lines per 16 k steps of the microkernel, which hides most of the DRAM
- *    latency the packing would otherwise stall on.
+ *    lines per chunk of 16 or 24 k steps of the microkernel (ukr_t),
+ *    which hides most of the DRAM latency the packing would otherwise
+ *    stall on.
  *
  *  - Decode path (< decode_rows rows). Memory bound: every weight is
  *    streamed from memory once per task. With a weight cache, row groups
