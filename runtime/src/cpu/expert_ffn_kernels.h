@@ -107,9 +107,9 @@ ISA_AI VF NAME(act)(VF x, int act, VF alpha) {
 /* h[j] = act(g[j] + bg[j]) (mlp, u == NULL) or
  * act(min(g + bg, L)) * (clamp(u + bu, -L, L) + shift) (glu), j < n.
  * bg / bu NULL: no bias. */
-ISA_FN static void NAME(epi)(const Ffn *P, const float *g, const float *u,
-                             const float *bg, const float *bu, float *h,
-                             int64_t n) {
+ISA_AI void NAME(epi_t)(const Ffn *P, const float *g, const float *u,
+                        const float *bg, const float *bu, float *h,
+                        int64_t n) {
   const VF alpha = V(set1)(P->alpha), shift = V(set1)(P->up_shift);
   const VF lim = V(set1)(P->limit), nlim = V(set1)(-P->limit);
   const int act = P->act;
@@ -131,6 +131,31 @@ ISA_FN static void NAME(epi)(const Ffn *P, const float *g, const float *u,
     }
     V(storen)(h + j, V(mul)(NAME(act)(gv, act, alpha), V(add)(uv, shift)), c);
   }
+}
+
+ISA_FN static void NAME(epi)(const Ffn *P, const float *g, const float *u,
+                             const float *bg, const float *bu, float *h,
+                             int64_t n) {
+  NAME(epi_t)(P, g, u, bg, bu, h, n);
+}
+
+/* The epilogue of m rows of packed-panel sums (acc[i] + q NR: panel q,
+ * holding PF = VL gate + VL up units of a GLU, NR units otherwise) into
+ * h[i] + hoff + q PF, for nu units (the panels' biases at bg / bu + q PF).
+ * One call per block instead of one per row and panel: the calls cost
+ * about as much as the activations of a panel's 16 units. */
+ISA_FN static void NAME(epi_panels)(const Ffn *P, const float *const *acc, int64_t m,
+                                    int64_t nu, const float *bg, const float *bu,
+                                    float *const *h, int64_t hoff) {
+  const int glu = P->kind == MOERT_FFN_GLU;
+  const int64_t PF = glu ? VL : NR;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t q = 0; q * PF < nu; ++q) {
+      const int64_t np = nu - q * PF < PF ? nu - q * PF : PF;
+      const float *a = acc[i] + q * NR;
+      NAME(epi_t)(P, a, glu ? a + VL : NULL, bg ? bg + q * PF : NULL,
+                  bu ? bu + q * PF : NULL, h[i] + hoff + q * PF, np);
+    }
 }
 
 /*===----------------------------------------------------------------------===*
@@ -1129,13 +1154,8 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
     const float *bg = moert_ffn_bias1(P, e, 0, fb0 + qa * PF, u1 - fb0 - qa * PF, bgv) ? bgv : NULL;
     const float *bu = glu && moert_ffn_bias1(P, e, 1, fb0 + qa * PF, u1 - fb0 - qa * PF, buv)
                           ? buv : NULL;
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t q = qa; q < qb; ++q) {
-        const int64_t u = fb0 + q * PF, np = u1 - u < PF ? u1 - u : PF;
-        const float *a = ar[i] + (q - qa) * NR;
-        NAME(epi)(P, a, glu ? a + VL : NULL, bg ? bg + (q - qa) * PF : NULL,
-                  bu ? bu + (q - qa) * PF : NULL, hrow[i] + u, np);
-      }
+    NAME(epi_panels)(P, (const float *const *)ar, n, u1 - fb0 - qa * PF, bg, bu, hrow,
+                     fb0 + qa * PF);
   }
   free(mem);
   return 1;
@@ -1300,13 +1320,7 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
     /* Epilogue: H[:, 0:nf] = act(...) of hidden units [fb0, fb0 + nf). */
     const float *bg = moert_ffn_bias1(P, e, 0, fb0, nf, bgv) ? bgv : NULL;
     const float *bu = glu && moert_ffn_bias1(P, e, 1, fb0, nf, buv) ? buv : NULL;
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t q = 0; q < Q1; ++q) {
-        const int64_t np = nf - q * PF < PF ? nf - q * PF : PF;
-        const float *a = ar[i] + q * NR;
-        NAME(epi)(P, a, glu ? a + VL : NULL, bg ? bg + q * PF : NULL,
-                  bu ? bu + q * PF : NULL, hr[i] + q * PF, np);
-      }
+    NAME(epi_panels)(P, (const float *const *)ar, m, nf, bg, bu, hr, 0);
     /* GEMM2: out[:, :] (+)= H[:, 0:nf] W2[fb0:fb0+nf, :] (+ b2 after the
      * last block), DN output columns at a time. */
     const int last = fb0 + nf >= F;
