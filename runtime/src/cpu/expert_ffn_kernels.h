@@ -142,8 +142,10 @@ ISA_FN static void NAME(epi)(const Ffn *P, const float *g, const float *u,
 /* The epilogue of m rows of packed-panel sums (acc[i] + q NR: panel q,
  * holding PF = VL gate + VL up units of a GLU, NR units otherwise) into
  * h[i] + hoff + q PF, for nu units (the panels' biases at bg / bu + q PF).
- * One call per block instead of one per row and panel: the calls cost
- * about as much as the activations of a panel's 16 units. */
+ * One call per block instead of one per row and panel, whose calls cost
+ * about as much as the activations of a panel's 16 units: two-library
+ * A/Bs, 2 threads, DeepSeek-fine T=512 0.990-0.995, Mixtral T=512
+ * 0.984-0.991. */
 ISA_FN static void NAME(epi_panels)(const Ffn *P, const float *const *acc, int64_t m,
                                     int64_t nu, const float *bg, const float *bu,
                                     float *const *h, int64_t hoff) {
