@@ -21,6 +21,7 @@
  *   pack_block panels of B (W1/W3 or W2) in [K][2VL] panel order, from
  *              either weight layout, converting f16/bf16 to f32;
  *   epi        bias, clamp, activation, (act(g) * (u + shift)) over a row;
+ *              epi_panels the same over a block of packed-panel sums;
  *   colrange   the unpacked decode product out[r, c] (+)= x[r, :] . W[:, c]
  *              for a few rows, streaming W once (K blocks kept in L2, the
  *              next block prefetched);
