@@ -108,9 +108,9 @@ ISA_AI VF NAME(act)(VF x, int act, VF alpha) {
 /* h[j] = act(g[j] + bg[j]) (mlp, u == NULL) or
  * act(min(g + bg, L)) * (clamp(u + bu, -L, L) + shift) (glu), j < n.
  * bg / bu NULL: no bias. */
-ISA_AI void NAME(epi_t)(const Ffn *P, const float *g, const float *u,
-                        const float *bg, const float *bu, float *h,
-                        int64_t n) {
+ISA_AI void NAME(epi)(const Ffn *P, const float *g, const float *u,
+                      const float *bg, const float *bu, float *h,
+                      int64_t n) {
   const VF alpha = V(set1)(P->alpha), shift = V(set1)(P->up_shift);
   const VF lim = V(set1)(P->limit), nlim = V(set1)(-P->limit);
   const int act = P->act;
@@ -134,12 +134,6 @@ ISA_AI void NAME(epi_t)(const Ffn *P, const float *g, const float *u,
   }
 }
 
-ISA_FN static void NAME(epi)(const Ffn *P, const float *g, const float *u,
-                             const float *bg, const float *bu, float *h,
-                             int64_t n) {
-  NAME(epi_t)(P, g, u, bg, bu, h, n);
-}
-
 /* The epilogue of m rows of packed-panel sums (acc[i] + q NR: panel q,
  * holding PF = VL gate + VL up units of a GLU, NR units otherwise) into
  * h[i] + hoff + q PF, for nu units (the panels' biases at bg / bu + q PF).
@@ -156,7 +150,7 @@ ISA_FN static void NAME(epi_panels)(const Ffn *P, const float *const *acc, int64
     for (int64_t q = 0; q * PF < nu; ++q) {
       const int64_t np = nu - q * PF < PF ? nu - q * PF : PF;
       const float *a = acc[i] + q * NR;
-      NAME(epi_t)(P, a, glu ? a + VL : NULL, bg ? bg + q * PF : NULL,
+      NAME(epi)(P, a, glu ? a + VL : NULL, bg ? bg + q * PF : NULL,
                   bu ? bu + q * PF : NULL, h[i] + hoff + q * PF, np);
     }
 }
@@ -1154,11 +1148,11 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
                              np * NR, k0 > 0, NULL, &pf);
       }
     }
-    const float *bg = moert_ffn_bias1(P, e, 0, fb0 + qa * PF, u1 - fb0 - qa * PF, bgv) ? bgv : NULL;
-    const float *bu = glu && moert_ffn_bias1(P, e, 1, fb0 + qa * PF, u1 - fb0 - qa * PF, buv)
-                          ? buv : NULL;
-    NAME(epi_panels)(P, (const float *const *)ar, n, u1 - fb0 - qa * PF, bg, bu, hrow,
-                     fb0 + qa * PF);
+    /* The block's units from the first panel's: [h0, u1). */
+    const int64_t h0 = fb0 + qa * PF, nu = u1 - h0;
+    const float *bg = moert_ffn_bias1(P, e, 0, h0, nu, bgv) ? bgv : NULL;
+    const float *bu = glu && moert_ffn_bias1(P, e, 1, h0, nu, buv) ? buv : NULL;
+    NAME(epi_panels)(P, (const float *const *)ar, n, nu, bg, bu, hrow, h0);
   }
   free(mem);
   return 1;
