@@ -5,7 +5,7 @@ the same run.
     /usr/bin/python3 bench/run_bench.py [--tokens 1,8,64,512,2048] [--rounds N]
         [--threads 1,2] [--configs mixtral-small,deepseek-fine,switch,mixtral-skewed,mixtral-bf16]
         [--runs N] [--skew-pairs N] [--packed-pairs N] [--bf16-pairs N]
-        [--dram-pairs N]
+        [--dram-pairs N] [--torch-pairs N]
         [--markdown FILE] [--json FILE]
 
 For every configuration, token count and thread count it reports the time
@@ -27,7 +27,8 @@ f32 weights (T <= 8) call by call in one process (moe-run --compare-model),
 skewed against balanced tokens (T >= 64: the zero-bias weights, half of the
 tokens moved so that they pick expert 0) call by call in one session
 (moe-run --compare-input), the session's packed weights kept against
-packed per call (T >= 512) as pairs of processes.
+packed per call (T >= 512) as pairs of processes, and ours against
+PyTorch (every row with a PyTorch time) as pairs of processes too.
 Needs numpy and libopenblas-dev (python3-torch for the torch column);
 builds bench/baselines.c with cc.
 """
@@ -202,18 +203,56 @@ def torch_threadings(th):
     return [(1, 1)] if th == 1 else [(th, th), (1, th), (th, 1)]
 
 
+def torch_time(D, F, E, k, T, intra, blas, S, FS):
+    """The PyTorch block's best time (ms) with intra-op and BLAS threads."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(intra), OPENBLAS_NUM_THREADS=str(blas),
+               MKL_NUM_THREADS=str(blas))
+    tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
+                str(T), str(intra), str(S), str(FS)], env)
+    return float(re.search(r"ms=([0-9.]+)", tout).group(1))
+
+
 def torch_best(D, F, E, k, T, th, S, FS):
     """The PyTorch block's best time over torch_threadings(th), and which
     one gave it ("intra-op x BLAS threads")."""
     best = (float("inf"), "")
     for intra, blas in torch_threadings(th):
-        env = dict(os.environ, OMP_NUM_THREADS=str(intra), OPENBLAS_NUM_THREADS=str(blas),
-                   MKL_NUM_THREADS=str(blas))
-        tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
-                    str(T), str(intra), str(S), str(FS)], env)
-        ms = float(re.search(r"ms=([0-9.]+)", tout).group(1))
+        ms = torch_time(D, F, E, k, T, intra, blas, S, FS)
         best = min(best, (ms, "%dx%d" % (intra, blas)))
     return best
+
+
+def our_time(lib, st, xin, T, th, bindir, runs):
+    """Our call's best time (ms): moe-run --time, the minimum of its calls."""
+    out = run([os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
+               "--input", "x=" + xin, "--time", str(timed_calls(T, runs)),
+               "--threads", str(th)])
+    return float(re.search(r"min ([0-9.]+) ms", out).group(1))
+
+
+def torch_pairs(name, lib, st, xin, T, th, threading, pairs, bindir, runs):
+    """Ours against PyTorch as `pairs` interleaved pairs of one run of each
+    (the order flipping every pair), PyTorch with the threading
+    ("intra x BLAS") that won its row. The two sides of a row are measured
+    seconds apart, and on a shared machine each can land in a slow spell
+    alone (DeepSeek-fine T=512, 2 threads, four runs in one hour: PyTorch
+    112-133 ms, ours 46.0-48.6 ms); pairs side by side and the median of
+    their ratios damp that. Returns the median and range of the per-pair
+    ratios PyTorch / ours and each side's best time."""
+    D, F, E, k, S, FS, _ = CONFIGS[name]
+    intra, blas = (int(v) for v in threading.split("x"))
+    ratios, best_ours, best_torch = [], float("inf"), float("inf")
+    for i in range(pairs):
+        ms = {}
+        for side in ("ours", "torch") if i % 2 == 0 else ("torch", "ours"):
+            ms[side] = (our_time(lib, st, xin, T, th, bindir, runs) if side == "ours" else
+                        torch_time(D, F, E, k, T, intra, blas, S, FS))
+        best_ours, best_torch = min(best_ours, ms["ours"]), min(best_torch, ms["torch"])
+        ratios.append(ms["torch"] / ms["ours"])
+    ratios.sort()
+    return dict(config=name, T=T, threads=th, pairs=pairs, torch_threads=threading,
+                median=ratios[len(ratios) // 2], lo=ratios[0], hi=ratios[-1],
+                ours_ms=best_ours, torch_ms=best_torch)
 
 
 def cold_against_dram(cmd, baselines, th, wbytes, pairs):
@@ -455,6 +494,11 @@ def main():
                    help="cold bf16 against f32 weights (T <= 8, with mixtral-small "
                         "and mixtral-bf16 configured): this many runs of "
                         "alternating calls in one process; 0 skips it")
+    p.add_argument("--torch-pairs", type=int, default=3,
+                   help="ours against PyTorch (rows with a PyTorch time): this many "
+                        "interleaved pairs of one run of each, PyTorch with the "
+                        "threading that won its row; median and range of the "
+                        "ratios; 0 skips them")
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--markdown")
     p.add_argument("--json")
@@ -560,8 +604,23 @@ def main():
                           "best %.3f / %.3f ms" % (
                               kind.label, T, th, r["median"], r["lo"], r["hi"], ab_what(r),
                               r[k1], r[k2]), flush=True)
+    # Ours against PyTorch side by side (the row's ratio takes two times
+    # measured seconds apart, each the best of its rounds).
+    tp = []
+    by_name = {name: (lib, st, inputs) for name, lib, st, inputs in models}
+    for r in rows if a.torch_pairs > 0 else ():
+        if r["torch_ms"] != r["torch_ms"]:
+            continue
+        lib, st, inputs = by_name[r["config"]]
+        t = torch_pairs(r["config"], lib, st, inputs[r["T"]], r["T"], r["threads"],
+                        r["torch_threads"], a.torch_pairs, bindir, a.runs)
+        tp.append(t)
+        print("torch/ours %-14s T=%-5d th=%d  median %.2f (range %.2f-%.2f over %d "
+              "interleaved pairs); best %.3f / %.3f ms" % (
+                  t["config"], t["T"], t["threads"], t["median"], t["lo"], t["hi"],
+                  t["pairs"], t["torch_ms"], t["ours_ms"]), flush=True)
     if a.json:
-        json.dump(dict(rows=rows, **ab), open(a.json, "w"), indent=1)
+        json.dump(dict(rows=rows, torch_pairs=tp, **ab), open(a.json, "w"), indent=1)
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write("| config | T | threads | ms | GFLOP/s | weights GB/s | cold ms (GB/s, % of DRAM then) | vs OpenBLAS loop | vs sgemm rate | vs torch (intra-op x BLAS threads) |\n")
@@ -586,6 +645,13 @@ def main():
                         b["T"], b["threads"], r["ms"], b["ms"], b["ms"] / r["ms"],
                         "%.3f" % r["cold_ms"] if cold else "", "%.3f" % b["cold_ms"] if cold else "",
                         "%.2f" % (b["cold_ms"] / r["cold_ms"]) if cold else ""))
+            if tp:
+                f.write("\n| config | T | threads | PyTorch / ours, interleaved pairs: median (range) | best PyTorch ms (intra-op x BLAS threads) | best ours ms |\n")
+                f.write("|---|---|---|---|---|---|\n")
+                for t in tp:
+                    f.write("| %s | %d | %d | %.2fx (%.2f-%.2f, %d pairs) | %.3f (%s) | %.3f |\n" % (
+                        t["config"], t["T"], t["threads"], t["median"], t["lo"], t["hi"],
+                        t["pairs"], t["torch_ms"], t["torch_threads"], t["ours_ms"]))
             for kind in AB_KINDS:
                 rs, (c1, c2), (k1, k2) = ab[kind.key], kind.columns, kind.times
                 if not rs:
