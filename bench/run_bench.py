@@ -235,8 +235,8 @@ def torch_pairs(name, lib, st, xin, T, th, threading, pairs, bindir, runs):
     (the order flipping every pair), PyTorch with the threading
     ("intra x BLAS") that won its row. The two sides of a row are measured
     seconds apart, and on a shared machine each can land in a slow spell
-    alone (DeepSeek-fine T=512, 2 threads, four runs in one hour: PyTorch
-    112-133 ms, ours 46.0-48.6 ms); pairs side by side and the median of
+    alone (DeepSeek-fine T=512, 2 threads, four runs within half an hour:
+    PyTorch 112-133 ms, ours 46.0-48.6 ms); pairs side by side and the median of
     their ratios damp that. Returns the median and range of the per-pair
     ratios PyTorch / ours and each side's best time."""
     D, F, E, k, S, FS, _ = CONFIGS[name]
