@@ -222,11 +222,15 @@ def torch_best(D, F, E, k, T, th, S, FS):
     return best
 
 
+def timed_run_cmd(bindir, lib, st, xin, calls, th):
+    """moe-run timing `calls` calls of lib on x = xin, weights st, th threads."""
+    return [os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
+            "--input", "x=" + xin, "--time", str(calls), "--threads", str(th)]
+
+
 def our_time(lib, st, xin, T, th, bindir, runs):
     """Our call's best time (ms): moe-run --time, the minimum of its calls."""
-    out = run([os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
-               "--input", "x=" + xin, "--time", str(timed_calls(T, runs)),
-               "--threads", str(th)])
+    out = run(timed_run_cmd(bindir, lib, st, xin, timed_calls(T, runs), th))
     return float(re.search(r"min ([0-9.]+) ms", out).group(1))
 
 
@@ -277,9 +281,7 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
     D, F, E, k, S, FS, form = CONFIGS[name]
     mats = 3 if form == "glu" else 2
     stats = os.path.join(work, "stats.json")
-    cmd = [os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
-           "--input", "x=" + xin, "--time", str(timed_calls(T, a.runs)),
-           "--threads", str(th), "--stats", stats]
+    cmd = timed_run_cmd(bindir, lib, st, xin, timed_calls(T, a.runs), th) + ["--stats", stats]
     out = run(cmd)
     ms = float(re.search(r"mean ([0-9.]+) ms, min ([0-9.]+) ms", out).group(2))
     # Decode sizes are memory bound: their weight bandwidth is measured with
@@ -316,9 +318,8 @@ def interleaved(variants, T, th, pairs, bindir, runs, extra=()):
     for i in range(pairs):
         ms = {}
         for key, lib, st, xin, opts in variants if i % 2 == 0 else variants[::-1]:
-            out = run([os.path.join(bindir, "moe-run"), "--model", lib, "--weights", st,
-                       "--input", "x=" + xin, "--time", str(timed_calls(T, runs)),
-                       "--threads", str(th)] + list(extra) + list(opts))
+            out = run(timed_run_cmd(bindir, lib, st, xin, timed_calls(T, runs), th) +
+                      list(extra) + list(opts))
             ms[key] = float(re.search(r"min ([0-9.]+) ms", out).group(1))
             best[key] = min(best[key], ms[key])
         ratios.append(ms[variants[0][0]] / ms[variants[1][0]])
@@ -348,8 +349,7 @@ def alternating(variants, T, th, runs_count, bindir, runs, extra=()):
         first, second = variants if i % 2 == 0 else variants[::-1]
         against = (["--compare-input", "x=" + second[3]] if same_session else
                    ["--compare-model", second[1], "--compare-weights", second[2]])
-        out = run([os.path.join(bindir, "moe-run"), "--model", first[1], "--weights", first[2],
-                   "--input", "x=" + first[3], "--time", str(rounds), "--threads", str(th)] +
+        out = run(timed_run_cmd(bindir, first[1], first[2], first[3], rounds, th) +
                   against + list(extra))
         best[first[0]] = min(best[first[0]], float(
             re.search(r"^time: .* min ([0-9.]+) ms", out, re.M).group(1)))

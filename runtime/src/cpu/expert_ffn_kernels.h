@@ -151,7 +151,7 @@ ISA_FN static void NAME(epi_panels)(const Ffn *P, const float *const *acc, int64
       const int64_t np = nu - q * PF < PF ? nu - q * PF : PF;
       const float *a = acc[i] + q * NR;
       NAME(epi)(P, a, glu ? a + VL : NULL, bg ? bg + q * PF : NULL,
-                  bu ? bu + q * PF : NULL, h[i] + hoff + q * PF, np);
+                bu ? bu + q * PF : NULL, h[i] + hoff + q * PF, np);
     }
 }
 
