@@ -2,10 +2,14 @@
  *
  * Modes (all fp32, times are per call, best of a few repetitions):
  *   sgemm M N K            OpenBLAS cblas_sgemm on [M,K] x [K,N]
- *   loop  D F E K T        a Hugging Face style MoE block on OpenBLAS: route
+ *   loop  D F E K T [S FS [glu|mlp]]
+ *                          a Hugging Face style MoE block on OpenBLAS: route
  *                          (softmax top-k, renormalised), then a loop over
  *                          experts: gather the expert's tokens, three sgemms
- *                          with SiLU-GLU, weighted scatter-add (Mixtral)
+ *                          with SiLU-GLU (glu, the default; Mixtral) or two
+ *                          with ReLU (mlp; Switch), weighted scatter-add;
+ *                          then S shared experts of width FS over every
+ *                          token, added unweighted (DeepSeek)
  *   bandwidth MiB          DRAM read bandwidth: vectorised sums over a
  *                          buffer far larger than the last-level cache,
  *                          split over the threads
@@ -69,13 +73,45 @@ static int mode_sgemm(int M, int N, int K) {
   return 0;
 }
 
-static int mode_loop(int D, int F, int E, int K, int T) {
+/* h[i] = act(h[i]) (* h3[i] for a GLU) for i < n: SiLU-GLU or ReLU. */
+static void activate(float *h, const float *h3, size_t n, int glu) {
+  if (glu)
+    for (size_t i = 0; i < n; ++i) h[i] = h[i] / (1.0f + expf(-h[i])) * h3[i];
+  else
+    for (size_t i = 0; i < n; ++i) h[i] = h[i] > 0.0f ? h[i] : 0.0f;
+}
+
+/* One FFN over n gathered rows xe [n, D] into ye [n, D]: h = act(xe W1)
+ * (* xe W3), ye = h W2 (sgemm per product, as a framework's Linear layers). */
+static void ffn_rows(int n, int D, int F, int glu, const float *xe, const float *w1,
+                     const float *w3, const float *w2, float *h1, float *h3, float *ye) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, F, D, 1.0f, xe, D, w1, F, 0.0f, h1, F);
+  if (glu)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, F, D, 1.0f, xe, D, w3, F, 0.0f, h3, F);
+  activate(h1, h3, (size_t)n * F, glu);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, F, 1.0f, h1, F, w2, D, 0.0f, ye, D);
+}
+
+/* The Hugging Face style block: route (softmax top-K, renormalised), then
+ * for each expert gather its tokens, its FFN, and the gate-weighted
+ * scatter-add; then S shared experts of width FS over every token, added
+ * unweighted (DeepSeek). glu: SiLU-GLU experts (w1, w3, w2), else ReLU MLP
+ * experts (w1, w2; Switch). */
+static int mode_loop(int D, int F, int E, int K, int T, int S, int FS, int glu) {
+  if (D < 1 || F < 1 || E < 1 || K < 1 || K > E || T < 1 || S < 0 || (S > 0 && FS < 1)) {
+    fprintf(stderr, "baselines: loop needs D, F, E, T >= 1, 1 <= K <= E, S >= 0 and FS >= 1 with S\n");
+    return 1;
+  }
+  const int FM = F > FS ? F : FS; /* widest hidden layer */
   float *x = randn((size_t)T * D, 1, 1.0f), *wg = randn((size_t)D * E, 2, 0.05f);
-  float *w1 = randn((size_t)E * D * F, 3, 0.03f), *w3 = randn((size_t)E * D * F, 4, 0.03f);
+  float *w1 = randn((size_t)E * D * F, 3, 0.03f), *w3 = glu ? randn((size_t)E * D * F, 4, 0.03f) : NULL;
   float *w2 = randn((size_t)E * F * D, 5, 0.02f);
+  float *sw1 = S ? randn((size_t)S * D * FS, 6, 0.03f) : NULL;
+  float *sw3 = S && glu ? randn((size_t)S * D * FS, 7, 0.03f) : NULL;
+  float *sw2 = S ? randn((size_t)S * FS * D, 8, 0.02f) : NULL;
   float *logits = malloc(sizeof(float) * T * E), *y = malloc(sizeof(float) * T * D);
-  float *xe = malloc(sizeof(float) * T * D), *h1 = malloc(sizeof(float) * T * F);
-  float *h3 = malloc(sizeof(float) * T * F), *ye = malloc(sizeof(float) * T * D);
+  float *xe = malloc(sizeof(float) * T * D), *h1 = malloc(sizeof(float) * T * FM);
+  float *h3 = malloc(sizeof(float) * T * FM), *ye = malloc(sizeof(float) * T * D);
   int *sel = malloc(sizeof(int) * T * K), *rows = malloc(sizeof(int) * T);
   float *gw = malloc(sizeof(float) * T * K), *rw = malloc(sizeof(float) * T);
   int active = 0;
@@ -107,17 +143,22 @@ static int mode_loop(int D, int F, int E, int K, int T) {
       if (!n) continue;
       ++active;
       for (int i = 0; i < n; ++i) memcpy(xe + (size_t)i * D, x + (size_t)rows[i] * D, sizeof(float) * D);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, F, D, 1.0f, xe, D, w1 + (size_t)e * D * F, F, 0.0f, h1, F);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, F, D, 1.0f, xe, D, w3 + (size_t)e * D * F, F, 0.0f, h3, F);
-      for (size_t i = 0; i < (size_t)n * F; ++i) h1[i] = h1[i] / (1.0f + expf(-h1[i])) * h3[i];
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, F, 1.0f, h1, F, w2 + (size_t)e * F * D, D, 0.0f, ye, D);
+      ffn_rows(n, D, F, glu, xe, w1 + (size_t)e * D * F, glu ? w3 + (size_t)e * D * F : NULL,
+               w2 + (size_t)e * F * D, h1, h3, ye);
       for (int i = 0; i < n; ++i)
         for (int d = 0; d < D; ++d) y[(size_t)rows[i] * D + d] += rw[i] * ye[(size_t)i * D + d];
     }
+    for (int e = 0; e < S; ++e) {
+      ffn_rows(T, D, FS, glu, x, sw1 + (size_t)e * D * FS, glu ? sw3 + (size_t)e * D * FS : NULL,
+               sw2 + (size_t)e * FS * D, h1, h3, ye);
+      for (size_t i = 0; i < (size_t)T * D; ++i) y[i] += ye[i];
+    }
   });
-  double flops = 2.0 * T * K * 3.0 * D * F;
-  double bytes = (double)active * 3.0 * D * F * sizeof(float);
-  printf("result loop ms=%.4f gflops=%.2f gbps=%.2f\n", ms, flops / ms / 1e6, bytes / ms / 1e6);
+  const int mats = glu ? 3 : 2;
+  double flops = 2.0 * T * mats * ((double)K * D * F + (double)S * D * FS);
+  double bytes = ((double)active * D * F + (double)S * D * FS) * mats * sizeof(float);
+  printf("result loop ms=%.4f gflops=%.2f gbps=%.2f (checksum %.3g)\n", ms, flops / ms / 1e6,
+         bytes / ms / 1e6, (double)y[0] + y[(size_t)T * D - 1]);
   return 0;
 }
 
@@ -171,10 +212,17 @@ int main(int argc, char **argv) {
   openblas_set_num_threads(threads);
   if (argc == 5 && !strcmp(argv[1], "sgemm"))
     return mode_sgemm(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-  if (argc == 7 && !strcmp(argv[1], "loop"))
-    return mode_loop(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+  if ((argc == 7 || argc == 9 || argc == 10) && !strcmp(argv[1], "loop")) {
+    int glu = argc < 10 || !strcmp(argv[9], "glu");
+    if (argc == 10 && !glu && strcmp(argv[9], "mlp")) {
+      fprintf(stderr, "baselines: loop FORM is glu or mlp, not '%s'\n", argv[9]);
+      return 1;
+    }
+    return mode_loop(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]),
+                     argc >= 9 ? atoi(argv[7]) : 0, argc >= 9 ? atoi(argv[8]) : 0, glu);
+  }
   if (argc == 3 && !strcmp(argv[1], "bandwidth"))
     return mode_bandwidth(atoi(argv[2]), threads);
-  fprintf(stderr, "usage: baselines sgemm M N K | loop D F E K T | bandwidth MiB\n");
+  fprintf(stderr, "usage: baselines sgemm M N K | loop D F E K T [S FS [glu|mlp]] | bandwidth MiB\n");
   return 1;
 }

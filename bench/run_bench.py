@@ -61,6 +61,8 @@ CONFIGS = {
     "mixtral-bf16": (1024, 3584, 8, 2, 0, 0, "glu"),
 }
 SKEW_BIAS = 0.75
+# The configurations the per-expert loop and PyTorch baselines are timed for.
+BASELINE_CONFIGS = ("mixtral-small", "deepseek-fine", "switch")
 
 
 def skewed_tokens(x, router, k, rng):
@@ -154,17 +156,22 @@ def torch_available():
 TORCH_SNIPPET = r"""
 import sys, time, torch
 D, F, E, k, T, th, S, FS = map(int, sys.argv[1:9])
+glu = sys.argv[9] == "glu"  # SwiGLU experts (Mixtral, DeepSeek), else ReLU MLP ones (Switch)
 torch.set_num_threads(th)
 torch.manual_seed(0)
 x = torch.randn(T, D)
 gate = torch.nn.Linear(D, E, bias=False)
 w1 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)]
-w3 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)]
+w3 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)] if glu else None
 w2 = [torch.nn.Linear(F, D, bias=False) for _ in range(E)]
-# Shared experts (DeepSeek): one SwiGLU of width S * FS, added unweighted.
+# Shared experts (DeepSeek): one expert of width S * FS, added unweighted.
 sw1 = torch.nn.Linear(D, S * FS, bias=False) if S else None
-sw3 = torch.nn.Linear(D, S * FS, bias=False) if S else None
+sw3 = torch.nn.Linear(D, S * FS, bias=False) if S and glu else None
 sw2 = torch.nn.Linear(S * FS, D, bias=False) if S else None
+def ffn(a, b, c, h):  # HF MixtralBlockSparseTop2MLP, or SwitchTransformersDenseActDense
+    if glu:
+        return c(torch.nn.functional.silu(a(h)) * b(h))
+    return c(torch.relu(a(h)))
 def block(h):  # Hugging Face MixtralSparseMoeBlock (+ DeepSeek shared experts), eval mode
     logits = gate(h)
     rw = torch.softmax(logits, dim=1, dtype=torch.float)
@@ -177,10 +184,10 @@ def block(h):  # Hugging Face MixtralSparseMoeBlock (+ DeepSeek shared experts),
         if top.numel() == 0:
             continue
         cur = h[None, top].reshape(-1, D)
-        y = w2[e](torch.nn.functional.silu(w1[e](cur)) * w3[e](cur)) * rw[top, idx, None]
+        y = ffn(w1[e], w3[e] if glu else None, w2[e], cur) * rw[top, idx, None]
         out.index_add_(0, top, y)
     if S:
-        out = out + sw2(torch.nn.functional.silu(sw1(h)) * sw3(h))
+        out = out + ffn(sw1, sw3, sw2, h)
     return out
 with torch.no_grad():
     block(x)
@@ -203,21 +210,21 @@ def torch_threadings(th):
     return [(1, 1)] if th == 1 else [(th, th), (1, th), (th, 1)]
 
 
-def torch_time(D, F, E, k, T, intra, blas, S, FS):
+def torch_time(D, F, E, k, T, intra, blas, S, FS, form):
     """The PyTorch block's best time (ms) with intra-op and BLAS threads."""
     env = dict(os.environ, OMP_NUM_THREADS=str(intra), OPENBLAS_NUM_THREADS=str(blas),
                MKL_NUM_THREADS=str(blas))
     tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
-                str(T), str(intra), str(S), str(FS)], env)
+                str(T), str(intra), str(S), str(FS), form], env)
     return float(re.search(r"ms=([0-9.]+)", tout).group(1))
 
 
-def torch_best(D, F, E, k, T, th, S, FS):
+def torch_best(D, F, E, k, T, th, S, FS, form):
     """The PyTorch block's best time over torch_threadings(th), and which
     one gave it ("intra-op x BLAS threads")."""
     best = (float("inf"), "")
     for intra, blas in torch_threadings(th):
-        ms = torch_time(D, F, E, k, T, intra, blas, S, FS)
+        ms = torch_time(D, F, E, k, T, intra, blas, S, FS, form)
         best = min(best, (ms, "%dx%d" % (intra, blas)))
     return best
 
@@ -243,14 +250,14 @@ def torch_pairs(name, lib, st, xin, T, th, threading, pairs, bindir, runs):
     PyTorch 112-133 ms, ours 46.0-48.6 ms); pairs side by side and the median of
     their ratios damp that. Returns the median and range of the per-pair
     ratios PyTorch / ours and each side's best time."""
-    D, F, E, k, S, FS, _ = CONFIGS[name]
+    D, F, E, k, S, FS, form = CONFIGS[name]
     intra, blas = (int(v) for v in threading.split("x"))
     ratios, best_ours, best_torch = [], float("inf"), float("inf")
     for i in range(pairs):
         ms = {}
         for side in ("ours", "torch") if i % 2 == 0 else ("torch", "ours"):
             ms[side] = (our_time(lib, st, xin, T, th, bindir, runs) if side == "ours" else
-                        torch_time(D, F, E, k, T, intra, blas, S, FS))
+                        torch_time(D, F, E, k, T, intra, blas, S, FS, form))
         best_ours, best_torch = min(best_ours, ms["ours"]), min(best_torch, ms["torch"])
         ratios.append(ms["torch"] / ms["ours"])
     ratios.sort()
@@ -294,13 +301,16 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
     dram = float("nan")
     if T <= 8:
         cold_ms, dram = cold_against_dram(cmd, baselines, th, wbytes, a.dram_pairs)
-    # The baselines run the plain f32 Mixtral block.
-    plain = form == "glu" and not S and name == "mixtral-small"
-    loop_ms = baseline(baselines, ["loop", D, F, E, k, T], th)[0] if plain else float("nan")
+    # The loop and PyTorch baselines run the f32 block of each model (their
+    # own random weights and routing): not the skewed or bf16 variants of
+    # Mixtral-small, whose differences they would not have.
+    plain = name in BASELINE_CONFIGS
+    loop_ms = (baseline(baselines, ["loop", D, F, E, k, T, S, FS, form], th)[0] if plain
+               else float("nan"))
     sg = baseline(baselines, ["sgemm", max(1, T * k), mats * F, D], th)
     torch_ms, torch_threads = float("nan"), ""
-    if has_torch and form == "glu" and name in ("mixtral-small", "deepseek-fine"):
-        torch_ms, torch_threads = torch_best(D, F, E, k, T, th, S, FS)
+    if has_torch and plain:
+        torch_ms, torch_threads = torch_best(D, F, E, k, T, th, S, FS, form)
     return dict(ms=ms, cold_ms=cold_ms, loop_ms=loop_ms, torch_ms=torch_ms,
                 torch_threads=torch_threads, dram=dram,
                 sgemm_gflops=sg[1], max_share=max(counts) / max(1, sum(counts)),
