@@ -19,7 +19,8 @@ actually done, GB/s of distinct expert weights touched, and ratios against:
             (1 thread: torch and its BLAS pinned to one; N threads: the best
             of N x N, 1 x N and N x 1 intra-op x BLAS threads, see
             torch_threadings)
-and the DRAM read bandwidth measured by bench/baselines.c. Ratios of two of
+(loop and torch with each model's experts, for BASELINE_CONFIGS) and the
+DRAM read bandwidth measured by bench/baselines.c. Ratios of two of
 our own calls are measured interleaved (median and range): skewed against
 balanced routing (T >= 64: mixtral-skewed against the same library with a
 zero router bias, so that only the routing differs) and cold bf16 against
