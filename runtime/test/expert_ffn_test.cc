@@ -1517,6 +1517,35 @@ TEST(ExpertFfn, RowBlockingDoesNotChangeBits) {
   }
 }
 
+// A lone decode row (one expert with one row: a k = 1 model at T = 1) is
+// split by K into parts summed apart and added in order: right for every
+// form (the parts see the biases, activation and b2 once), and the same
+// bits on any thread count, since the split does not depend on it.
+TEST(ExpertFfn, LoneDecodeRowSplitByKSameBitsOnAnyThreadCount) {
+  for (int isa : Isas())
+    for (const Form &f0 : AllForms()) {
+      if (f0.layout != MOERT_LAYOUT_IN_OUT || f0.gate_up == MOERT_GATE_UP_INTERLEAVED)
+        continue; // the split's stored-order streams only
+      Form f = f0;
+      f.b1 = f.b2 = true;
+      TuneGuard tg(Tuning(isa, MOERT_FFN_PATH_AUTO));
+      const std::vector<int32_t> counts = {0, 0, 1, 0};
+      Problem base = Make(f, 3, 301, 257, 131, counts, -1, 41u);
+      Problem p = base;
+      std::vector<float> serial = Check(p, "lone row " + FormName(f));
+      for (int threads : {2, 3}) {
+        ThreadPoolHook pool{threads};
+        moert_parallel_hook hook = {&pool, threads, ThreadPoolHook::ParallelFor};
+        HookGuard hg(&hook);
+        Problem q = base;
+        RunKernel(q);
+        std::vector<float> got = OutRows(q);
+        EXPECT_EQ(0, std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)))
+            << FormName(f) << ", " << threads << " threads";
+      }
+    }
+}
+
 //===----------------------------------------------------------------------===//
 // Inconsistent operands: nothing written
 //===----------------------------------------------------------------------===//

@@ -149,6 +149,7 @@ enum { MOERT_GU_SEPARATE = 0, MOERT_GU_CONCAT = 1, MOERT_GU_INTERLEAVED = 2 };
  * that starts cold. */
 #define MOERT_FFN_PACKED_ROWS 1
 #define MOERT_FFN_DEC_MIN_CHUNK 64 /* fewest columns of a decode task */
+#define MOERT_FFN_DEC_KPARTS 2     /* K ranges of a lone decode row (ffn_compute) */
 #ifndef MOERT_FFN_DEC_KBYTES
 /* Weight bytes per decode K block. 64 KiB streams 5-20% faster than 192 KiB
  * once the weights sit on huge pages (bench/run_bench.py, cold decode rows),
@@ -509,6 +510,10 @@ typedef struct {
                int64_t, float *const *, int64_t, int64_t);
   void (*row_fallback)(const Ffn *, int64_t, const float *const *, int64_t,
                        float *const *);
+  /* A lone decode row split by K: one part's sums, and their sum. */
+  void (*dec_kpart)(const Ffn *, int64_t, int, const float *, int64_t, int64_t, float *);
+  void (*dec_kfinish)(const Ffn *, int64_t, int, float *, int64_t, int64_t, float *,
+                      float *);
 } MoertFfnOps;
 
 static void moert_ffn_views(const Ffn *P, int64_t e, MatV *g, MatV *u,
@@ -979,7 +984,9 @@ static int ffn_setup(Ffn *P, moert_memref_2d *x, moert_memref_1d *row_token,
  * Tasks
  *===----------------------------------------------------------------------===*/
 
-enum { TASK_GEMM = 0, TASK_DEC1 = 1, TASK_DEC2 = 2 };
+/* TASK_DEC1K / TASK_DEC2K: part c0 of c1 of a lone decode row's phase 1 /
+ * phase 2, split by K (see ffn_compute). */
+enum { TASK_GEMM = 0, TASK_DEC1 = 1, TASK_DEC2 = 2, TASK_DEC1K = 3, TASK_DEC2K = 4 };
 
 typedef struct {
   int type;
@@ -1012,6 +1019,11 @@ typedef struct {
   FfnSteal *steal;
   int64_t nsteal, call, nblocks;
   int64_t *nslot, *next_id;
+  /* A lone decode row split by K (NULL: none): phase 1's parts [parts][2 F],
+   * bias scratch [2 F], phase 2's parts [parts][Dout]; kleft[phase - 1]:
+   * the parts of that phase not finished yet. */
+  float *kbuf;
+  int64_t *kleft;
 } FfnCtx;
 
 /* Row stealing at the end of a threaded GEMM call. The plan gives every
@@ -1150,10 +1162,23 @@ static void ffn_run_task(const FfnCtx *c, const FfnTask *k) {
     c->ops->dec1(c->P, c->tn, k->e, c->xr + k->i0, k->n, k->c0, k->c1,
                  c->hrow + k->i0);
     break;
-  default:
+  case TASK_DEC2:
     c->ops->dec2(c->P, c->tn, k->e, (const float *const *)c->hrow + k->i0, k->n,
                  c->orow + k->i0, k->c0, k->c1);
     break;
+  default: { /* TASK_DEC1K, TASK_DEC2K */
+    const int ph = k->type == TASK_DEC1K ? 1 : 2;
+    const int64_t F2 = 2 * c->P->F, parts = k->c1;
+    float *b1 = c->kbuf, *bias = b1 + parts * F2, *b2 = bias + F2;
+    c->ops->dec_kpart(c->P, k->e, ph, ph == 1 ? c->xr[k->i0] : c->hrow[k->i0], k->c0, parts,
+                      ph == 1 ? b1 + k->c0 * F2 : b2 + k->c0 * c->P->Dout);
+    /* The last part to finish adds them all (acquiring the others' sums). */
+    if (__atomic_sub_fetch(&c->kleft[ph - 1], 1, __ATOMIC_ACQ_REL) == 0)
+      c->ops->dec_kfinish(c->P, k->e, ph, ph == 1 ? b1 : b2, parts,
+                          ph == 1 ? F2 : c->P->Dout,
+                          ph == 1 ? c->hrow[k->i0] : c->orow[k->i0], bias);
+    break;
+  }
   }
 }
 
@@ -1804,8 +1829,9 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
     else
       ntask += ffn_blocks(n, tn.row_block);
   }
-  /* Splitting experts between threads adds at most one block per thread. */
-  ntask += nthr;
+  /* Splitting experts between threads adds at most one block per thread;
+   * a lone decode row split by K, 2 MOERT_FFN_DEC_KPARTS tasks. */
+  ntask += nthr + 2 * MOERT_FFN_DEC_KPARTS;
   FfnTask *tasks = (FfnTask *)moert_ffn_alloc(&P, (size_t)ntask * sizeof(*tasks));
   float **hrow = (float **)moert_ffn_alloc(&P, (size_t)nrows * sizeof(*hrow));
   /* The decode rows' hidden activations: a kept workspace (above). */
@@ -1875,6 +1901,23 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
   int64_t dec_cost = 0; /* of all decode experts, phase 2 */
   for (int64_t j = 0; guided && j < norder; ++j)
     dec_cost += ffn_decode_cost(est[dorder[j].e + 1] - est[dorder[j].e]);
+  /* A lone decode row (one decode group, of one row: a k = 1 model at
+   * T = 1) is split by K into MOERT_FFN_DEC_KPARTS contiguous ranges of
+   * its stored weight rows, summed apart and then added in order, instead
+   * of into column chunks: two threads then each stream one block of whole
+   * rows, where column chunks have them read interleaved part-row runs
+   * (each core's prefetcher runs into the other's half of every page).
+   * Switch T=1, 2 threads, cold: W2's 768-float rows as 1.5 KiB runs read
+   * at 21.8 GB/s, 71% of the DRAM test for the call. The split does not
+   * depend on the thread count, so every thread count gives the same
+   * bits. */
+  float *kbuf = NULL;
+  int64_t kleft[2] = {MOERT_FFN_DEC_KPARTS, MOERT_FFN_DEC_KPARTS};
+  if (ndg == 1 && dec_rows == 1 && P.cgs == 1 && P.Din >= MOERT_FFN_DEC_KPARTS &&
+      P.F >= MOERT_FFN_DEC_KPARTS)
+    kbuf = (float *)moert_ffn_alloc(
+        &P, (size_t)((MOERT_FFN_DEC_KPARTS + 1) * 2 * P.F + MOERT_FFN_DEC_KPARTS * P.Dout) *
+                sizeof(float));
   int64_t phase_a = 0;
   for (int type = TASK_DEC1; type <= TASK_DEC2; ++type) {
     if (type == TASK_DEC2)
@@ -1888,6 +1931,14 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
       const int64_t n = est[e + 1] - est[e];
       if (n == 0 || !ffn_decode(&tn, n))
         continue;
+      if (kbuf) {
+        for (int64_t part = 0; part < MOERT_FFN_DEC_KPARTS; ++part) {
+          FfnTask t = {type == TASK_DEC1 ? TASK_DEC1K : TASK_DEC2K, e, est[e], 1, part,
+                       MOERT_FFN_DEC_KPARTS};
+          tasks[na++] = t;
+        }
+        continue;
+      }
       int64_t parts = split;
       if (guided) {
         const int64_t cost = weight * ffn_decode_cost(n);
@@ -1905,7 +1956,7 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
   }
   free(dorder);
   FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks, gofs, ngroups, NULL, NULL, NULL,
-                NULL, 0, 0, 0, NULL, NULL};
+                NULL, 0, 0, 0, NULL, NULL, kbuf, kleft};
   /* Row stealing: a threaded call of GEMM groups only (the decode tasks of
    * a mixed call are handed out dynamically already). */
   FfnSteal *steal = NULL;
@@ -1938,6 +1989,7 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
   }
   free(pend);
   free(steal);
+  free(kbuf);
 
   free(gofs);
   free(tasks);

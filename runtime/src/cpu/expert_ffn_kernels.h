@@ -1349,8 +1349,68 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
   free(mem);
 }
 
+/*===----------------------------------------------------------------------===*
+ * A lone decode row, split by K
+ *===----------------------------------------------------------------------===*/
+
+/* Part `part` of `parts` of a lone decode row's product, over a contiguous
+ * range of the stored weight rows (K): phase 1, buf [F] (gate) and
+ * buf + F (up) = in[k range] W1 (W3)[k range, :] for the x row in; phase
+ * 2, buf [Dout] = in[f range] W2[f range, :] for the hidden row in. Each
+ * thread streams one block of whole rows, where column chunks would have
+ * two threads read interleaved part-row runs (see ffn_compute). */
+ISA_FN static void NAME(dec_kpart)(const Ffn *P, int64_t e, int phase, const float *in,
+                                   int64_t part, int64_t parts, float *buf) {
+  MatV gv, uv, w2;
+  moert_ffn_views(P, e, &gv, &uv, &w2);
+  const int64_t K = phase == 1 ? P->Din : P->F;
+  const int64_t k0 = K * part / parts, k1 = K * (part + 1) / parts;
+  const float *xs = in + k0;
+  float *o = buf;
+  if (phase == 2) {
+    NAME(colrange)(P->dtype, 1, &xs, k1 - k0, &w2, k0, 0, P->Dout, &o, 0, 0,
+                   P->stream_bytes, NULL);
+    return;
+  }
+  NAME(colrange)(P->dtype, 1, &xs, k1 - k0, &gv, k0, P->cg0, P->F, &o, 0, 0,
+                 P->stream_bytes, NULL);
+  if (P->kind == MOERT_FFN_GLU) {
+    o = buf + P->F;
+    NAME(colrange)(P->dtype, 1, &xs, k1 - k0, &uv, k0, P->cu0, P->F, &o, 0, 0,
+                   P->stream_bytes, NULL);
+  }
+}
+
+/* The parts' sums (part p at buf + p stride) added in part order into
+ * part 0's, then phase 1: the hidden row dst [F] (biases, activation;
+ * bias scratch [2 F]); phase 2: the output row dst [Dout] (+ b2). The
+ * order is fixed, so the result does not depend on which thread ran
+ * which part or finished last. */
+ISA_FN static void NAME(dec_kfinish)(const Ffn *P, int64_t e, int phase, float *buf,
+                                     int64_t parts, int64_t stride, float *dst,
+                                     float *scratch) {
+  const int glu = P->kind == MOERT_FFN_GLU;
+  const int64_t n = phase == 1 ? (glu ? 2 * P->F : P->F) : P->Dout;
+  for (int64_t p = 1; p < parts; ++p)
+    for (int64_t j = 0; j < n; j += VL) {
+      const int64_t c = n - j;
+      V(storen)(buf + j, V(add)(V(loadn)(buf + j, c), V(loadn)(buf + p * stride + j, c)), c);
+    }
+  if (phase == 2) {
+    memcpy(dst, buf, (size_t)n * sizeof(float));
+    if (ffn_has_b2(P, e))
+      NAME(add_b2)(P, e, dst, 0, n);
+    return;
+  }
+  const float *bg = moert_ffn_bias1(P, e, 0, 0, P->F, scratch) ? scratch : NULL;
+  const float *bu = glu && moert_ffn_bias1(P, e, 1, 0, P->F, scratch + P->F) ? scratch + P->F
+                                                                              : NULL;
+  NAME(epi)(P, buf, glu ? buf + P->F : NULL, bg, bu, dst, P->F);
+}
+
 static const MoertFfnOps NAME(ops) = {NAME(gemm_rows), NAME(dec1_task), NAME(dec2_task),
-                                      NAME(row_fallback)};
+                                      NAME(row_fallback), NAME(dec_kpart),
+                                      NAME(dec_kfinish)};
 
 #undef NR
 #undef UKR_TALL
