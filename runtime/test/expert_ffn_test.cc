@@ -1517,10 +1517,11 @@ TEST(ExpertFfn, RowBlockingDoesNotChangeBits) {
   }
 }
 
-// A lone decode row (one expert with one row: a k = 1 model at T = 1) is
-// split by K into parts summed apart and added in order: right for every
-// form (the parts see the biases, activation and b2 once), and the same
-// bits on any thread count, since the split does not depend on it.
+// A lone decode row (one expert with one row: a k = 1 model at T = 1) on
+// in_out weights is split by K into parts summed apart and added in order:
+// right for every such form (the biases, activation and b2 apply once, to
+// the sum), and the same bits on any thread count, since the split does
+// not depend on it.
 TEST(ExpertFfn, LoneDecodeRowSplitByKSameBitsOnAnyThreadCount) {
   for (int isa : Isas())
     for (const Form &f0 : AllForms()) {
