@@ -163,7 +163,7 @@ torch.manual_seed(0)
 x = torch.randn(T, D)
 gate = torch.nn.Linear(D, E, bias=False)
 w1 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)]
-w3 = [torch.nn.Linear(D, F, bias=False) for _ in range(E)] if glu else None
+w3 = [torch.nn.Linear(D, F, bias=False) if glu else None for _ in range(E)]
 w2 = [torch.nn.Linear(F, D, bias=False) for _ in range(E)]
 # Shared experts (DeepSeek): one expert of width S * FS, added unweighted.
 sw1 = torch.nn.Linear(D, S * FS, bias=False) if S else None
@@ -185,7 +185,7 @@ def block(h):  # Hugging Face MixtralSparseMoeBlock (+ DeepSeek shared experts),
         if top.numel() == 0:
             continue
         cur = h[None, top].reshape(-1, D)
-        y = ffn(w1[e], w3[e] if glu else None, w2[e], cur) * rw[top, idx, None]
+        y = ffn(w1[e], w3[e], w2[e], cur) * rw[top, idx, None]
         out.index_add_(0, top, y)
     if S:
         out = out + ffn(sw1, sw3, sw2, h)
@@ -211,8 +211,10 @@ def torch_threadings(th):
     return [(1, 1)] if th == 1 else [(th, th), (1, th), (th, 1)]
 
 
-def torch_time(D, F, E, k, T, intra, blas, S, FS, form):
-    """The PyTorch block's best time (ms) with intra-op and BLAS threads."""
+def torch_time(name, T, intra, blas):
+    """The PyTorch block of model `name` at T tokens: its best time (ms)
+    with intra-op and BLAS threads."""
+    D, F, E, k, S, FS, form = CONFIGS[name]
     env = dict(os.environ, OMP_NUM_THREADS=str(intra), OPENBLAS_NUM_THREADS=str(blas),
                MKL_NUM_THREADS=str(blas))
     tout = run(["/usr/bin/python3", "-c", TORCH_SNIPPET, str(D), str(F), str(E), str(k),
@@ -220,12 +222,12 @@ def torch_time(D, F, E, k, T, intra, blas, S, FS, form):
     return float(re.search(r"ms=([0-9.]+)", tout).group(1))
 
 
-def torch_best(D, F, E, k, T, th, S, FS, form):
+def torch_best(name, T, th):
     """The PyTorch block's best time over torch_threadings(th), and which
     one gave it ("intra-op x BLAS threads")."""
     best = (float("inf"), "")
     for intra, blas in torch_threadings(th):
-        ms = torch_time(D, F, E, k, T, intra, blas, S, FS, form)
+        ms = torch_time(name, T, intra, blas)
         best = min(best, (ms, "%dx%d" % (intra, blas)))
     return best
 
@@ -251,14 +253,13 @@ def torch_pairs(name, lib, st, xin, T, th, threading, pairs, bindir, runs):
     PyTorch 112-133 ms, ours 46.0-48.6 ms); pairs side by side and the median of
     their ratios damp that. Returns the median and range of the per-pair
     ratios PyTorch / ours and each side's best time."""
-    D, F, E, k, S, FS, form = CONFIGS[name]
     intra, blas = (int(v) for v in threading.split("x"))
     ratios, best_ours, best_torch = [], float("inf"), float("inf")
     for i in range(pairs):
         ms = {}
         for side in ("ours", "torch") if i % 2 == 0 else ("torch", "ours"):
             ms[side] = (our_time(lib, st, xin, T, th, bindir, runs) if side == "ours" else
-                        torch_time(D, F, E, k, T, intra, blas, S, FS, form))
+                        torch_time(name, T, intra, blas))
         best_ours, best_torch = min(best_ours, ms["ours"]), min(best_torch, ms["torch"])
         ratios.append(ms["torch"] / ms["ours"])
     ratios.sort()
@@ -311,7 +312,7 @@ def measure(a, name, lib, st, xin, T, th, bindir, work, baselines, has_torch):
     sg = baseline(baselines, ["sgemm", max(1, T * k), mats * F, D], th)
     torch_ms, torch_threads = float("nan"), ""
     if has_torch and plain:
-        torch_ms, torch_threads = torch_best(D, F, E, k, T, th, S, FS, form)
+        torch_ms, torch_threads = torch_best(name, T, th)
     return dict(ms=ms, cold_ms=cold_ms, loop_ms=loop_ms, torch_ms=torch_ms,
                 torch_threads=torch_threads, dram=dram,
                 sgemm_gflops=sg[1], max_share=max(counts) / max(1, sum(counts)),

@@ -1019,10 +1019,11 @@ typedef struct {
   FfnSteal *steal;
   int64_t nsteal, call, nblocks;
   int64_t *nslot, *next_id;
-  /* A lone decode row split by K (NULL: none): phase 1's parts [parts][2 F],
-   * bias scratch [2 F], phase 2's parts [parts][Dout]; kleft[phase - 1]:
-   * the parts of that phase not finished yet. */
-  float *kbuf;
+  /* A lone decode row split by K (kpart[0] NULL: none): kpart[phase - 1],
+   * that phase's parts ([parts][2 F] for phase 1, [parts][Dout] for
+   * phase 2); kbias, bias scratch [2 F]; kleft[phase - 1], the parts of
+   * that phase not finished yet. */
+  float *kpart[2], *kbias;
   int64_t *kleft;
 } FfnCtx;
 
@@ -1168,15 +1169,14 @@ static void ffn_run_task(const FfnCtx *c, const FfnTask *k) {
     break;
   default: { /* TASK_DEC1K, TASK_DEC2K */
     const int ph = k->type == TASK_DEC1K ? 1 : 2;
-    const int64_t F2 = 2 * c->P->F, parts = k->c1;
-    float *b1 = c->kbuf, *bias = b1 + parts * F2, *b2 = bias + F2;
-    c->ops->dec_kpart(c->P, k->e, ph, ph == 1 ? c->xr[k->i0] : c->hrow[k->i0], k->c0, parts,
-                      ph == 1 ? b1 + k->c0 * F2 : b2 + k->c0 * c->P->Dout);
+    const int64_t stride = ph == 1 ? 2 * c->P->F : c->P->Dout;
+    float *parts = c->kpart[ph - 1];
+    c->ops->dec_kpart(c->P, k->e, ph, ph == 1 ? c->xr[k->i0] : c->hrow[k->i0], k->c0, k->c1,
+                      parts + k->c0 * stride);
     /* The last part to finish adds them all (acquiring the others' sums). */
     if (__atomic_sub_fetch(&c->kleft[ph - 1], 1, __ATOMIC_ACQ_REL) == 0)
-      c->ops->dec_kfinish(c->P, k->e, ph, ph == 1 ? b1 : b2, parts,
-                          ph == 1 ? F2 : c->P->Dout,
-                          ph == 1 ? c->hrow[k->i0] : c->orow[k->i0], bias);
+      c->ops->dec_kfinish(c->P, k->e, ph, parts, k->c1, stride,
+                          ph == 1 ? c->hrow[k->i0] : c->orow[k->i0], c->kbias);
     break;
   }
   }
@@ -1957,7 +1957,12 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
   }
   free(dorder);
   FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks, gofs, ngroups, NULL, NULL, NULL,
-                NULL, 0, 0, 0, NULL, NULL, kbuf, kleft};
+                NULL, 0, 0, 0, NULL, NULL, {NULL, NULL}, NULL, kleft};
+  if (kbuf) { /* phase 1's parts, the bias scratch, phase 2's parts */
+    ctx.kpart[0] = kbuf;
+    ctx.kbias = kbuf + MOERT_FFN_DEC_KPARTS * 2 * P.F;
+    ctx.kpart[1] = ctx.kbias + 2 * P.F;
+  }
   /* Row stealing: a threaded call of GEMM groups only (the decode tasks of
    * a mixed call are handed out dynamically already). */
   FfnSteal *steal = NULL;

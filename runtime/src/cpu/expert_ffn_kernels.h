@@ -1381,23 +1381,24 @@ ISA_FN static void NAME(dec_kpart)(const Ffn *P, int64_t e, int phase, const flo
   }
 }
 
-/* The parts' sums (part p at buf + p stride) added in part order into
- * part 0's, then phase 1: the hidden row dst [F] (biases, activation;
- * bias scratch [2 F]); phase 2: the output row dst [Dout] (+ b2). The
- * order is fixed, so the result does not depend on which thread ran
- * which part or finished last. */
+/* The parts' sums (part p at buf + p stride, parts >= 2) added in part
+ * order, then phase 1: into part 0's, and from there the hidden row dst
+ * [F] (biases, activation; bias scratch [2 F]); phase 2: into the output
+ * row dst [Dout] (+ b2). The order is fixed, so the result does not
+ * depend on which thread ran which part or finished last. */
 ISA_FN static void NAME(dec_kfinish)(const Ffn *P, int64_t e, int phase, float *buf,
                                      int64_t parts, int64_t stride, float *dst,
                                      float *scratch) {
   const int glu = P->kind == MOERT_FFN_GLU;
   const int64_t n = phase == 1 ? (glu ? 2 * P->F : P->F) : P->Dout;
+  float *sum = phase == 1 ? buf : dst;
   for (int64_t p = 1; p < parts; ++p)
     for (int64_t j = 0; j < n; j += VL) {
       const int64_t c = n - j;
-      V(storen)(buf + j, V(add)(V(loadn)(buf + j, c), V(loadn)(buf + p * stride + j, c)), c);
+      const float *acc = p == 1 ? buf : sum;
+      V(storen)(sum + j, V(add)(V(loadn)(acc + j, c), V(loadn)(buf + p * stride + j, c)), c);
     }
   if (phase == 2) {
-    memcpy(dst, buf, (size_t)n * sizeof(float));
     if (ffn_has_b2(P, e))
       NAME(add_b2)(P, e, dst, 0, n);
     return;
