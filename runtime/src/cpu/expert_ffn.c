@@ -310,6 +310,17 @@ static void *moert_ffn_alloc(const Ffn *P, size_t bytes) {
   return P->no_heap ? NULL : malloc(bytes ? bytes : 1);
 }
 
+/* The same, starting on a cache line (freed with free()). */
+static void *moert_ffn_alloc_lines(const Ffn *P, size_t bytes) {
+  void *p = NULL;
+  if (P->no_heap || posix_memalign(&p, 64, bytes ? bytes : 1) != 0)
+    return NULL;
+  return p;
+}
+
+/* n floats rounded up to whole cache lines. */
+static int64_t ffn_line_floats(int64_t n) { return (n + 15) / 16 * 16; }
+
 /* What names one expert's packed GEMM-path panels in the weight cache: the
  * source matrices and everything the packed layout depends on (instruction
  * set width, blocking, shapes, gate/up placement). Zero-filled before use,
@@ -1020,10 +1031,12 @@ typedef struct {
   int64_t nsteal, call, nblocks;
   int64_t *nslot, *next_id;
   /* A lone decode row split by K (kpart[0] NULL: none): kpart[phase - 1],
-   * that phase's parts ([parts][2 F] for phase 1, [parts][Dout] for
-   * phase 2); kbias, bias scratch [2 F]; kleft[phase - 1], the parts of
-   * that phase not finished yet. */
+   * that phase's parts, kstride[phase - 1] floats apart ([parts][2 F] for
+   * phase 1, [parts][Dout] for phase 2, each rounded up to cache lines);
+   * kbias, bias scratch [2 F]; kleft[phase - 1], the parts of that phase
+   * not finished yet. */
   float *kpart[2], *kbias;
+  int64_t kstride[2];
   int64_t *kleft;
 } FfnCtx;
 
@@ -1169,7 +1182,7 @@ static void ffn_run_task(const FfnCtx *c, const FfnTask *k) {
     break;
   default: { /* TASK_DEC1K, TASK_DEC2K */
     const int ph = k->type == TASK_DEC1K ? 1 : 2;
-    const int64_t stride = ph == 1 ? 2 * c->P->F : c->P->Dout;
+    const int64_t stride = c->kstride[ph - 1];
     float *parts = c->kpart[ph - 1];
     c->ops->dec_kpart(c->P, k->e, ph, ph == 1 ? c->xr[k->i0] : c->hrow[k->i0], k->c0, k->c1,
                       parts + k->c0 * stride);
@@ -1914,10 +1927,17 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
    * count, so every thread count gives the same bits. */
   float *kbuf = NULL;
   int64_t kleft[2] = {MOERT_FFN_DEC_KPARTS, MOERT_FFN_DEC_KPARTS};
+  /* Every part's sums start on a cache line of their own: two threads
+   * write parts side by side, and a line shared at the seam would bounce
+   * between their cores on every weight row. malloc's 16-byte alignment
+   * left W2's parts of 768 floats (Switch) sharing lines in some calls:
+   * cold, 2 threads, those calls' phase 2 streamed 15-20% slower than
+   * phase 1; forced 16 bytes off against on lines, 1.09-1.14x the time. */
+  const int64_t ks1 = ffn_line_floats(2 * P.F), ks2 = ffn_line_floats(P.Dout);
   if (ndg == 1 && dec_rows == 1 && !P.trans && P.cgs == 1 && P.Din >= MOERT_FFN_DEC_KPARTS &&
       P.F >= MOERT_FFN_DEC_KPARTS)
-    kbuf = (float *)moert_ffn_alloc(
-        &P, (size_t)((MOERT_FFN_DEC_KPARTS + 1) * 2 * P.F + MOERT_FFN_DEC_KPARTS * P.Dout) *
+    kbuf = (float *)moert_ffn_alloc_lines(
+        &P, (size_t)((MOERT_FFN_DEC_KPARTS + 1) * ks1 + MOERT_FFN_DEC_KPARTS * ks2) *
                 sizeof(float));
   int64_t phase_a = 0;
   for (int type = TASK_DEC1; type <= TASK_DEC2; ++type) {
@@ -1957,11 +1977,11 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
   }
   free(dorder);
   FfnCtx ctx = {&P, &tn, ops, xr, orow, hrow, tasks, gofs, ngroups, NULL, NULL, NULL,
-                NULL, 0, 0, 0, NULL, NULL, {NULL, NULL}, NULL, kleft};
+                NULL, 0, 0, 0, NULL, NULL, {NULL, NULL}, NULL, {ks1, ks2}, kleft};
   if (kbuf) { /* phase 1's parts, the bias scratch, phase 2's parts */
     ctx.kpart[0] = kbuf;
-    ctx.kbias = kbuf + MOERT_FFN_DEC_KPARTS * 2 * P.F;
-    ctx.kpart[1] = ctx.kbias + 2 * P.F;
+    ctx.kbias = kbuf + MOERT_FFN_DEC_KPARTS * ks1;
+    ctx.kpart[1] = ctx.kbias + ks1;
   }
   /* Row stealing: a threaded call of GEMM groups only (the decode tasks of
    * a mixed call are handed out dynamically already). */
