@@ -508,6 +508,12 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
                              "inputs is NULL but num_inputs is %zu",
                              num_inputs);
 
+  // The call's kernels will hand work to the pool: have its workers up and
+  // spinning by the time they do (a blocked worker takes tens of
+  // microseconds to wake, which a decode call's first job would wait for).
+  if (s->model->device == MOERT_DEVICE_CPU && s->model->set_parallel_hook)
+    s->pool->Wake();
+
   const size_t nargs = static_cast<size_t>(entry->num_args);
   std::vector<ArgRef> refs(nargs);
   std::vector<bool> have(nargs, false);

@@ -72,11 +72,18 @@ void ThreadPool::Work() {
       return stopping_.load(std::memory_order_acquire) ||
              generation_.load(std::memory_order_acquire) != seen;
     };
+    // A Wake() from here on restarts the spin.
+    const uint64_t woken = wakes_.load(std::memory_order_acquire);
     if (!SpinUntil(published)) {
       // Blocking: the predicate is checked under the mutex, and the caller
-      // notifies after taking it, so a job published meanwhile is not lost.
+      // notifies after taking it, so a job (or a Wake) published meanwhile
+      // is not lost.
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, published);
+      wake_.wait(lock, [&] {
+        return published() || wakes_.load(std::memory_order_acquire) != woken;
+      });
+      if (!published())
+        continue; // woken without a job: spin again
     }
     if (stopping_.load(std::memory_order_acquire))
       return;
@@ -91,6 +98,21 @@ void ThreadPool::Work() {
   }
 }
 
+void ThreadPool::StartWorkers() {
+  if (workers_.empty())
+    for (int i = 1; i < num_threads_; ++i)
+      workers_.emplace_back([this] { Work(); });
+}
+
+void ThreadPool::Wake() {
+  if (num_threads_ == 1)
+    return;
+  StartWorkers();
+  wakes_.fetch_add(1, std::memory_order_release);
+  { std::lock_guard<std::mutex> lock(mutex_); }
+  wake_.notify_all();
+}
+
 void ThreadPool::ParallelFor(int64_t n, Task task, void *arg) {
   if (n <= 0)
     return;
@@ -99,9 +121,7 @@ void ThreadPool::ParallelFor(int64_t n, Task task, void *arg) {
       task(arg, i, i + 1);
     return;
   }
-  if (workers_.empty())
-    for (int i = 1; i < num_threads_; ++i)
-      workers_.emplace_back([this] { Work(); });
+  StartWorkers();
   // Workers are all idle here (the previous job ended with active_ == 0),
   // so the job's fields can be written before it is published.
   task_ = task;

@@ -42,6 +42,14 @@ public:
   /// Runs task(arg, i, i + 1) for every i in [0, n); returns when all ran.
   void ParallelFor(int64_t n, Task task, void *arg);
 
+  /// Tells the workers that jobs are coming: blocked ones wake up (starting
+  /// them if none ran yet) and, like those still spinning, spin for about
+  /// kSpinMicros from now. A caller about to run a burst of jobs (a model
+  /// call) thereby has the wake-up latency pass during its own serial work
+  /// (argument checks, routing) instead of at its first job, where the
+  /// worker would start its share late.
+  void Wake();
+
   /// Number of hardware threads available to this process (at least 1).
   static int HardwareThreads();
 
@@ -50,6 +58,7 @@ public:
   static constexpr int64_t kSpinMicros = 100;
 
 private:
+  void StartWorkers();
   void Work();
   void RunIndices();
 
@@ -59,6 +68,7 @@ private:
   std::condition_variable wake_, done_;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> generation_{0}; // bumped when a job is published
+  std::atomic<uint64_t> wakes_{0};      // bumped by Wake()
   std::atomic<int> active_{0}; // workers still inside the current job
   // The current job.
   Task task_ = nullptr;

@@ -2,7 +2,8 @@
 //
 // Every index of every job runs exactly once and ParallelFor returns only
 // after all of them ran, both when the workers are still spinning from the
-// previous job and when they have blocked (idle for longer than the spin).
+// previous job and when they have blocked (idle for longer than the spin),
+// with or without a Wake() before the job.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <dirent.h>
 #include <thread>
 #include <vector>
 
@@ -54,6 +56,55 @@ TEST(ThreadPoolTest, JobsAfterTheWorkersBlocked) {
     Job job(64);
     pool.ParallelFor(64, Job::Run, &job);
     ExpectEachOnce(job, "after blocking", round);
+  }
+}
+
+// Threads of this process (entries of /proc/self/task), or -1.
+int ProcessThreads() {
+  DIR *d = opendir("/proc/self/task");
+  if (!d)
+    return -1;
+  int n = 0;
+  while (dirent *e = readdir(d))
+    if (e->d_name[0] != '.')
+      ++n;
+  closedir(d);
+  return n;
+}
+
+TEST(ThreadPoolTest, WakeStartsTheWorkersOfAFreshPool) {
+  const int before = ProcessThreads();
+  if (before < 0)
+    GTEST_SKIP() << "no /proc/self/task";
+  {
+    moert::ThreadPool serial(1);
+    serial.Wake(); // one thread: nothing to wake
+    EXPECT_EQ(ProcessThreads(), before);
+    moert::ThreadPool pool(3);
+    pool.Wake();
+    EXPECT_EQ(ProcessThreads(), before + 2);
+    pool.Wake(); // started once
+    EXPECT_EQ(ProcessThreads(), before + 2);
+  }
+  EXPECT_EQ(ProcessThreads(), before); // joined, spinning or not
+}
+
+TEST(ThreadPoolTest, JobsAfterAWakeInEveryState) {
+  moert::ThreadPool pool(3);
+  for (int round = 0; round < 60; ++round) {
+    // Workers spinning, blocked, or woken without a job and then blocked
+    // again; Wake() once or twice before the job, or not at all.
+    const int64_t idle = (round % 4) * moert::ThreadPool::kSpinMicros;
+    std::this_thread::sleep_for(std::chrono::microseconds(idle));
+    for (int w = 0; w < round % 3; ++w) {
+      pool.Wake();
+      if (round % 5 == 0)
+        std::this_thread::sleep_for(
+            std::chrono::microseconds(2 * moert::ThreadPool::kSpinMicros));
+    }
+    Job job(1 + round % 29);
+    pool.ParallelFor(static_cast<int64_t>(job.hits.size()), Job::Run, &job);
+    ExpectEachOnce(job, "after a wake", round);
   }
 }
 
