@@ -970,8 +970,11 @@ ISA_FN static void NAME(dec1)(const Ffn *P, int64_t e, const float *const *x,
       const int64_t steps = (nf + S - 1) / S;
       S = ((nf + steps - 1) / steps + 63) / 64 * 64;
     }
-    /* G, U, RAW (2 S per row), bg, bu. */
-    float *buf = (float *)moert_ffn_alloc(P, (size_t)(4 * n * S + 2 * S) * sizeof(float));
+    /* G, U, RAW (2 S per row), bg, bu; on cache lines (S is a multiple
+     * of 64), so the sums' vector loads and stores never split a line:
+     * bf16 Mixtral T=8 cold, 2 threads, against malloc's alignment
+     * 0.979-0.991 (6 runs of 100 alternating calls). */
+    float *buf = (float *)moert_ffn_alloc_lines(P, (size_t)(4 * n * S + 2 * S) * sizeof(float));
     if (buf) {
       NAME(dec1_steps)(P, e, x, n, f0, f1, hrow, hcol0, S, S, buf, buf + n * S,
                        buf + 2 * n * S, buf + 4 * n * S, buf + 4 * n * S + S);
