@@ -44,10 +44,10 @@ public:
 
   /// Tells the workers that jobs are coming: blocked ones wake up (starting
   /// them if none ran yet) and, like those still spinning, spin for at
-  /// least about kSpinMicros from now. A caller about to run a burst of jobs (a model
-  /// call) thereby has the wake-up latency pass during its own serial work
-  /// (argument checks, routing) instead of at its first job, where the
-  /// worker would start its share late.
+  /// least about kSpinMicros from now. A caller about to run a burst of
+  /// jobs (a model call) thereby has the wake-up latency pass during its
+  /// own serial work (argument checks, routing) instead of at its first
+  /// job, where the worker would start its share late.
   void Wake();
 
   /// Number of hardware threads available to this process (at least 1).

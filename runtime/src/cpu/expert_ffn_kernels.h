@@ -1105,11 +1105,11 @@ ISA_FN static int NAME(pdec1)(const Ffn *P, const MoertFfnTune *tn,
   const int64_t PF = glu ? VL : NR, accw = FB / PF * NR;
   const int64_t bfl = ffn_kept_floats(P, VL, FB);
   /* ACC [n][accw], gate/up biases of a block, ACC row pointers. */
-  void *mem = moert_ffn_alloc(P, (size_t)(n * accw + 2 * FB) * sizeof(float) +
-                                     (size_t)n * sizeof(float *) + 64);
+  void *mem = moert_ffn_alloc_lines(P, (size_t)(n * accw + 2 * FB) * sizeof(float) +
+                                           (size_t)n * sizeof(float *));
   if (!mem)
     return 0;
-  float *acc = (float *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+  float *acc = (float *)mem;
   float *bgv = acc + n * accw, *buv = bgv + FB;
   float **ar = (float **)(buv + FB);
   for (int64_t i = 0; i < n; ++i)
@@ -1254,15 +1254,15 @@ ISA_FN static void NAME(gemm_rows)(const Ffn *P, const MoertFfnTune *tn,
    * [DN/2VL][FB][2VL], ACC [mpad][accw], H [mpad][FB], b2, gate/up biases
    * of a block; then the row pointer arrays. */
   const int64_t nfl = KC * accw + FB * DN + mpad * accw + mpad * FB + doutp + 2 * FB;
-  size_t bytes = (size_t)nfl * sizeof(float) + (size_t)(3 * mpad) * sizeof(void *) + 64;
-  void *mem = moert_ffn_alloc(P, bytes);
+  size_t bytes = (size_t)nfl * sizeof(float) + (size_t)(3 * mpad) * sizeof(void *);
+  void *mem = moert_ffn_alloc_lines(P, bytes);
   if (!mem) {
     /* The whole rows, from scratch: right for rows taken from another
      * thread too (fb_first > 0), whose earlier blocks it overwrites. */
     NAME(row_fallback)(P, e, xr, m, orow);
     return;
   }
-  float *bp1 = (float *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+  float *bp1 = (float *)mem;
   float *bp2 = bp1 + KC * accw;
   float *acc = bp2 + FB * DN;
   float *hbuf = acc + mpad * accw;
