@@ -127,7 +127,8 @@ std::string ArgList(const moert_entry_desc *entry) {
 // cost a decode call about 15 microseconds with cold caches.
 std::string ArgWhat(const moert_entry_desc *entry, const moert_tensor_desc &d,
                     const ArgRef &ref) {
-  return EntryWhat(entry) + StrFormat(": argument '%s' (%s)", d.name, ref.source);
+  return EntryWhat(entry) +
+         StrFormat(": argument '%s' (%s)", d.name, ref.source);
 }
 
 // Rank and static dimensions of `ref` against argument `d`.
@@ -151,7 +152,8 @@ moert_status_t CheckStaticShape(const moert_entry_desc *entry,
                         "expected %lld",
                         moert::ShapeString(ref.rank, ref.shape).c_str(),
                         moert::ShapeString(d.rank, d.shape).c_str(),
-                        static_cast<int>(i), static_cast<long long>(ref.shape[i]),
+                        static_cast<int>(i),
+                        static_cast<long long>(ref.shape[i]),
                         static_cast<long long>(d.shape[i])));
   return nullptr;
 }
@@ -170,9 +172,10 @@ moert_status_t CheckArg(const moert_entry_desc *entry, int32_t j,
   if (ref.dtype != d.dtype)
     return moert::MakeStatus(
         MOERT_STATUS_INVALID_ARGUMENT,
-        ArgWhat(entry, d, ref) + StrFormat(" has dtype %s, expected %s (inputs are not "
-                        "converted)",
-                        moert_dtype_name(ref.dtype), moert_dtype_name(d.dtype)));
+        ArgWhat(entry, d, ref) +
+            StrFormat(" has dtype %s, expected %s (inputs are not "
+                      "converted)",
+                      moert_dtype_name(ref.dtype), moert_dtype_name(d.dtype)));
   for (int32_t i = 0; i < d.rank; ++i) {
     if (d.shape[i] >= 0)
       continue;
@@ -180,10 +183,11 @@ moert_status_t CheckArg(const moert_entry_desc *entry, int32_t j,
     if (v < 1)
       return moert::MakeStatus(
           MOERT_STATUS_INVALID_ARGUMENT,
-          ArgWhat(entry, d, ref) + StrFormat(" has shape %s: dynamic dimension %d (the token "
-                          "count T) is %lld but must be >= 1",
-                          moert::ShapeString(ref.rank, ref.shape).c_str(),
-                          static_cast<int>(i), static_cast<long long>(v)));
+          ArgWhat(entry, d, ref) +
+              StrFormat(" has shape %s: dynamic dimension %d (the token "
+                        "count T) is %lld but must be >= 1",
+                        moert::ShapeString(ref.rank, ref.shape).c_str(),
+                        static_cast<int>(i), static_cast<long long>(v)));
     if (t->value < 0) {
       t->value = v;
       t->arg = d.name;
@@ -191,13 +195,14 @@ moert_status_t CheckArg(const moert_entry_desc *entry, int32_t j,
     } else if (v != t->value) {
       return moert::MakeStatus(
           MOERT_STATUS_INVALID_ARGUMENT,
-          ArgWhat(entry, d, ref) + StrFormat(" has shape %s: dynamic dimension %d is %lld, but "
-                          "the token count T is %lld (dimension %d of "
-                          "argument '%s')",
-                          moert::ShapeString(ref.rank, ref.shape).c_str(),
-                          static_cast<int>(i), static_cast<long long>(v),
-                          static_cast<long long>(t->value),
-                          static_cast<int>(t->dim), t->arg));
+          ArgWhat(entry, d, ref) +
+              StrFormat(" has shape %s: dynamic dimension %d is %lld, but "
+                        "the token count T is %lld (dimension %d of "
+                        "argument '%s')",
+                        moert::ShapeString(ref.rank, ref.shape).c_str(),
+                        static_cast<int>(i), static_cast<long long>(v),
+                        static_cast<long long>(t->value),
+                        static_cast<int>(t->dim), t->arg));
     }
   }
   return nullptr;
@@ -464,27 +469,30 @@ moert_status_t CheckResult(const moert_entry_desc *entry, int32_t r,
                            const moert_view &v, int64_t T) {
   const moert_tensor_desc &d = entry->results[r];
   // Formatted for an error only (see ArgWhat).
-  auto who = [&] { return EntryWhat(entry) + StrFormat(": result '%s'", d.name); };
+  auto who = [&] {
+    return EntryWhat(entry) + StrFormat(": result '%s'", d.name);
+  };
   if (v.rank != d.rank || v.dtype != d.dtype)
     return moert::MakeStatus(
         MOERT_STATUS_INTERNAL,
         who() + StrFormat(" came back with rank %d and dtype %s, described as "
-                        "rank %d and dtype %s",
-                        static_cast<int>(v.rank), moert_dtype_name(v.dtype),
-                        static_cast<int>(d.rank), moert_dtype_name(d.dtype)));
+                          "rank %d and dtype %s",
+                          static_cast<int>(v.rank), moert_dtype_name(v.dtype),
+                          static_cast<int>(d.rank), moert_dtype_name(d.dtype)));
   for (int32_t i = 0; i < d.rank; ++i) {
     int64_t want = d.shape[i] >= 0 ? d.shape[i] : T;
     if (v.shape[i] != want)
       return moert::MakeStatus(
           MOERT_STATUS_INTERNAL,
           who() + StrFormat(" came back with shape %s, expected %s with T = "
-                          "%lld",
-                          moert::ShapeString(v.rank, v.shape).c_str(),
-                          moert::ShapeString(d.rank, d.shape).c_str(),
-                          static_cast<long long>(T)));
+                            "%lld",
+                            moert::ShapeString(v.rank, v.shape).c_str(),
+                            moert::ShapeString(d.rank, d.shape).c_str(),
+                            static_cast<long long>(T)));
   }
   size_t bytes;
-  if (moert_status_t st = moert::CheckShape(v.dtype, v.rank, v.shape, nullptr, &bytes))
+  if (moert_status_t st =
+          moert::CheckShape(v.dtype, v.rank, v.shape, nullptr, &bytes))
     return moert::Annotate(st, who());
   if (!v.data && bytes > 0)
     return moert::MakeStatus(MOERT_STATUS_INTERNAL,
