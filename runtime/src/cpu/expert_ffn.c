@@ -310,16 +310,22 @@ static void *moert_ffn_alloc(const Ffn *P, size_t bytes) {
   return P->no_heap ? NULL : malloc(bytes ? bytes : 1);
 }
 
-/* The same, starting on a cache line (freed with free()). */
-static void *moert_ffn_alloc_lines(const Ffn *P, size_t bytes) {
+/* The same, starting at a multiple of `align` bytes (a power of two, at
+ * least sizeof(void *)); freed with free(). */
+static void *moert_ffn_alloc_aligned(const Ffn *P, size_t align, size_t bytes) {
   void *p = NULL;
-  if (P->no_heap || posix_memalign(&p, 64, bytes ? bytes : 1) != 0)
+  if (P->no_heap || posix_memalign(&p, align, bytes ? bytes : 1) != 0)
     return NULL;
   return p;
 }
 
-/* n floats rounded up to whole cache lines. */
-static int64_t ffn_line_floats(int64_t n) { return (n + 15) / 16 * 16; }
+/* Starting on a cache line. */
+static void *moert_ffn_alloc_lines(const Ffn *P, size_t bytes) {
+  return moert_ffn_alloc_aligned(P, 64, bytes);
+}
+
+/* n floats rounded up to whole 4 KiB pages. */
+static int64_t ffn_page_floats(int64_t n) { return (n + 1023) / 1024 * 1024; }
 
 /* What names one expert's packed GEMM-path panels in the weight cache: the
  * source matrices and everything the packed layout depends on (instruction
@@ -1032,7 +1038,7 @@ typedef struct {
   int64_t *nslot, *next_id;
   /* A lone decode row split by K (kpart[0] NULL: none): kpart[phase - 1],
    * that phase's parts, kstride[phase - 1] floats apart ([parts][2 F] for
-   * phase 1, [parts][Dout] for phase 2, each rounded up to cache lines);
+   * phase 1, [parts][Dout] for phase 2, each rounded up to whole pages);
    * kbias, bias scratch [2 F]; kleft[phase - 1], the parts of that phase
    * not finished yet. */
   float *kpart[2], *kbias;
@@ -1927,18 +1933,26 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
    * count, so every thread count gives the same bits. */
   float *kbuf = NULL;
   int64_t kleft[2] = {MOERT_FFN_DEC_KPARTS, MOERT_FFN_DEC_KPARTS};
-  /* Every part's sums start on a cache line of their own: two threads
-   * write parts side by side, and a line shared at the seam would bounce
-   * between their cores on every weight row. malloc's 16-byte alignment
-   * left W2's parts of 768 floats (Switch) sharing lines in some calls:
-   * cold, 2 threads, those calls' phase 2 streamed 15-20% slower than
-   * phase 1; forced 16 bytes off against on lines, 1.09-1.14x the time. */
-  const int64_t ks1 = ffn_line_floats(2 * P.F), ks2 = ffn_line_floats(P.Dout);
+  /* Every part's sums start a 4 KiB page of their own. On cache lines of
+   * their own first: two threads write parts side by side, and a line
+   * shared at the seam bounced between their cores on every weight row
+   * (malloc's 16-byte alignment; forced 16 bytes off against on lines,
+   * cold, 2 threads, 1.09-1.14x the time). Then on pages: with W2's parts
+   * of 768 floats (Switch) 3 KiB apart, the part whose sums sat second
+   * streamed 5-10% slower than the other in every process, whichever
+   * weight rows it read and whichever thread ran it (swapping the two
+   * buffers moved the slowdown with them). Whole pages apart, both parts
+   * stream alike: cold, 2 threads, 0.963-0.980x the time (6 runs of 200
+   * alternating calls); 1 thread unchanged. Why is not pinned down: only
+   * the buffers' addresses changed (at an offset of 2 KiB into their pages
+   * they stream as fast as at 0). */
+  const int64_t ks1 = ffn_page_floats(2 * P.F), ks2 = ffn_page_floats(P.Dout);
   if (ndg == 1 && dec_rows == 1 && !P.trans && P.cgs == 1 && P.Din >= MOERT_FFN_DEC_KPARTS &&
       P.F >= MOERT_FFN_DEC_KPARTS)
-    kbuf = (float *)moert_ffn_alloc_lines(
-        &P, (size_t)((MOERT_FFN_DEC_KPARTS + 1) * ks1 + MOERT_FFN_DEC_KPARTS * ks2) *
-                sizeof(float));
+    kbuf = (float *)moert_ffn_alloc_aligned(
+        &P, 4096,
+        (size_t)((MOERT_FFN_DEC_KPARTS + 1) * ks1 + MOERT_FFN_DEC_KPARTS * ks2) *
+            sizeof(float));
   int64_t phase_a = 0;
   for (int type = TASK_DEC1; type <= TASK_DEC2; ++type) {
     if (type == TASK_DEC2)
