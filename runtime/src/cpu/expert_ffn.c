@@ -1948,8 +1948,8 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
    * streamed 5-10% slower than the other in every process, whichever
    * weight rows it read and whichever thread ran it (swapping the two
    * buffers moved the slowdown with them). Whole pages apart, both parts
-   * stream alike: cold, 2 threads, 0.963-0.980x the time (6 runs of 200
-   * alternating calls); 1 thread unchanged. Why is not pinned down: only
+   * stream alike: cold, 2 threads, 0.94-0.98x the time (two sets of 6
+   * runs of 200 alternating calls); 1 thread unchanged. Why is not pinned down: only
    * the buffers' addresses changed (at an offset of 2 KiB into their pages
    * they stream as fast as at 0). */
   const int64_t ks1 = ffn_page_floats(2 * P.F), ks2 = ffn_page_floats(P.Dout);
