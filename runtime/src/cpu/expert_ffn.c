@@ -310,18 +310,12 @@ static void *moert_ffn_alloc(const Ffn *P, size_t bytes) {
   return P->no_heap ? NULL : malloc(bytes ? bytes : 1);
 }
 
-/* The same, starting at a multiple of `align` bytes (a power of two, at
- * least sizeof(void *)); freed with free(). */
-static void *moert_ffn_alloc_aligned(const Ffn *P, size_t align, size_t bytes) {
+/* The same, starting on a cache line (freed with free()). */
+static void *moert_ffn_alloc_lines(const Ffn *P, size_t bytes) {
   void *p = NULL;
-  if (P->no_heap || posix_memalign(&p, align, bytes ? bytes : 1) != 0)
+  if (P->no_heap || posix_memalign(&p, 64, bytes ? bytes : 1) != 0)
     return NULL;
   return p;
-}
-
-/* Starting on a cache line. */
-static void *moert_ffn_alloc_lines(const Ffn *P, size_t bytes) {
-  return moert_ffn_alloc_aligned(P, 64, bytes);
 }
 
 /* n floats rounded up to whole 4 KiB pages. */
@@ -1667,9 +1661,14 @@ static void ffn_row_alone(const Ffn *P, const MoertFfnOps *ops, int64_t e,
  * D = 1024 is a page of its own otherwise, and the combine's and the
  * decode products' reads of gathered rows miss the TLB on every one
  * (DeepSeek-fine T=512, 2 threads, against 4 KiB pages, two-library A/Bs:
- * rows 0.981-1.003, then the hidden activations 0.989-1.007). Buffers
- * start on cache lines. NULL when memory or the thread key cannot be had. */
-enum { FFN_WS_ROWS, FFN_WS_HIDDEN, FFN_WS_COUNT };
+ * rows 0.981-1.003, then the hidden activations 0.989-1.007). Smaller
+ * buffers start on 4 KiB pages: threads write rows of them side by side,
+ * and rows sharing a page streamed slower (see the lone row's part sums,
+ * the third workspace, in ffn_compute). Mixtral-small T=1, cold, 2
+ * threads, against 64-byte alignment: 0.984-0.995 (8 runs of 100
+ * alternating calls); DeepSeek-fine T=1 and bf16 Mixtral T=8 unchanged.
+ * NULL when memory or the thread key cannot be had. */
+enum { FFN_WS_ROWS, FFN_WS_HIDDEN, FFN_WS_KPARTS, FFN_WS_COUNT };
 
 typedef struct {
   void *p[FFN_WS_COUNT];
@@ -1709,12 +1708,6 @@ static float *ffn_workspace(int slot, size_t bytes) {
     w->p[slot] = NULL;
     w->cap[slot] = 0;
     const size_t huge = (size_t)2 << 20;
-    /* Smaller ones on 4 KiB pages: threads write rows of them side by side
-     * (decode rows of [R, Dout] and [rows, F]), and rows sharing a page
-     * streamed slower (see the lone row's part sums in ffn_compute).
-     * Mixtral-small T=1, cold, 2 threads, against 64-byte alignment:
-     * 0.984-0.995 (8 runs of 100 alternating calls); DeepSeek-fine T=1 and
-     * bf16 Mixtral T=8 unchanged. */
     const size_t align = bytes >= huge ? huge : 4096;
     if (bytes > SIZE_MAX - align)
       return NULL;
@@ -1949,16 +1942,17 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
    * weight rows it read and whichever thread ran it (swapping the two
    * buffers moved the slowdown with them). Whole pages apart, both parts
    * stream alike: cold, 2 threads, 0.94-0.98x the time (two sets of 6
-   * runs of 200 alternating calls); 1 thread unchanged. Why is not pinned down: only
-   * the buffers' addresses changed (at an offset of 2 KiB into their pages
-   * they stream as fast as at 0). */
+   * runs of 200 alternating calls); 1 thread unchanged. Why is not pinned
+   * down: only the buffers' addresses changed (at an offset of 2 KiB into
+   * their pages they stream as fast as at 0). A kept workspace, which
+   * starts on a page, instead of an allocation per call. */
   const int64_t ks1 = ffn_page_floats(2 * P.F), ks2 = ffn_page_floats(P.Dout);
   if (ndg == 1 && dec_rows == 1 && !P.trans && P.cgs == 1 && P.Din >= MOERT_FFN_DEC_KPARTS &&
-      P.F >= MOERT_FFN_DEC_KPARTS)
-    kbuf = (float *)moert_ffn_alloc_aligned(
-        &P, 4096,
-        (size_t)((MOERT_FFN_DEC_KPARTS + 1) * ks1 + MOERT_FFN_DEC_KPARTS * ks2) *
-            sizeof(float));
+      P.F >= MOERT_FFN_DEC_KPARTS && !P.no_heap)
+    kbuf = ffn_workspace(FFN_WS_KPARTS,
+                         (size_t)((MOERT_FFN_DEC_KPARTS + 1) * ks1 +
+                                  MOERT_FFN_DEC_KPARTS * ks2) *
+                             sizeof(float));
   int64_t phase_a = 0;
   for (int type = TASK_DEC1; type <= TASK_DEC2; ++type) {
     if (type == TASK_DEC2)
@@ -2035,7 +2029,6 @@ static void ffn_compute(const Ffn *Pp, const moert_memref_2d *x,
   }
   free(pend);
   free(steal);
-  free(kbuf);
 
   free(gofs);
   free(tasks);
