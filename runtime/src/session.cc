@@ -48,9 +48,32 @@ struct DispatchRecord {
   int64_t pairs, dropped, skipped;
 };
 
+// The records of one call: records[0, used). Records past `used` are kept
+// from earlier calls so that their vectors' storage is reused.
 struct CallStats {
   std::vector<DispatchRecord> records;
+  size_t used = 0;
   std::string error; // non-empty: the model reported nonsense
+
+  void Reset() {
+    used = 0;
+    error.clear();
+  }
+};
+
+// A candidate value for one argument.
+struct ArgRef {
+  const void *data = nullptr;
+  int32_t dtype = 0;
+  int32_t rank = 0;
+  const int64_t *shape = nullptr;
+  size_t bytes = 0;
+  const char *source = ""; // "input" or "weight"
+};
+
+// A span of memory [begin, end).
+struct Range {
+  uintptr_t begin, end;
 };
 
 // Upper bound on the experts of one layer that we accept from a model.
@@ -64,6 +87,19 @@ int64_t SatAdd(int64_t a, int64_t b) {
 }
 
 } // namespace
+
+// The argument list and result bookkeeping of one call, kept by the session
+// so that a call allocates nothing for them once the first has sized them
+// (a session is used from one thread at a time).
+struct CallScratch {
+  std::vector<ArgRef> refs;         // each argument's candidate value
+  std::vector<char> have;           // given as an input
+  std::vector<moert_view> args;     // what invoke receives
+  std::vector<Range> arg_ranges;    // memory the arguments occupy
+  std::vector<moert_view> results;  // what invoke returns
+  std::vector<char> owner, adopted; // per result: frees / handed to a tensor
+  CallStats stats;                  // what the model reports
+};
 
 struct moert_session_s {
   moert_model_t *model = nullptr;
@@ -82,6 +118,7 @@ struct moert_session_s {
   // Packed copies of the bound weights kept by the model's kernels (CPU
   // sessions; NULL for one-shot calls and device sessions).
   std::unique_ptr<moert::WeightCache> weight_cache;
+  CallScratch scratch;
 
   ~moert_session_s() {
     for (void *p : device_buffers)
@@ -100,16 +137,6 @@ namespace {
 void RunParallelFor(void *user, int64_t n, moert_task_fn fn, void *arg) {
   static_cast<moert::ThreadPool *>(user)->ParallelFor(n, fn, arg);
 }
-
-// A candidate value for one argument.
-struct ArgRef {
-  const void *data = nullptr;
-  int32_t dtype = 0;
-  int32_t rank = 0;
-  const int64_t *shape = nullptr;
-  size_t bytes = 0;
-  const char *source = ""; // "input" or "weight"
-};
 
 std::string EntryWhat(const moert_entry_desc *entry) {
   return StrFormat("entry '%s'", entry->name);
@@ -321,7 +348,7 @@ void OnDispatch(void *user, int64_t num_experts, const int32_t *counts,
   if (!cs->error.empty())
     return;
   try {
-    size_t layer = cs->records.size();
+    size_t layer = cs->used;
     if (num_experts < 0 || num_experts > kMaxExperts || num_pairs < 0 ||
         dropped < 0 || skipped < 0 || (num_experts > 0 && !counts)) {
       cs->error = StrFormat("the model reported invalid statistics for layer "
@@ -334,9 +361,13 @@ void OnDispatch(void *user, int64_t num_experts, const int32_t *counts,
                             num_experts > 0 && !counts ? ", NULL counts" : "");
       return;
     }
-    DispatchRecord r;
+    if (cs->records.size() == layer)
+      cs->records.emplace_back();
+    DispatchRecord &r = cs->records[layer];
     r.num_experts = num_experts;
     r.counts.resize(static_cast<size_t>(num_experts));
+    r.gate_mass.clear();
+    r.importance.clear();
     for (int64_t e = 0; e < num_experts; ++e) {
       if (counts[e] < 0) {
         cs->error = StrFormat("the model reported a negative token count (%d) "
@@ -350,7 +381,7 @@ void OnDispatch(void *user, int64_t num_experts, const int32_t *counts,
     r.pairs = num_pairs;
     r.dropped = dropped;
     r.skipped = skipped;
-    cs->records.push_back(std::move(r));
+    cs->used = layer + 1;
   } catch (...) {
     cs->error = "out of memory recording statistics";
   }
@@ -361,9 +392,9 @@ void OnDispatch(void *user, int64_t num_experts, const int32_t *counts,
 void OnPerExpert(void *user, int64_t num_experts, const float *values,
                  std::vector<float> DispatchRecord::*field, const char *what) {
   auto *cs = static_cast<CallStats *>(user);
-  if (!cs->error.empty() || cs->records.empty())
+  if (!cs->error.empty() || cs->used == 0)
     return;
-  DispatchRecord &r = cs->records.back();
+  DispatchRecord &r = cs->records[cs->used - 1];
   if (num_experts != r.num_experts || (num_experts > 0 && !values)) {
     cs->error = std::string("the model reported ") + what +
                 " that does not match its dispatch";
@@ -391,7 +422,7 @@ moert_status_t MergeStats(moert_session_s *s, const CallStats &cs) {
   if (!cs.error.empty())
     return moert::MakeStatus(MOERT_STATUS_INTERNAL,
                              EntryWhat(s->entry) + ": " + cs.error);
-  for (size_t k = 0; k < cs.records.size() && k < s->layers.size(); ++k)
+  for (size_t k = 0; k < cs.used && k < s->layers.size(); ++k)
     if (s->layers[k].num_experts != cs.records[k].num_experts)
       return moert::MakeStatus(
           MOERT_STATUS_INTERNAL,
@@ -401,7 +432,7 @@ moert_status_t MergeStats(moert_session_s *s, const CallStats &cs) {
                         static_cast<long long>(cs.records[k].num_experts), k,
                         static_cast<long long>(s->layers[k].num_experts)));
   try {
-    for (size_t k = s->layers.size(); k < cs.records.size(); ++k) {
+    for (size_t k = s->layers.size(); k < cs.used; ++k) {
       LayerAccum layer;
       layer.num_experts = cs.records[k].num_experts;
       layer.tokens.assign(static_cast<size_t>(layer.num_experts), 0);
@@ -411,7 +442,7 @@ moert_status_t MergeStats(moert_session_s *s, const CallStats &cs) {
     return moert_status_make(MOERT_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory recording statistics");
   }
-  for (size_t k = 0; k < cs.records.size(); ++k) {
+  for (size_t k = 0; k < cs.used; ++k) {
     LayerAccum &l = s->layers[k];
     const DispatchRecord &r = cs.records[k];
     for (size_t e = 0; e < r.counts.size(); ++e)
@@ -445,10 +476,6 @@ const char *AbiCodeName(int rc) {
   default: return "an unknown code";
   }
 }
-
-struct Range {
-  uintptr_t begin, end;
-};
 
 bool InsideAny(const void *p, const std::vector<Range> &ranges) {
   auto a = reinterpret_cast<uintptr_t>(p);
@@ -530,8 +557,11 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     s->pool->Wake();
 
   const size_t nargs = static_cast<size_t>(entry->num_args);
-  std::vector<ArgRef> refs(nargs);
-  std::vector<bool> have(nargs, false);
+  CallScratch &cs = s->scratch;
+  std::vector<ArgRef> &refs = cs.refs;
+  std::vector<char> &have = cs.have;
+  refs.assign(nargs, ArgRef());
+  have.assign(nargs, 0);
   for (size_t i = 0; i < num_inputs; ++i) {
     const moert_named_tensor &in = inputs[i];
     if (!in.name || !in.tensor)
@@ -549,7 +579,7 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
                                EntryWhat(entry) +
                                    StrFormat(": input '%s' is given twice",
                                              in.name));
-    have[static_cast<size_t>(j)] = true;
+    have[static_cast<size_t>(j)] = 1;
     ArgRef &ref = refs[static_cast<size_t>(j)];
     ref.data = moert_tensor_const_data(in.tensor);
     ref.dtype = moert_tensor_dtype(in.tensor);
@@ -607,8 +637,10 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
 
   // Views; misaligned explicit inputs are copied into aligned scratch.
   std::vector<moert::AlignedBuffer> scratch;
-  std::vector<moert_view> args(nargs);
-  std::vector<Range> arg_ranges;
+  std::vector<moert_view> &args = cs.args;
+  std::vector<Range> &arg_ranges = cs.arg_ranges;
+  args.resize(nargs);
+  arg_ranges.clear();
   for (size_t j = 0; j < nargs; ++j) {
     const ArgRef &ref = refs[j];
     const void *data = ref.data;
@@ -637,11 +669,13 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     arg_ranges.push_back({orig, orig + (ref.bytes ? ref.bytes : 1)});
   }
 
-  std::vector<moert_view> results(static_cast<size_t>(num_results));
+  std::vector<moert_view> &results = cs.results;
+  results.resize(static_cast<size_t>(num_results));
   for (moert_view &v : results)
     std::memset(&v, 0, sizeof v);
 
-  CallStats stats;
+  CallStats &stats = cs.stats;
+  stats.Reset();
   moert_stats_sink sink = {&stats, OnDispatch, OnGateMass, OnImportance};
   moert_model_set_stats_sink_fn set_sink = s->model->set_stats_sink;
   if (set_sink)
@@ -670,7 +704,8 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
 
   const moert_model_desc *desc = s->model->desc;
   // Which results own their `allocated` buffer (freeable, first of its kind).
-  std::vector<bool> owner(results.size(), false);
+  std::vector<char> &owner = cs.owner;
+  owner.assign(results.size(), 0);
   for (size_t r = 0; r < results.size(); ++r) {
     const void *a = results[r].allocated;
     if (!a || a == kMlirGlobalMarker || InsideAny(a, arg_ranges) ||
@@ -680,14 +715,15 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     for (size_t q = 0; q < r; ++q)
       if (results[q].allocated == a)
         first = false;
-    owner[r] = first;
+    owner[r] = first ? 1 : 0;
   }
-  auto free_owned = [&](const std::vector<bool> &adopted) {
+  auto free_owned = [&](const std::vector<char> &adopted) {
     for (size_t r = 0; r < results.size(); ++r)
       if (owner[r] && !adopted[r])
         desc->free_result(results[r].allocated);
   };
-  std::vector<bool> adopted(results.size(), false);
+  std::vector<char> &adopted = cs.adopted;
+  adopted.assign(results.size(), 0);
 
   if (device_error.get()) {
     free_owned(adopted);
@@ -725,7 +761,7 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
       if (st)
         moert_model_release(s->model);
       else
-        adopted[r] = true;
+        adopted[r] = 1;
     } else {
       size_t bytes = 0;
       st = moert::CheckShape(v.dtype, v.rank, v.shape, nullptr, &bytes);

@@ -56,7 +56,8 @@ enum {
   FAKE_WRONG_RESULT_SHAPE = 20,
   FAKE_INVOKE_FAILS = 21,
   FAKE_NEGATIVE_STAT = 22,
-  FAKE_MISALIGNED_RESULT = 23
+  FAKE_MISALIGNED_RESULT = 23,
+  FAKE_GATE_MASS = 24 /* layer 0 also reports a gate mass of 0.5 per token */
 };
 
 static int g_variant = FAKE_OK;
@@ -79,6 +80,12 @@ static void report_stats(int64_t T) {
   if (g_variant == FAKE_NEGATIVE_STAT)
     c0[2] = -1;
   g_sink->on_dispatch(g_sink->user, 4, c0, 4 * T + 1, 1, 2);
+  if (g_variant == FAKE_GATE_MASS && g_sink->on_gate_mass) {
+    float mass[4];
+    for (int e = 0; e < 4; ++e)
+      mass[e] = 0.5f * (float)c0[e];
+    g_sink->on_gate_mass(g_sink->user, 4, mass);
+  }
   int32_t c1[2] = {(int32_t)T, (int32_t)T};
   g_sink->on_dispatch(g_sink->user, 2, c1, 2 * T, 0, T);
 #else

@@ -38,6 +38,7 @@ enum FakeVariant {
   kFakeInvokeFails = 21,
   kFakeNegativeStat = 22,
   kFakeMisalignedResult = 23,
+  kFakeGateMass = 24,
 };
 
 /// Sets the misbehaviour of the fake model (the library libmoert loads is

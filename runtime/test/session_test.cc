@@ -533,6 +533,42 @@ TEST_F(SessionTest, BadStatisticsFailTheCallAndKeepEarlierStats) {
   ASSERT_TRUE(IsOk(moert_session_stats(session.s, 0, &l0)));
   EXPECT_EQ(l0.num_reports, 1);
   EXPECT_EQ(l0.pairs, 5);
+
+  // The session keeps its call records for reuse: the failed call's error
+  // must not carry over into the next call.
+  SetFakeVariant(kFakeOk);
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 2, y.out(), 1)));
+  ASSERT_TRUE(IsOk(moert_session_stats(session.s, 0, &l0)));
+  EXPECT_EQ(l0.num_reports, 2);
+  EXPECT_EQ(l0.pairs, 10);
+}
+
+TEST_F(SessionTest, GateMassOfOneCallIsNotCountedAgainInTheNext) {
+  SessionPtr session;
+  ASSERT_TRUE(IsOk(moert_session_create(model_.m, add_, nullptr, &session.s)));
+  TensorPtr x(F32({2, 4}, std::vector<float>(8)));
+  TensorPtr w(F32({4}, {1, 1, 1, 1}));
+  moert_named_tensor in[] = {{"x", x.get()}, {"w", w.get()}};
+  TensorPtr y;
+  SetFakeVariant(kFakeGateMass);
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 2, y.out(), 1)));
+  SetFakeVariant(kFakeOk); // no gate mass: the first call's stays as it was
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 2, y.out(), 1)));
+  moert_layer_stats l0, l1;
+  ASSERT_TRUE(IsOk(moert_session_stats(session.s, 0, &l0)));
+  ASSERT_TRUE(IsOk(moert_session_stats(session.s, 1, &l1)));
+  ASSERT_NE(l0.gate_mass, nullptr);
+  EXPECT_EQ(std::vector<double>(l0.gate_mass, l0.gate_mass + 4),
+            (std::vector<double>{1, 2, 0, 1}));
+  EXPECT_EQ(l1.gate_mass, nullptr);
+  EXPECT_EQ(
+      std::vector<int64_t>(l0.tokens_per_expert, l0.tokens_per_expert + 4),
+      (std::vector<int64_t>{4, 8, 0, 4}));
+  SetFakeVariant(kFakeGateMass);
+  ASSERT_TRUE(IsOk(moert_session_call(session.s, in, 2, y.out(), 1)));
+  ASSERT_TRUE(IsOk(moert_session_stats(session.s, 0, &l0)));
+  EXPECT_EQ(std::vector<double>(l0.gate_mass, l0.gate_mass + 4),
+            (std::vector<double>{2, 4, 0, 2}));
 }
 
 TEST_F(SessionTest, FailedCallsLeaveNoStatistics) {
