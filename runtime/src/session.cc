@@ -118,7 +118,7 @@ struct moert_session_s {
   // Packed copies of the bound weights kept by the model's kernels (CPU
   // sessions; NULL for one-shot calls and device sessions).
   std::unique_ptr<moert::WeightCache> weight_cache;
-  CallScratch scratch;
+  CallScratch call; // kept between calls
 
   ~moert_session_s() {
     for (void *p : device_buffers)
@@ -557,7 +557,7 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     s->pool->Wake();
 
   const size_t nargs = static_cast<size_t>(entry->num_args);
-  CallScratch &cs = s->scratch;
+  CallScratch &cs = s->call;
   std::vector<ArgRef> &refs = cs.refs;
   std::vector<char> &have = cs.have;
   refs.assign(nargs, ArgRef());
@@ -635,8 +635,8 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     }
   }
 
-  // Views; misaligned explicit inputs are copied into aligned scratch.
-  std::vector<moert::AlignedBuffer> scratch;
+  // Views; misaligned explicit inputs are copied into aligned buffers.
+  std::vector<moert::AlignedBuffer> realigned;
   std::vector<moert_view> &args = cs.args;
   std::vector<Range> &arg_ranges = cs.arg_ranges;
   args.resize(nargs);
@@ -652,7 +652,7 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
                                  entry->args[j].name);
       std::memcpy(copy.get(), data, ref.bytes);
       data = copy.get();
-      scratch.push_back(std::move(copy));
+      realigned.push_back(std::move(copy));
     }
     moert_view &v = args[j];
     std::memset(&v, 0, sizeof v);
@@ -715,23 +715,23 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     for (size_t q = 0; q < r; ++q)
       if (results[q].allocated == a)
         first = false;
-    owner[r] = first ? 1 : 0;
+    owner[r] = first;
   }
-  auto free_owned = [&](const std::vector<char> &adopted) {
+  std::vector<char> &adopted = cs.adopted;
+  adopted.assign(results.size(), 0);
+  auto free_owned = [&] {
     for (size_t r = 0; r < results.size(); ++r)
       if (owner[r] && !adopted[r])
         desc->free_result(results[r].allocated);
   };
-  std::vector<char> &adopted = cs.adopted;
-  adopted.assign(results.size(), 0);
 
   if (device_error.get()) {
-    free_owned(adopted);
+    free_owned();
     return moert::Annotate(device_error.release(),
                            EntryWhat(entry) + " on the GPU");
   }
   if (rc != MOERT_ABI_OK) {
-    free_owned(adopted);
+    free_owned();
     return moert::MakeStatus(
         MOERT_STATUS_INTERNAL,
         EntryWhat(entry) +
@@ -743,7 +743,7 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
     moert_status_t st = CheckResult(entry, r, results[static_cast<size_t>(r)],
                                     T.value);
     if (st) {
-      free_owned(adopted);
+      free_owned();
       return st;
     }
   }
@@ -773,7 +773,7 @@ moert_status_t Call(moert_session_s *s, const moert_named_tensor *inputs,
   }
   if (!st)
     st = MergeStats(s, stats);
-  free_owned(adopted);
+  free_owned();
   if (st) {
     for (int32_t r = 0; r < num_results; ++r) {
       moert_tensor_release(out_results[r]);
